@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", ospkg::crd::crd_yaml().expect("CRD serializes"));
+}

@@ -1,0 +1,246 @@
+//! The `/_sim/` admin API (not part of AWS): domains, S3 objects, faults, clock, call counts,
+//! log, state dump and reset. JSON in and out; see sim/README.md.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::clock::ClockSettings;
+use crate::faults::{FaultConfig, FaultInjector};
+use crate::journal::LogEntry;
+use crate::service::Sim;
+use crate::state::DomainDecl;
+
+/// Body of `POST /_sim/reset` (optional; both default to true).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ResetOptions {
+    /// Keep domains declared through the admin API (false: back to the `--domain` flags).
+    pub keep_domains: bool,
+    /// Keep S3 objects (false: empty the object store).
+    pub keep_objects: bool,
+}
+
+impl Default for ResetOptions {
+    fn default() -> Self {
+        ResetOptions {
+            keep_domains: true,
+            keep_objects: true,
+        }
+    }
+}
+
+/// Body of `POST /_sim/clock/advance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Advance {
+    pub ms: u64,
+}
+
+pub fn router(sim: Sim) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/reset", post(reset))
+        .route("/domains", get(domains).post(add_domain))
+        .route(
+            "/objects/{bucket}/{*key}",
+            put(put_object).delete(delete_object).get(get_object),
+        )
+        .route("/faults", get(faults).put(set_faults))
+        .route("/clock", get(clock).put(set_clock))
+        .route("/clock/advance", post(advance_clock))
+        .route("/calls", get(calls))
+        .route("/log", get(log))
+        .route("/packages", get(packages))
+        .with_state(sim)
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "message": message }))).into_response()
+}
+
+/// Parses an optional JSON body (empty means the type's default).
+fn body_or_default<T: for<'de> Deserialize<'de> + Default>(bytes: &[u8]) -> Result<T, Response> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "ok": true }))
+}
+
+async fn reset(State(sim): State<Sim>, body: Bytes) -> Response {
+    let options: ResetOptions = match body_or_default(&body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    sim.lock().reset(options.keep_domains, options.keep_objects);
+    Json(json!({ "reset": true })).into_response()
+}
+
+async fn domains(State(sim): State<Sim>) -> Json<Vec<DomainDecl>> {
+    Json(sim.lock().domains.clone())
+}
+
+async fn add_domain(State(sim): State<Sim>, body: Bytes) -> Response {
+    let mut decl: DomainDecl = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => return bad_request(format!("invalid domain: {e}")),
+    };
+    if let Err(e) = crate::validate::domain_name("name", &decl.name) {
+        return bad_request(e.to_string());
+    }
+    let mut service = sim.lock();
+    match decl.region.as_deref() {
+        None => decl.region = Some(service.settings.default_region.clone()),
+        // "*": the domain exists in every region, like those of the --domain flags.
+        Some("*") => decl.region = None,
+        Some(_) => {}
+    }
+    service.declare_domain(decl.clone());
+    let account = decl
+        .account
+        .unwrap_or_else(|| service.settings.default_account.clone());
+    Json(DomainDecl {
+        account: Some(account),
+        ..decl
+    })
+    .into_response()
+}
+
+async fn put_object(
+    State(sim): State<Sim>,
+    Path((bucket, key)): Path<(String, String)>,
+    body: Bytes,
+) -> Json<Value> {
+    let mut service = sim.lock();
+    let etag = service.objects.put(&bucket, &key, body);
+    service.dirty = true;
+    Json(json!({ "bucket": bucket, "key": key, "etag": etag }))
+}
+
+async fn get_object(State(sim): State<Sim>, Path((bucket, key)): Path<(String, String)>) -> Response {
+    match sim.lock().objects.get(&bucket, &key) {
+        Some(o) => o.bytes.clone().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn delete_object(
+    State(sim): State<Sim>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Json<Value> {
+    let mut service = sim.lock();
+    let deleted = service.objects.delete(&bucket, &key);
+    service.dirty = true;
+    Json(json!({ "deleted": deleted }))
+}
+
+async fn faults(State(sim): State<Sim>) -> Json<FaultConfig> {
+    Json(sim.lock().faults.config().clone())
+}
+
+/// Replaces the whole fault configuration and restarts the RNG from its seed.
+async fn set_faults(State(sim): State<Sim>, body: Bytes) -> Response {
+    let config: FaultConfig = match body_or_default(&body) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    for (op, f) in &config.operations {
+        for p in [f.throttle, f.internal, f.unavailable] {
+            if !(0.0..=1.0).contains(&p) {
+                return bad_request(format!("probabilities of {op} must be within [0, 1]"));
+            }
+        }
+    }
+    if let Some(limit) = config.rate_limit
+        && (limit.per_second.is_nan() || limit.per_second < 0.0 || limit.burst == 0)
+    {
+        return bad_request("rateLimit needs perSecond >= 0 and burst >= 1".to_string());
+    }
+    sim.lock().faults = FaultInjector::new(config.clone());
+    Json(config).into_response()
+}
+
+async fn clock(State(sim): State<Sim>) -> Json<ClockSettings> {
+    Json(sim.lock().clock.settings())
+}
+
+async fn set_clock(State(sim): State<Sim>, body: Bytes) -> Response {
+    let settings: ClockSettings = match body_or_default(&body) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut service = sim.lock();
+    service.clock.apply(&settings);
+    Json(service.clock.settings()).into_response()
+}
+
+async fn advance_clock(State(sim): State<Sim>, body: Bytes) -> Response {
+    let advance: Advance = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return bad_request(format!("expected {{\"ms\": N}}: {e}")),
+    };
+    let mut service = sim.lock();
+    service.clock.advance(advance.ms);
+    service.settle();
+    Json(service.clock.settings()).into_response()
+}
+
+async fn calls(State(sim): State<Sim>) -> Json<BTreeMap<String, u64>> {
+    Json(sim.lock().journal.calls())
+}
+
+async fn log(State(sim): State<Sim>) -> Json<Vec<LogEntry>> {
+    let mut service = sim.lock();
+    service.settle();
+    Json(service.journal.entries())
+}
+
+/// Every (account, region) with its packages and associations as the API would show them.
+async fn packages(State(sim): State<Sim>) -> Json<Value> {
+    let mut service = sim.lock();
+    service.settle();
+    let now = service.now();
+    let scopes: Vec<Value> = service
+        .regions
+        .iter()
+        .map(|(scope, region)| {
+            let packages: Vec<Value> = region
+                .packages
+                .iter()
+                .map(|p| {
+                    json!({
+                        "details": p.details(now),
+                        "history": p.history(now),
+                    })
+                })
+                .collect();
+            let associations: Vec<Value> = region
+                .associations
+                .iter()
+                .flat_map(|(domain, list)| {
+                    list.iter().filter_map(|a| {
+                        let package = region.package(&a.package_id)?;
+                        serde_json::to_value(a.details(domain, package, now)).ok()
+                    })
+                })
+                .collect();
+            json!({
+                "account": scope.account,
+                "region": scope.region,
+                "packages": packages,
+                "associations": associations,
+            })
+        })
+        .collect();
+    Json(json!({ "scopes": scopes }))
+}

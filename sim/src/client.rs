@@ -1,0 +1,172 @@
+//! `AdminClient`: the `/_sim/` admin API over HTTP, for tests of this and other crates and
+//! for scripts; works against an in-process simulator or the binary alike.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::admin::{Advance, ResetOptions};
+use crate::clock::ClockSettings;
+use crate::faults::FaultConfig;
+use crate::journal::LogEntry;
+use crate::state::DomainDecl;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("invalid admin URL {0}")]
+    Url(String),
+    #[error("admin request failed: {0}")]
+    Transport(String),
+    #[error("admin API answered {status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("admin API answer is not the expected JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminClient {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AdminClient {
+    /// `base_url` is the simulator's endpoint, e.g. `http://127.0.0.1:4510`.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        let base = base_url.into().trim_end_matches('/').to_string();
+        AdminClient {
+            base,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Vec<u8>) -> Result<Bytes, AdminError> {
+        let url = format!("{}/_sim{path}", self.base);
+        let request = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| AdminError::Url(url.clone()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| AdminError::Transport(e.to_string()))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| AdminError::Transport(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(AdminError::Status {
+                status,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, AdminError> {
+        let body = match body {
+            Some(b) => serde_json::to_vec(b)?,
+            None => Vec::new(),
+        };
+        let bytes = self.send(method, path, body).await?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    pub async fn health(&self) -> Result<(), AdminError> {
+        self.send(Method::GET, "/health", Vec::new()).await.map(drop)
+    }
+
+    /// Stores an object (the S3 listener serves it too); returns its quoted MD5 ETag.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: impl Into<Vec<u8>>,
+    ) -> Result<String, AdminError> {
+        let bytes = self
+            .send(Method::PUT, &format!("/objects/{bucket}/{key}"), bytes.into())
+            .await?;
+        let answer: Value = serde_json::from_slice(&bytes)?;
+        Ok(answer["etag"].as_str().unwrap_or_default().to_string())
+    }
+
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), AdminError> {
+        self.send(Method::DELETE, &format!("/objects/{bucket}/{key}"), Vec::new())
+            .await
+            .map(drop)
+    }
+
+    /// Declares a domain; `region: None` means the simulator's default region, `"*"` every
+    /// region; `account: None` the default account.
+    pub async fn add_domain(&self, domain: &DomainDecl) -> Result<DomainDecl, AdminError> {
+        self.json(Method::POST, "/domains", Some(domain)).await
+    }
+
+    pub async fn domains(&self) -> Result<Vec<DomainDecl>, AdminError> {
+        self.json(Method::GET, "/domains", None::<&()>).await
+    }
+
+    /// Replaces the fault configuration (and restarts its RNG from `seed`).
+    pub async fn set_faults(&self, faults: &FaultConfig) -> Result<FaultConfig, AdminError> {
+        self.json(Method::PUT, "/faults", Some(faults)).await
+    }
+
+    pub async fn faults(&self) -> Result<FaultConfig, AdminError> {
+        self.json(Method::GET, "/faults", None::<&()>).await
+    }
+
+    pub async fn set_clock(&self, settings: &ClockSettings) -> Result<ClockSettings, AdminError> {
+        self.json(Method::PUT, "/clock", Some(settings)).await
+    }
+
+    pub async fn clock(&self) -> Result<ClockSettings, AdminError> {
+        self.json(Method::GET, "/clock", None::<&()>).await
+    }
+
+    pub async fn advance_clock(&self, ms: u64) -> Result<ClockSettings, AdminError> {
+        self.json(Method::POST, "/clock/advance", Some(&Advance { ms }))
+            .await
+    }
+
+    /// Requests that reached each operation, faulted or refused ones included.
+    pub async fn calls(&self) -> Result<BTreeMap<String, u64>, AdminError> {
+        self.json(Method::GET, "/calls", None::<&()>).await
+    }
+
+    pub async fn log(&self) -> Result<Vec<LogEntry>, AdminError> {
+        self.json(Method::GET, "/log", None::<&()>).await
+    }
+
+    /// The state dump of `GET /_sim/packages`.
+    pub async fn packages(&self) -> Result<Value, AdminError> {
+        self.json(Method::GET, "/packages", None::<&()>).await
+    }
+
+    pub async fn reset(&self) -> Result<(), AdminError> {
+        self.reset_with(ResetOptions::default()).await
+    }
+
+    pub async fn reset_with(&self, options: ResetOptions) -> Result<(), AdminError> {
+        self.json::<Value>(Method::POST, "/reset", Some(&options))
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,79 @@
+//! Per-operation call counts and the ordered log of calls and association transitions, which
+//! tests read through `/_sim/calls` and `/_sim/log`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+/// Oldest entries are dropped past this many, so a long benchmark cannot exhaust memory;
+/// `seq` keeps counting, so a reader can tell entries were dropped.
+const LOG_CAPACITY: usize = 200_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// One request that reached an operation, whatever its outcome.
+    Call,
+    /// An association entering a state: ASSOCIATING, ACTIVE, ASSOCIATION_FAILED,
+    /// DISSOCIATING, or DISSOCIATED (gone).
+    Association,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub seq: u64,
+    /// Simulated milliseconds since the simulator started, when this happened.
+    pub at_ms: u64,
+    pub kind: EntryKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    pub account: String,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_name: Option<String>,
+    /// HTTP status of a call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// State an association entered (association entries only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_status: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Journal {
+    next_seq: u64,
+    entries: VecDeque<LogEntry>,
+    calls: BTreeMap<String, u64>,
+}
+
+impl Journal {
+    pub fn count_call(&mut self, operation: &str) {
+        *self.calls.entry(operation.to_string()).or_default() += 1;
+    }
+
+    pub fn push(&mut self, mut entry: LogEntry) {
+        self.next_seq += 1;
+        entry.seq = self.next_seq;
+        if self.entries.len() >= LOG_CAPACITY {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.calls.clone()
+    }
+
+    pub fn entries(&self) -> Vec<LogEntry> {
+        self.entries.iter().cloned().collect()
+    }
+
+    pub fn clear(&mut self) {
+        *self = Journal::default();
+    }
+}

@@ -1,0 +1,458 @@
+//! The package API over HTTP: routing of the twelve restJson1 operations, SigV4 scope,
+//! fault injection, call log, and the error wire format.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::faults::Verdict;
+use crate::journal::{EntryKind, LogEntry};
+use crate::service::{Request, Sim};
+use crate::state::Scope;
+use crate::validate::{self, Body};
+use crate::wire::PackageForAssociation;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    CreatePackage,
+    UpdatePackage,
+    DescribePackages,
+    GetPackageVersionHistory,
+    DeletePackage,
+    AssociatePackage,
+    AssociatePackages,
+    DissociatePackage,
+    DissociatePackages,
+    ListDomainsForPackage,
+    ListPackagesForDomain,
+    UpdatePackageScope,
+}
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::CreatePackage => "CreatePackage",
+            Operation::UpdatePackage => "UpdatePackage",
+            Operation::DescribePackages => "DescribePackages",
+            Operation::GetPackageVersionHistory => "GetPackageVersionHistory",
+            Operation::DeletePackage => "DeletePackage",
+            Operation::AssociatePackage => "AssociatePackage",
+            Operation::AssociatePackages => "AssociatePackages",
+            Operation::DissociatePackage => "DissociatePackage",
+            Operation::DissociatePackages => "DissociatePackages",
+            Operation::ListDomainsForPackage => "ListDomainsForPackage",
+            Operation::ListPackagesForDomain => "ListPackagesForDomain",
+            Operation::UpdatePackageScope => "UpdatePackageScope",
+        }
+    }
+}
+
+/// An operation and the labels taken from its path.
+#[derive(Debug, Clone)]
+struct Route {
+    operation: Operation,
+    package_id: Option<String>,
+    domain_name: Option<String>,
+}
+
+fn route(method: &Method, path: &str) -> Option<Route> {
+    let segments: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let plain = |operation| Route {
+        operation,
+        package_id: None,
+        domain_name: None,
+    };
+    let with = |operation, package: Option<&str>, domain: Option<&str>| Route {
+        operation,
+        package_id: package.map(str::to_string),
+        domain_name: domain.map(str::to_string),
+    };
+    let m = method.clone();
+    Some(match (m, segs.as_slice()) {
+        (Method::POST, ["2021-01-01", "packages"]) => plain(Operation::CreatePackage),
+        (Method::POST, ["2021-01-01", "packages", "update"]) => plain(Operation::UpdatePackage),
+        (Method::POST, ["2021-01-01", "packages", "describe"]) => {
+            plain(Operation::DescribePackages)
+        }
+        (Method::POST, ["2021-01-01", "packages", "updateScope"]) => {
+            plain(Operation::UpdatePackageScope)
+        }
+        (Method::POST, ["2021-01-01", "packages", "associateMultiple"]) => {
+            plain(Operation::AssociatePackages)
+        }
+        (Method::POST, ["2021-01-01", "packages", "dissociateMultiple"]) => {
+            plain(Operation::DissociatePackages)
+        }
+        (Method::POST, ["2021-01-01", "packages", "associate", id, domain]) => {
+            with(Operation::AssociatePackage, Some(id), Some(domain))
+        }
+        (Method::POST, ["2021-01-01", "packages", "dissociate", id, domain]) => {
+            with(Operation::DissociatePackage, Some(id), Some(domain))
+        }
+        (Method::GET, ["2021-01-01", "packages", id, "history"]) => {
+            with(Operation::GetPackageVersionHistory, Some(id), None)
+        }
+        (Method::GET, ["2021-01-01", "packages", id, "domains"]) => {
+            with(Operation::ListDomainsForPackage, Some(id), None)
+        }
+        (Method::DELETE, ["2021-01-01", "packages", id]) => {
+            with(Operation::DeletePackage, Some(id), None)
+        }
+        (Method::GET, ["2021-01-01", "domain", domain, "packages"]) => {
+            with(Operation::ListPackagesForDomain, None, Some(domain))
+        }
+        _ => return None,
+    })
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push(((hex(h).unwrap_or(0) << 4) | hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Region and account from the SigV4 credential scope
+/// (`Credential=AKID/DATE/REGION/es/aws4_request`). Signatures are not verified.
+pub fn scope_from_headers(headers: &HeaderMap, default_account: &str) -> Result<Scope, ApiError> {
+    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::MissingAuthenticationToken(
+            "Missing Authentication Token".to_string(),
+        ));
+    };
+    let auth = auth.to_str().unwrap_or("");
+    let Some(params) = auth.strip_prefix("AWS4-HMAC-SHA256") else {
+        return Err(ApiError::IncompleteSignature(format!(
+            "Authorization header requires the AWS4-HMAC-SHA256 algorithm. Authorization={auth}"
+        )));
+    };
+    let param = |name: &str| {
+        params
+            .split(',')
+            .map(str::trim)
+            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+    };
+    let (Some(credential), Some(_), Some(_)) =
+        (param("Credential"), param("SignedHeaders"), param("Signature"))
+    else {
+        return Err(ApiError::IncompleteSignature(
+            "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters."
+                .to_string(),
+        ));
+    };
+    let parts: Vec<&str> = credential.split('/').collect();
+    let [key_id, _date, region, service, "aws4_request"] = parts.as_slice() else {
+        return Err(ApiError::IncompleteSignature(format!(
+            "Credential must have the form <key>/<date>/<region>/<service>/aws4_request: {credential}"
+        )));
+    };
+    if *service != "es" {
+        return Err(ApiError::InvalidSignature(format!(
+            "Credential should be scoped to correct service: 'es'. (got '{service}')"
+        )));
+    }
+    if region.is_empty() || key_id.is_empty() {
+        return Err(ApiError::IncompleteSignature(format!(
+            "Credential has an empty access key or region: {credential}"
+        )));
+    }
+    let account = if key_id.len() == 12 && key_id.bytes().all(|b| b.is_ascii_digit()) {
+        key_id.to_string()
+    } else {
+        default_account.to_string()
+    };
+    Ok(Scope {
+        account,
+        region: region.to_string(),
+    })
+}
+
+fn required_label(value: Option<String>, field: &str) -> Result<String, ApiError> {
+    value.ok_or_else(|| ApiError::missing(field))
+}
+
+fn parse_request(route: &Route, uri: &Uri, body: &[u8]) -> Result<Request, ApiError> {
+    let json = validate::parse_json(body)?;
+    let body = Body::new(&json);
+    let package_id = || -> Result<String, ApiError> {
+        let id = required_label(route.package_id.clone(), "PackageID")?;
+        validate::package_id("PackageID", &id)?;
+        Ok(id)
+    };
+    let domain_name = || -> Result<String, ApiError> {
+        let name = required_label(route.domain_name.clone(), "DomainName")?;
+        validate::domain_name("DomainName", &name)?;
+        Ok(name)
+    };
+    let page = || validate::query_page(&query_pairs(uri));
+    Ok(match route.operation {
+        Operation::CreatePackage => Request::CreatePackage(validate::create_package(&body)?),
+        Operation::UpdatePackage => Request::UpdatePackage(validate::update_package(&body)?),
+        Operation::DescribePackages => {
+            Request::DescribePackages(validate::describe_packages(&body)?)
+        }
+        Operation::GetPackageVersionHistory => Request::GetPackageVersionHistory {
+            package_id: package_id()?,
+            page: page()?,
+        },
+        Operation::DeletePackage => Request::DeletePackage {
+            package_id: package_id()?,
+        },
+        Operation::AssociatePackage => {
+            let package_id = package_id()?;
+            let domain_name = domain_name()?;
+            let parsed = validate::associate_package(&body)?;
+            Request::AssociatePackage {
+                domain_name,
+                package: PackageForAssociation {
+                    package_id,
+                    ..parsed
+                },
+            }
+        }
+        Operation::AssociatePackages => {
+            Request::AssociatePackages(validate::associate_packages(&body)?)
+        }
+        Operation::DissociatePackage => Request::DissociatePackage {
+            package_id: package_id()?,
+            domain_name: domain_name()?,
+        },
+        Operation::DissociatePackages => {
+            Request::DissociatePackages(validate::dissociate_packages(&body)?)
+        }
+        Operation::ListDomainsForPackage => Request::ListDomainsForPackage {
+            package_id: package_id()?,
+            page: page()?,
+        },
+        Operation::ListPackagesForDomain => Request::ListPackagesForDomain {
+            domain_name: domain_name()?,
+            page: page()?,
+        },
+        Operation::UpdatePackageScope => {
+            Request::UpdatePackageScope(validate::update_package_scope(&body)?)
+        }
+    })
+}
+
+/// Every request outside `/_sim/` lands here.
+pub async fn handle(
+    State(sim): State<Sim>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(route) = route(&method, uri.path()) else {
+        return error_response(&ApiError::UnknownOperation(format!(
+            "No operation matches {method} {}",
+            uri.path()
+        )));
+    };
+    let operation = route.operation.name();
+    let (decision, scope) = {
+        let mut service = sim.lock();
+        service.journal.count_call(operation);
+        let decision = service.faults.decide(operation);
+        let scope = scope_from_headers(&headers, &service.settings.default_account);
+        (decision, scope)
+    };
+    let mut record = CallRecord {
+        operation,
+        scope: Scope {
+            account: String::new(),
+            region: String::new(),
+        },
+        package_id: route.package_id.clone(),
+        domain_name: route.domain_name.clone(),
+    };
+    let scope = match scope {
+        Ok(scope) => scope,
+        Err(e) => return record.finish(&sim, Err(e)),
+    };
+    record.scope = scope.clone();
+    if decision.verdict == Verdict::RateLimited {
+        return record.finish(&sim, Err(ApiError::Throttling("Rate exceeded".to_string())));
+    }
+    if decision.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
+    }
+    let injected = match decision.verdict {
+        Verdict::Throttle => Some(ApiError::Throttling("Rate exceeded".to_string())),
+        Verdict::Internal => Some(ApiError::Internal(
+            "Internal error (injected by ospkg-sim)".to_string(),
+        )),
+        Verdict::Unavailable => Some(ApiError::ServiceUnavailable(
+            "Service unavailable (injected by ospkg-sim)".to_string(),
+        )),
+        Verdict::Proceed | Verdict::RateLimited => None,
+    };
+    if let Some(e) = injected {
+        return record.finish(&sim, Err(e));
+    }
+    let request = match parse_request(&route, &uri, &body) {
+        Ok(r) => r,
+        Err(e) => return record.finish(&sim, Err(e)),
+    };
+    let (package_id, domain_name) = request.subject();
+    record.package_id = record.package_id.or(package_id);
+    record.domain_name = record.domain_name.or(domain_name);
+    let result = sim.lock().execute(&scope, request);
+    if let Ok(value) = &result
+        && record.package_id.is_none()
+        && route.operation == Operation::CreatePackage
+    {
+        record.package_id = value["PackageDetails"]["PackageID"]
+            .as_str()
+            .map(str::to_string);
+    }
+    let response = record.finish(&sim, result);
+    if decision.hold_response_ms > 0 {
+        // The operation has taken effect; the caller just does not hear of it yet.
+        tokio::time::sleep(Duration::from_millis(decision.hold_response_ms)).await;
+    }
+    response
+}
+
+struct CallRecord {
+    operation: &'static str,
+    scope: Scope,
+    package_id: Option<String>,
+    domain_name: Option<String>,
+}
+
+impl CallRecord {
+    /// Logs the call and builds its HTTP answer.
+    fn finish(self, sim: &Sim, result: Result<Value, ApiError>) -> Response {
+        let (status, error_code) = match &result {
+            Ok(_) => (StatusCode::OK, None),
+            Err(e) => (e.status(), Some(e.code().to_string())),
+        };
+        {
+            let mut service = sim.lock();
+            let at_ms = service.elapsed(service.now());
+            service.journal.push(LogEntry {
+                seq: 0,
+                at_ms,
+                kind: EntryKind::Call,
+                operation: Some(self.operation.to_string()),
+                account: self.scope.account,
+                region: self.scope.region,
+                package_id: self.package_id,
+                domain_name: self.domain_name,
+                status: Some(status.as_u16()),
+                error_code,
+                association_status: None,
+            });
+        }
+        match result {
+            Ok(value) => {
+                let mut response = (StatusCode::OK, axum::Json(value)).into_response();
+                response
+                    .headers_mut()
+                    .insert("x-amzn-RequestId", request_id());
+                response
+            }
+            Err(e) => error_response(&e),
+        }
+    }
+}
+
+fn request_id() -> HeaderValue {
+    let id: u128 = rand::random();
+    let hex = format!("{id:032x}");
+    let text = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("sim"))
+}
+
+pub fn error_response(error: &ApiError) -> Response {
+    let body = json!({ "__type": error.code(), "message": error.to_string() });
+    let mut response = (error.status(), axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-amzn-ErrorType", HeaderValue::from_static(error.code()));
+    headers.insert("x-amzn-RequestId", request_id());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn scope_comes_from_the_credential() {
+        let h = auth("AWS4-HMAC-SHA256 Credential=111122223333/20240101/eu-west-1/es/aws4_request, SignedHeaders=host, Signature=abc");
+        let s = scope_from_headers(&h, "123456789012").unwrap();
+        assert_eq!((s.account.as_str(), s.region.as_str()), ("111122223333", "eu-west-1"));
+        let h = auth("AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/es/aws4_request, SignedHeaders=host, Signature=abc");
+        assert_eq!(scope_from_headers(&h, "123456789012").unwrap().account, "123456789012");
+        let h = auth("AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=abc");
+        assert_eq!(
+            scope_from_headers(&h, "1").unwrap_err().code(),
+            "InvalidSignatureException"
+        );
+        assert_eq!(
+            scope_from_headers(&HeaderMap::new(), "1").unwrap_err().code(),
+            "MissingAuthenticationTokenException"
+        );
+    }
+
+    #[test]
+    fn routes() {
+        let r = route(&Method::POST, "/2021-01-01/packages/associate/F1/my-domain").unwrap();
+        assert_eq!(r.operation, Operation::AssociatePackage);
+        assert_eq!(r.domain_name.as_deref(), Some("my-domain"));
+        assert!(route(&Method::GET, "/2021-01-01/packages").is_none());
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+    }
+}

@@ -1,0 +1,1 @@
+//! Real backend: filled in by the backend work.

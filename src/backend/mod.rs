@@ -1,0 +1,359 @@
+//! The narrow seam between the reconciler and the OpenSearch Service package APIs.
+//!
+//! [`PackageBackend`] has one method per AWS operation the operator uses and speaks the
+//! operator's own types. [`aws::AwsBackend`] implements it over `aws-sdk-opensearch`;
+//! [`fake::FakeBackend`] is an in-memory stand-in for unit tests.
+
+pub mod aws;
+pub mod fake;
+
+use std::future::Future;
+
+use jiff::Timestamp;
+
+use crate::crd::{KeyStoreAccess, PackageConfiguration, PackageEncryption, PackageType};
+
+/// A package as the service describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Package {
+    pub id: String,
+    pub name: String,
+    pub package_type: String,
+    pub status: PackageStatus,
+    pub description: Option<String>,
+    pub available_version: Option<String>,
+    pub engine_version: Option<String>,
+    pub error: Option<ServiceError>,
+    pub created_at: Option<Timestamp>,
+    pub last_updated_at: Option<Timestamp>,
+    pub allow_listed_users: Option<Vec<String>>,
+    pub owner: Option<String>,
+}
+
+impl Package {
+    /// AWS-owned packages (optional plugins) have ids starting with `G`; the operator never
+    /// changes them.
+    pub fn is_aws_owned(&self) -> bool {
+        is_aws_owned_id(&self.id)
+    }
+}
+
+/// Whether a package id names an AWS-owned package.
+pub fn is_aws_owned_id(id: &str) -> bool {
+    id.starts_with('G')
+}
+
+/// The service's `PackageStatus`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PackageStatus {
+    Copying,
+    CopyFailed,
+    Validating,
+    ValidationFailed,
+    Available,
+    Deleting,
+    Deleted,
+    DeleteFailed,
+    /// A status this operator does not know (the service added one).
+    Other(String),
+}
+
+impl PackageStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Copying => "COPYING",
+            Self::CopyFailed => "COPY_FAILED",
+            Self::Validating => "VALIDATING",
+            Self::ValidationFailed => "VALIDATION_FAILED",
+            Self::Available => "AVAILABLE",
+            Self::Deleting => "DELETING",
+            Self::Deleted => "DELETED",
+            Self::DeleteFailed => "DELETE_FAILED",
+            Self::Other(s) => s,
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "COPYING" => Self::Copying,
+            "COPY_FAILED" => Self::CopyFailed,
+            "VALIDATING" => Self::Validating,
+            "VALIDATION_FAILED" => Self::ValidationFailed,
+            "AVAILABLE" => Self::Available,
+            "DELETING" => Self::Deleting,
+            "DELETED" => Self::Deleted,
+            "DELETE_FAILED" => Self::DeleteFailed,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The import of the newest version failed; only a new version can fix it.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Self::CopyFailed | Self::ValidationFailed)
+    }
+
+    /// The service is still importing a version.
+    pub fn is_importing(&self) -> bool {
+        matches!(self, Self::Copying | Self::Validating)
+    }
+}
+
+/// Error details the service attaches to a package or an association.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ServiceError {
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// One entry of a package's version history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageVersion {
+    pub version: String,
+    pub commit_message: Option<String>,
+    pub created_at: Option<Timestamp>,
+}
+
+/// The service's `DomainPackageStatus`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DomainPackageStatus {
+    Associating,
+    AssociationFailed,
+    Active,
+    Dissociating,
+    DissociationFailed,
+    Other(String),
+}
+
+impl DomainPackageStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Associating => "ASSOCIATING",
+            Self::AssociationFailed => "ASSOCIATION_FAILED",
+            Self::Active => "ACTIVE",
+            Self::Dissociating => "DISSOCIATING",
+            Self::DissociationFailed => "DISSOCIATION_FAILED",
+            Self::Other(s) => s,
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "ASSOCIATING" => Self::Associating,
+            "ASSOCIATION_FAILED" => Self::AssociationFailed,
+            "ACTIVE" => Self::Active,
+            "DISSOCIATING" => Self::Dissociating,
+            "DISSOCIATION_FAILED" => Self::DissociationFailed,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+/// An association of a package with a domain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DomainAssociation {
+    pub domain_name: String,
+    pub package_id: String,
+    pub status: DomainPackageStatus,
+    pub package_version: Option<String>,
+    pub reference_path: Option<String>,
+    pub prerequisites: Vec<String>,
+    pub last_updated: Option<Timestamp>,
+    pub error: Option<ServiceError>,
+}
+
+/// Which packages DescribePackages should return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PackageFilter {
+    /// Every package visible in the region (all pages).
+    All,
+    /// The package with this id.
+    Id(String),
+    /// The package with this name.
+    Name(String),
+}
+
+/// Where a package version is imported from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Everything CreatePackage sends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreatePackage {
+    pub name: String,
+    pub package_type: PackageType,
+    pub source: Source,
+    pub description: Option<String>,
+    pub engine_version: Option<String>,
+    pub configuration: Option<PackageConfiguration>,
+    pub encryption: Option<PackageEncryption>,
+    pub vending_enabled: Option<bool>,
+}
+
+/// Everything UpdatePackage sends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpdatePackage {
+    pub package_id: String,
+    pub source: Source,
+    pub description: Option<String>,
+    pub commit_message: String,
+    pub configuration: Option<PackageConfiguration>,
+    pub encryption: Option<PackageEncryption>,
+}
+
+/// Everything AssociatePackage sends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssociatePackage {
+    pub package_id: String,
+    pub domain_name: String,
+    pub prerequisites: Vec<String>,
+    pub key_store_access: Option<KeyStoreAccess>,
+}
+
+/// What went wrong with an AWS call, in the terms the reconciler acts on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The package (or domain, or association) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A package with this name already exists.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// Another operation on the resource is in progress.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The service (or the client-side limiter) throttled the call.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// The service rejected the input; retrying the same input cannot help.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The credentials lack a permission.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// A quota is exhausted (packages per region, packages per domain).
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    /// A fault that may pass: 5xx, timeouts, connection errors.
+    #[error("transient error: {0}")]
+    Transient(String),
+}
+
+impl BackendError {
+    /// Whether the same call may succeed later without any change by the user.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled(_) | Self::Transient(_) | Self::Conflict(_)
+        )
+    }
+
+    /// A bounded label for metrics and events.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::AlreadyExists(_) => "already_exists",
+            Self::Conflict(_) => "conflict",
+            Self::Throttled(_) => "throttled",
+            Self::Invalid(_) => "invalid",
+            Self::AccessDenied(_) => "access_denied",
+            Self::LimitExceeded(_) => "limit_exceeded",
+            Self::Transient(_) => "transient",
+        }
+    }
+
+    /// The service's message (or the client's description of the failure).
+    pub fn message(&self) -> &str {
+        match self {
+            Self::NotFound(m)
+            | Self::AlreadyExists(m)
+            | Self::Conflict(m)
+            | Self::Throttled(m)
+            | Self::Invalid(m)
+            | Self::AccessDenied(m)
+            | Self::LimitExceeded(m)
+            | Self::Transient(m) => m,
+        }
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// The AWS package operations the operator uses, per region.
+///
+/// Implementations return every page of paginated results. Version history is returned
+/// newest first.
+pub trait PackageBackend: Send + Sync + 'static {
+    fn describe_packages(
+        &self,
+        region: &str,
+        filter: PackageFilter,
+    ) -> impl Future<Output = BackendResult<Vec<Package>>> + Send;
+
+    fn create_package(
+        &self,
+        region: &str,
+        request: CreatePackage,
+    ) -> impl Future<Output = BackendResult<Package>> + Send;
+
+    fn update_package(
+        &self,
+        region: &str,
+        request: UpdatePackage,
+    ) -> impl Future<Output = BackendResult<Package>> + Send;
+
+    fn delete_package(
+        &self,
+        region: &str,
+        package_id: &str,
+    ) -> impl Future<Output = BackendResult<Package>> + Send;
+
+    fn package_version_history(
+        &self,
+        region: &str,
+        package_id: &str,
+    ) -> impl Future<Output = BackendResult<Vec<PackageVersion>>> + Send;
+
+    fn associate_package(
+        &self,
+        region: &str,
+        request: AssociatePackage,
+    ) -> impl Future<Output = BackendResult<DomainAssociation>> + Send;
+
+    fn dissociate_package(
+        &self,
+        region: &str,
+        package_id: &str,
+        domain_name: &str,
+    ) -> impl Future<Output = BackendResult<DomainAssociation>> + Send;
+
+    fn list_domains_for_package(
+        &self,
+        region: &str,
+        package_id: &str,
+    ) -> impl Future<Output = BackendResult<Vec<DomainAssociation>>> + Send;
+
+    /// Replaces the package's allow list (UpdatePackageScope with OVERRIDE); returns the users
+    /// who have access afterwards.
+    fn update_package_scope(
+        &self,
+        region: &str,
+        package_id: &str,
+        users: Vec<String>,
+    ) -> impl Future<Output = BackendResult<Vec<String>>> + Send;
+}
+
+/// Sorts version history newest first by the number in `vN` (the service's own order is not
+/// documented).
+pub fn sort_newest_first(history: &mut [PackageVersion]) {
+    history.sort_by_key(|v| {
+        std::cmp::Reverse(
+            v.version
+                .trim_start_matches('v')
+                .parse::<u64>()
+                .unwrap_or_default(),
+        )
+    });
+}

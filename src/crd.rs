@@ -1,0 +1,483 @@
+//! The `OpenSearchPackage` custom resource (`ospkg.dev/v1alpha1`).
+//!
+//! The schema generated from these types is the contract users write YAML against
+//! (`crds/opensearchpackages.ospkg.dev.yaml`). Every field carries a doc comment because that
+//! text is what `kubectl explain` prints. Validation that the API server can do (patterns,
+//! lengths, enums, CEL rules for immutability and cross-field rules) lives here so that bad
+//! input is rejected at admission with a message that names the field.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every resource this operator serves.
+pub const GROUP: &str = "ospkg.dev";
+/// Finalizer that holds an object until its package is cleaned up.
+pub const FINALIZER: &str = "ospkg.dev/finalizer";
+/// Annotation whose change asks for an immediate reconcile (echoed to
+/// `status.lastHandledReconcileAt`).
+pub const RECONCILE_REQUESTED_AT: &str = "ospkg.dev/reconcile-requested-at";
+/// Field manager used for every server-side apply this operator makes.
+pub const FIELD_MANAGER: &str = "opensearch-package-operator";
+
+/// Desired state of an Amazon OpenSearch Service custom package.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ospkg.dev",
+    version = "v1alpha1",
+    kind = "OpenSearchPackage",
+    plural = "opensearchpackages",
+    shortname = "ospkg",
+    category = "opensearch",
+    category = "aws",
+    namespaced,
+    status = "OpenSearchPackageStatus",
+    doc = "An Amazon OpenSearch Service custom package (dictionary, plugin, plugin licence or plugin configuration) imported from S3 and applied to domains.",
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.packageType"}"#,
+    printcolumn = r#"{"name":"Package ID","type":"string","jsonPath":".status.packageID"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.packageStatus"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.availablePackageVersion"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("has(self.spec.packageName) || (size(self.metadata.name) >= 3 && size(self.metadata.name) <= 256 && self.metadata.name.matches('^[a-z][a-z0-9-]+$'))").message("metadata.name is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName").field_path(".spec.packageName")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.packageType == 'ZIP-PLUGIN' ? has(self.engineVersion) : !has(self.engineVersion)").message("engineVersion is required when packageType is ZIP-PLUGIN and forbidden otherwise").field_path(".engineVersion"),
+    validation = Rule::new("has(self.packageName) == has(oldSelf.packageName) && (!has(self.packageName) || self.packageName == oldSelf.packageName)").message("packageName is immutable").field_path(".packageName"),
+    validation = Rule::new("has(self.engineVersion) == has(oldSelf.engineVersion) && (!has(self.engineVersion) || self.engineVersion == oldSelf.engineVersion)").message("engineVersion is immutable").field_path(".engineVersion"),
+    validation = Rule::new("has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)").message("region is immutable").field_path(".region"),
+    validation = Rule::new("has(self.vending) == has(oldSelf.vending) && (!has(self.vending) || self.vending == oldSelf.vending)").message("vending is immutable: it is set when the package is created").field_path(".vending")
+)]
+pub struct OpenSearchPackageSpec {
+    /// Kind of package. One of TXT-DICTIONARY, ZIP-PLUGIN, PACKAGE-LICENSE, PACKAGE-CONFIG. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("packageType is immutable"))]
+    pub package_type: PackageType,
+
+    /// Name of the package in OpenSearch Service (^[a-z][a-z0-9-]+$, 3-256 characters).
+    /// Defaults to metadata.name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 256), regex(pattern = r"^[a-z][a-z0-9-]+$"))]
+    pub package_name: Option<String>,
+
+    /// OpenSearch or Elasticsearch version the plugin is built for, e.g. OpenSearch_2.15.
+    /// Required for ZIP-PLUGIN, forbidden for the other types. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^(OpenSearch_[0-9]{1,2}\.[0-9]{1,2}|Elasticsearch_[0-9]\.[0-9]{1,2})$"
+    ))]
+    pub engine_version: Option<String>,
+
+    /// AWS region of the package, e.g. eu-west-1. Defaults to the operator's configured
+    /// region; the region used is recorded in status.region at the first reconcile and never
+    /// changes for this object. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"))]
+    pub region: Option<String>,
+
+    /// Where the package content is read from. A change imports a new package version.
+    pub source: PackageSource,
+
+    /// Package description (at most 1024 characters). A change imports a new package version,
+    /// the only way the service offers to change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+
+    /// Plugin configuration requirements (ZIP-PLUGIN packages of third-party plugins).
+    /// A change imports a new package version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<PackageConfiguration>,
+
+    /// Encryption of the package with a customer-managed KMS key. A change imports a new
+    /// package version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<PackageEncryption>,
+
+    /// Commit message recorded with the next package version (at most 140 characters; the
+    /// operator appends its own marker). A change of this field alone creates no version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 140))]
+    pub commit_message: Option<String>,
+
+    /// Package vending (sharing with other accounts). Set at creation only. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vending: Option<Vending>,
+
+    /// Accounts allowed to use a vended package: 12-digit account ids or GLOBAL.
+    /// Applied with UpdatePackageScope (OVERRIDE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(u, u == 'GLOBAL' || u.matches('^[0-9]{12}$'))").message("allowListedUsers entries must be 12-digit account ids or GLOBAL"))]
+    pub allow_listed_users: Option<Vec<String>>,
+
+    /// Domains the package is associated with. Each domain is kept on the package's newest
+    /// version; a domain removed from this list is dissociated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub domains: Vec<DomainTarget>,
+
+    /// How a new package version is rolled out to the domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+
+    /// What happens to the package in AWS when this object is deleted: Delete (default)
+    /// removes it after dissociating this object's domains; Retain leaves it in place.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Adopt a package of this name that already exists in the account and region instead of
+    /// failing with AlreadyExists.
+    #[serde(default)]
+    pub adopt_existing: bool,
+
+    /// While true, the operator makes no call that changes anything in AWS.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// Kind of package, as OpenSearch Service names it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PackageType {
+    /// A text dictionary (synonyms, stop words, user dictionary).
+    #[serde(rename = "TXT-DICTIONARY")]
+    TxtDictionary,
+    /// A custom OpenSearch plugin (needs engineVersion).
+    #[serde(rename = "ZIP-PLUGIN")]
+    ZipPlugin,
+    /// A licence file for a third-party plugin.
+    #[serde(rename = "PACKAGE-LICENSE")]
+    PackageLicense,
+    /// A configuration file for a third-party plugin.
+    #[serde(rename = "PACKAGE-CONFIG")]
+    PackageConfig,
+}
+
+impl PackageType {
+    /// The service's spelling of this type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TxtDictionary => "TXT-DICTIONARY",
+            Self::ZipPlugin => "ZIP-PLUGIN",
+            Self::PackageLicense => "PACKAGE-LICENSE",
+            Self::PackageConfig => "PACKAGE-CONFIG",
+        }
+    }
+}
+
+/// The S3 object a package is imported from.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageSource {
+    /// S3 bucket holding the package file (S3 bucket naming rules, 3-63 characters).
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+    )]
+    pub s3_bucket_name: String,
+
+    /// Key of the package file in the bucket (1-1024 characters).
+    #[schemars(length(min = 1, max = 1024))]
+    pub s3_key: String,
+
+    /// Opaque token: change it to re-import an object whose content changed under the same
+    /// key (at most 128 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub revision: Option<String>,
+}
+
+/// How strictly a plugin needs a licence or a configuration.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RequirementLevel {
+    /// The plugin cannot run without it.
+    Required,
+    /// The plugin can use it.
+    Optional,
+    /// The plugin does not use it.
+    None,
+}
+
+impl RequirementLevel {
+    /// The service's spelling of this level.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Required => "REQUIRED",
+            Self::Optional => "OPTIONAL",
+            Self::None => "NONE",
+        }
+    }
+}
+
+/// Configuration requirements of a plugin package.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageConfiguration {
+    /// Whether the plugin needs a licence package (REQUIRED, OPTIONAL or NONE).
+    pub license_requirement: RequirementLevel,
+
+    /// Whether the plugin needs a configuration package (REQUIRED, OPTIONAL or NONE).
+    pub configuration_requirement: RequirementLevel,
+
+    /// Relative path of the licence file inside the plugin (no "..", at most 256 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 256),
+        regex(pattern = r"^[a-zA-Z0-9_.-]+(/[a-zA-Z0-9_.-]+)*$")
+    )]
+    #[x_kube(validation = Rule::new("!self.contains('..')").message("licenseFilepath must be a relative path without '..'"))]
+    pub license_filepath: Option<String>,
+
+    /// Whether a configuration update needs the domain to restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_restart_for_configuration_update: Option<bool>,
+}
+
+/// Encryption of the package with a customer-managed KMS key.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageEncryption {
+    /// Whether the package is encrypted with the KMS key.
+    pub enabled: bool,
+
+    /// KMS key id, alias or ARN (1-500 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 500))]
+    pub kms_key_identifier: Option<String>,
+}
+
+/// Package vending options.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Vending {
+    /// Whether the package can be shared with other accounts.
+    pub enabled: bool,
+}
+
+/// A domain the package is associated with.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainTarget {
+    /// Name of the OpenSearch Service domain (^[a-z][a-z0-9-]+$, 3-28 characters).
+    #[schemars(length(min = 3, max = 28), regex(pattern = r"^[a-z][a-z0-9-]+$"))]
+    pub name: String,
+
+    /// Names of other OpenSearchPackage objects in this namespace (licence and configuration
+    /// packages) that must be associated with this plugin as prerequisites.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub prerequisites: Vec<String>,
+
+    /// Key-store access for the association.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_store_access: Option<KeyStoreAccess>,
+}
+
+/// Key-store access configuration of an association.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyStoreAccess {
+    /// Whether the package may access the key store.
+    pub enabled: bool,
+
+    /// IAM role the service assumes to access the key store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 20, max = 2048),
+        regex(pattern = r"^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b):iam::[0-9]+:role/.*$")
+    )]
+    pub key_access_role_arn: Option<String>,
+}
+
+/// Rollout of new package versions to domains.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Sequential (default): one domain at a time, stopping at the first failure.
+    /// Parallel: every domain at once.
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
+}
+
+/// Order in which domains receive a new version.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RolloutStrategy {
+    /// One domain at a time; stop at the first failure.
+    #[default]
+    Sequential,
+    /// Every domain at once.
+    Parallel,
+}
+
+/// What happens to the AWS package when the object is deleted.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Dissociate this object's domains, then delete the package.
+    #[default]
+    Delete,
+    /// Leave the package (and its associations) in AWS.
+    Retain,
+}
+
+/// Observed state of the package.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenSearchPackageStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Id of the package this object owns.
+    #[serde(default, rename = "packageID", skip_serializing_if = "Option::is_none")]
+    pub package_id: Option<String>,
+
+    /// Name of the package this object owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_name: Option<String>,
+
+    /// Type of the package this object owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_type: Option<String>,
+
+    /// Engine version of the package this object owns (plugins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+
+    /// AWS region of the package; fixed at the first reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+
+    /// The service's PackageStatus as last seen (COPYING, VALIDATING, AVAILABLE, COPY_FAILED,
+    /// VALIDATION_FAILED, DELETING, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_status: Option<String>,
+
+    /// Newest available package version, e.g. v3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_package_version: Option<String>,
+
+    /// The service's error details, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_details: Option<ErrorDetails>,
+
+    /// When the package was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+
+    /// When the package was last updated (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated_at: Option<String>,
+
+    /// Digest of the update-relevant spec fields last sent with CreatePackage or UpdatePackage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_digest: Option<String>,
+
+    /// Package versions, newest first, at most 10.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub version_history: Vec<VersionHistoryEntry>,
+
+    /// Associations of the package with domains: those in spec.domains and any made outside
+    /// this object (reported, never changed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<DomainStatus>,
+
+    /// Accounts the package is shared with, as last applied with UpdatePackageScope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_listed_users: Option<Vec<String>>,
+
+    /// An AWS call that changes something and whose outcome is not yet recorded. Guards
+    /// CreatePackage across operator crashes: a package found by name while this record
+    /// stands is this object's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<InFlight>,
+
+    /// True when this object adopted a package that existed before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
+
+    /// Value of the ospkg.dev/reconcile-requested-at annotation last handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+
+    /// Ready, Reconciling and Stalled conditions (kstatus compatible).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The service's error details.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetails {
+    /// Error type reported by the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    /// Error message reported by the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// One package version.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionHistoryEntry {
+    /// Version name, e.g. v3.
+    pub package_version: String,
+    /// Commit message recorded with the version (with the operator's marker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_message: Option<String>,
+    /// When the version was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}
+
+/// State of one association of the package with a domain.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainStatus {
+    /// Name of the domain.
+    pub domain_name: String,
+    /// The service's DomainPackageStatus (ASSOCIATING, ACTIVE, ASSOCIATION_FAILED,
+    /// DISSOCIATING, DISSOCIATION_FAILED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_package_status: Option<String>,
+    /// Package version the domain runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_version: Option<String>,
+    /// Path to use in index settings, e.g. analyzers/F123456789 for synonyms_path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_path: Option<String>,
+    /// When the association last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<String>,
+    /// The service's error details for the association, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_details: Option<ErrorDetails>,
+    /// True when the association is not listed in spec.domains (made outside this object);
+    /// the operator reports it and never changes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unmanaged: bool,
+}
+
+/// A changing AWS call whose outcome is not yet recorded.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InFlight {
+    /// The operation, e.g. CreatePackage.
+    pub operation: String,
+    /// The spec digest sent with it.
+    pub digest: String,
+    /// When it was started (RFC 3339).
+    pub started_at: String,
+}
+
+/// The CRD as YAML, exactly as checked in under `crds/`.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    let crd = OpenSearchPackage::crd();
+    let yaml = serde_yaml::to_string(&crd)?;
+    Ok(format!(
+        "# Generated by `opensearch-package-operator crd` from src/crd.rs. Do not edit.\n{yaml}"
+    ))
+}
