@@ -108,14 +108,20 @@ pub struct OpenSearchPackageSpec {
     /// Accounts allowed to use a vended package: 12-digit account ids or GLOBAL.
     /// Applied with UpdatePackageScope (OVERRIDE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    #[x_kube(validation = Rule::new("self.all(u, u == 'GLOBAL' || u.matches('^[0-9]{12}$'))").message("allowListedUsers entries must be 12-digit account ids or GLOBAL"))]
+    #[schemars(
+        extend("x-kubernetes-list-type" = "set"),
+        length(max = 100),
+        inner(regex(pattern = r"^([0-9]{12}|GLOBAL)$"))
+    )]
     pub allow_listed_users: Option<Vec<String>>,
 
     /// Domains the package is associated with. Each domain is kept on the package's newest
     /// version; a domain removed from this list is dissociated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]),
+        length(max = 100)
+    )]
     pub domains: Vec<DomainTarget>,
 
     /// How a new package version is rolled out to the domains.
@@ -267,7 +273,11 @@ pub struct DomainTarget {
     /// Names of other OpenSearchPackage objects in this namespace (licence and configuration
     /// packages) that must be associated with this plugin as prerequisites.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(
+        extend("x-kubernetes-list-type" = "set"),
+        length(max = 20),
+        inner(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))
+    )]
     pub prerequisites: Vec<String>,
 
     /// Key-store access for the association.
