@@ -3,11 +3,12 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod config;
+pub mod controller;
 pub mod crd;
 pub mod digest;
-pub mod plan;
-pub mod status;
 pub mod metrics;
+pub mod plan;
 pub mod server;
-pub mod config;
+pub mod status;
 pub mod telemetry;

@@ -1,3 +1,55 @@
-fn main() {
-    print!("{}", ospkg::crd::crd_yaml().expect("CRD serializes"));
+//! The operator binary: parses the command line and hands over to the library.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use ospkg::config::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the whole chain: "starting the controller: reading kubeconfig: …".
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Crd => {
+            print!("{}", ospkg::crd::crd_yaml().context("serializing the CRD")?);
+            Ok(())
+        }
+        Command::Version => {
+            println!("{}", version());
+            Ok(())
+        }
+        Command::Run(args) => {
+            // kube (ring) and the AWS SDK (aws-lc-rs) both compile a rustls provider in, so
+            // rustls cannot choose one by itself; pick ring for the whole process.
+            rustls::crypto::ring::default_provider()
+                .install_default()
+                .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
+            ospkg::telemetry::init(&args.log_level, args.log_format)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(ospkg::controller::run(args))
+        }
+    }
+}
+
+/// The version line; the git commit is added when the build sets `OSPKG_GIT_COMMIT`
+/// (the container build does, a plain `cargo build` need not).
+fn version() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match option_env!("OSPKG_GIT_COMMIT") {
+        Some(commit) if !commit.is_empty() => {
+            format!("opensearch-package-operator {version} ({commit})")
+        }
+        _ => format!("opensearch-package-operator {version}"),
+    }
 }
