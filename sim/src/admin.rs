@@ -43,7 +43,8 @@ pub struct Advance {
     pub ms: u64,
 }
 
-pub fn router(sim: Sim) -> Router {
+/// Routes to nest under `/_sim`; the caller supplies the state.
+pub fn router() -> Router<Sim> {
     Router::new()
         .route("/health", get(health))
         .route("/reset", post(reset))
@@ -58,7 +59,6 @@ pub fn router(sim: Sim) -> Router {
         .route("/calls", get(calls))
         .route("/log", get(log))
         .route("/packages", get(packages))
-        .with_state(sim)
 }
 
 fn bad_request(message: String) -> Response {
@@ -127,7 +127,10 @@ async fn put_object(
     Json(json!({ "bucket": bucket, "key": key, "etag": etag }))
 }
 
-async fn get_object(State(sim): State<Sim>, Path((bucket, key)): Path<(String, String)>) -> Response {
+async fn get_object(
+    State(sim): State<Sim>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Response {
     match sim.lock().objects.get(&bucket, &key) {
         Some(o) => o.bytes.clone().into_response(),
         None => StatusCode::NOT_FOUND.into_response(),

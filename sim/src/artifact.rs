@@ -16,7 +16,12 @@ pub enum Inspection {
     ValidationFailed(ErrorDetails),
 }
 
-pub fn inspect(package_type: PackageType, bucket: &str, key: &str, bytes: Option<&[u8]>) -> Inspection {
+pub fn inspect(
+    package_type: PackageType,
+    bucket: &str,
+    key: &str,
+    bytes: Option<&[u8]>,
+) -> Inspection {
     let Some(bytes) = bytes else {
         return Inspection::CopyFailed(ErrorDetails {
             error_type: "S3ObjectNotFound".to_string(),
@@ -83,9 +88,9 @@ pub fn read_plugin(bytes: &[u8]) -> Result<PluginProperties, String> {
             .map(|(_, v)| v.clone())
     };
     let required = |name: &str| {
-        field(name)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("{PLUGIN_DESCRIPTOR} is missing the required property '{name}'."))
+        field(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            format!("{PLUGIN_DESCRIPTOR} is missing the required property '{name}'.")
+        })
     };
     Ok(PluginProperties {
         name: required("name")?,

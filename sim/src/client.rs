@@ -91,7 +91,9 @@ impl AdminClient {
     }
 
     pub async fn health(&self) -> Result<(), AdminError> {
-        self.send(Method::GET, "/health", Vec::new()).await.map(drop)
+        self.send(Method::GET, "/health", Vec::new())
+            .await
+            .map(drop)
     }
 
     /// Stores an object (the S3 listener serves it too); returns its quoted MD5 ETag.
@@ -102,16 +104,24 @@ impl AdminClient {
         bytes: impl Into<Vec<u8>>,
     ) -> Result<String, AdminError> {
         let bytes = self
-            .send(Method::PUT, &format!("/objects/{bucket}/{key}"), bytes.into())
+            .send(
+                Method::PUT,
+                &format!("/objects/{bucket}/{key}"),
+                bytes.into(),
+            )
             .await?;
         let answer: Value = serde_json::from_slice(&bytes)?;
         Ok(answer["etag"].as_str().unwrap_or_default().to_string())
     }
 
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), AdminError> {
-        self.send(Method::DELETE, &format!("/objects/{bucket}/{key}"), Vec::new())
-            .await
-            .map(drop)
+        self.send(
+            Method::DELETE,
+            &format!("/objects/{bucket}/{key}"),
+            Vec::new(),
+        )
+        .await
+        .map(drop)
     }
 
     /// Declares a domain; `region: None` means the simulator's default region, `"*"` every

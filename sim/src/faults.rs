@@ -108,9 +108,11 @@ impl FaultInjector {
             .config
             .operations
             .get(operation)
-            .or_else(|| self.config.operations.get("*"));
-        let (latency_ms, hold_response_ms) =
-            faults.map_or((0, 0), |f| (f.latency_ms, f.hold_response_ms));
+            .or_else(|| self.config.operations.get("*"))
+            .cloned();
+        let (latency_ms, hold_response_ms) = faults
+            .as_ref()
+            .map_or((0, 0), |f| (f.latency_ms, f.hold_response_ms));
         let decision = |verdict| Decision {
             verdict,
             latency_ms,
@@ -173,7 +175,9 @@ mod tests {
 
     fn run(seed: u64) -> Vec<Verdict> {
         let mut injector = FaultInjector::new(config(seed));
-        (0..200).map(|_| injector.decide("DescribePackages").verdict).collect()
+        (0..200)
+            .map(|_| injector.decide("DescribePackages").verdict)
+            .collect()
     }
 
     #[test]

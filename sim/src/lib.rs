@@ -186,7 +186,8 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
                 .iter()
                 .cloned()
                 .map(|mut d| {
-                    d.account.get_or_insert_with(|| config.default_account.clone());
+                    d.account
+                        .get_or_insert_with(|| config.default_account.clone());
                     d
                 })
                 .collect(),
@@ -215,7 +216,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
     let s3_endpoint = format!("http://{}", s3.local_addr()?);
 
     let api_router = Router::new()
-        .nest("/_sim", admin::router(sim.clone()))
+        .nest("/_sim", admin::router())
         .fallback(server::handle)
         .with_state(sim.clone())
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
@@ -239,7 +240,11 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
     })
 }
 
-async fn serve(listener: tokio::net::TcpListener, router: Router, mut stopped: watch::Receiver<bool>) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut stopped: watch::Receiver<bool>,
+) {
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };

@@ -87,7 +87,10 @@ async fn put_object(
     etag_response(StatusCode::OK, &etag, None)
 }
 
-async fn get_object(State(sim): State<Sim>, Path((bucket, key)): Path<(String, String)>) -> Response {
+async fn get_object(
+    State(sim): State<Sim>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Response {
     let object = sim.lock().objects.get(&bucket, &key).cloned();
     match object {
         Some(o) => etag_response(StatusCode::OK, &o.etag, Some(o.bytes)),

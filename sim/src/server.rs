@@ -171,9 +171,11 @@ pub fn scope_from_headers(headers: &HeaderMap, default_account: &str) -> Result<
             .map(str::trim)
             .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
     };
-    let (Some(credential), Some(_), Some(_)) =
-        (param("Credential"), param("SignedHeaders"), param("Signature"))
-    else {
+    let (Some(credential), Some(_), Some(_)) = (
+        param("Credential"),
+        param("SignedHeaders"),
+        param("Signature"),
+    ) else {
         return Err(ApiError::IncompleteSignature(
             "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters."
                 .to_string(),
@@ -431,18 +433,32 @@ mod tests {
 
     #[test]
     fn scope_comes_from_the_credential() {
-        let h = auth("AWS4-HMAC-SHA256 Credential=111122223333/20240101/eu-west-1/es/aws4_request, SignedHeaders=host, Signature=abc");
+        let h = auth(
+            "AWS4-HMAC-SHA256 Credential=111122223333/20240101/eu-west-1/es/aws4_request, SignedHeaders=host, Signature=abc",
+        );
         let s = scope_from_headers(&h, "123456789012").unwrap();
-        assert_eq!((s.account.as_str(), s.region.as_str()), ("111122223333", "eu-west-1"));
-        let h = auth("AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/es/aws4_request, SignedHeaders=host, Signature=abc");
-        assert_eq!(scope_from_headers(&h, "123456789012").unwrap().account, "123456789012");
-        let h = auth("AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=abc");
+        assert_eq!(
+            (s.account.as_str(), s.region.as_str()),
+            ("111122223333", "eu-west-1")
+        );
+        let h = auth(
+            "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/es/aws4_request, SignedHeaders=host, Signature=abc",
+        );
+        assert_eq!(
+            scope_from_headers(&h, "123456789012").unwrap().account,
+            "123456789012"
+        );
+        let h = auth(
+            "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=abc",
+        );
         assert_eq!(
             scope_from_headers(&h, "1").unwrap_err().code(),
             "InvalidSignatureException"
         );
         assert_eq!(
-            scope_from_headers(&HeaderMap::new(), "1").unwrap_err().code(),
+            scope_from_headers(&HeaderMap::new(), "1")
+                .unwrap_err()
+                .code(),
             "MissingAuthenticationTokenException"
         );
     }

@@ -39,14 +39,31 @@ pub enum Request {
     CreatePackage(CreatePackageInput),
     UpdatePackage(UpdatePackageInput),
     DescribePackages(DescribePackagesInput),
-    GetPackageVersionHistory { package_id: String, page: Page },
-    DeletePackage { package_id: String },
-    AssociatePackage { domain_name: String, package: PackageForAssociation },
+    GetPackageVersionHistory {
+        package_id: String,
+        page: Page,
+    },
+    DeletePackage {
+        package_id: String,
+    },
+    AssociatePackage {
+        domain_name: String,
+        package: PackageForAssociation,
+    },
     AssociatePackages(AssociatePackagesInput),
-    DissociatePackage { package_id: String, domain_name: String },
+    DissociatePackage {
+        package_id: String,
+        domain_name: String,
+    },
     DissociatePackages(DissociatePackagesInput),
-    ListDomainsForPackage { package_id: String, page: Page },
-    ListPackagesForDomain { domain_name: String, page: Page },
+    ListDomainsForPackage {
+        package_id: String,
+        page: Page,
+    },
+    ListPackagesForDomain {
+        domain_name: String,
+        page: Page,
+    },
     UpdatePackageScope(UpdatePackageScopeInput),
 }
 
@@ -199,10 +216,18 @@ impl Service {
                 for a in list.iter_mut().filter(|a| !a.settled && !a.in_flight(now)) {
                     a.settled = true;
                     let (status, at) = match &a.phase {
-                        AssociationPhase::Associating { phase, .. } => (a.status(now).0, phase.until_ms),
+                        AssociationPhase::Associating { phase, .. } => {
+                            (a.status(now).0, phase.until_ms)
+                        }
                         AssociationPhase::Dissociating { phase } => ("DISSOCIATED", phase.until_ms),
                     };
-                    events.push((at, scope.clone(), domain.clone(), a.package_id.clone(), status));
+                    events.push((
+                        at,
+                        scope.clone(),
+                        domain.clone(),
+                        a.package_id.clone(),
+                        status,
+                    ));
                 }
                 list.retain(|a| !a.gone(now));
             }
@@ -214,7 +239,14 @@ impl Service {
         }
     }
 
-    fn log_association(&mut self, at: u64, scope: &Scope, domain: &str, package_id: &str, status: &str) {
+    fn log_association(
+        &mut self,
+        at: u64,
+        scope: &Scope,
+        domain: &str,
+        package_id: &str,
+        status: &str,
+    ) {
         let at_ms = self.elapsed(at);
         self.journal.push(LogEntry {
             seq: 0,
@@ -304,7 +336,11 @@ impl Service {
         }
     }
 
-    fn create_package(&mut self, scope: &Scope, input: CreatePackageInput) -> Result<Value, ApiError> {
+    fn create_package(
+        &mut self,
+        scope: &Scope,
+        input: CreatePackageInput,
+    ) -> Result<Value, ApiError> {
         let quota = self.settings.package_quota;
         let region = self.region(scope);
         if region
@@ -351,7 +387,11 @@ impl Service {
         Ok(json!({ "PackageDetails": details }))
     }
 
-    fn update_package(&mut self, scope: &Scope, input: UpdatePackageInput) -> Result<Value, ApiError> {
+    fn update_package(
+        &mut self,
+        scope: &Scope,
+        input: UpdatePackageInput,
+    ) -> Result<Value, ApiError> {
         let now = self.now();
         let package = self
             .region(scope)
@@ -394,7 +434,11 @@ impl Service {
         Ok(json!({ "PackageDetails": package.details(now) }))
     }
 
-    fn describe_packages(&mut self, scope: &Scope, input: DescribePackagesInput) -> Result<Value, ApiError> {
+    fn describe_packages(
+        &mut self,
+        scope: &Scope,
+        input: DescribePackagesInput,
+    ) -> Result<Value, ApiError> {
         let now = self.now();
         let region = self.region(scope);
         let all: Vec<PackageDetails> = region.packages.iter().map(|p| p.details(now)).collect();
@@ -416,7 +460,12 @@ impl Service {
         Ok(with_token(json!({ "PackageDetailsList": page }), token))
     }
 
-    fn version_history(&mut self, scope: &Scope, package_id: &str, page: &Page) -> Result<Value, ApiError> {
+    fn version_history(
+        &mut self,
+        scope: &Scope,
+        package_id: &str,
+        page: &Page,
+    ) -> Result<Value, ApiError> {
         let now = self.now();
         let package = self
             .region(scope)
@@ -479,7 +528,11 @@ impl Service {
                 "1 validation error detected: Value at 'PackageList' failed to satisfy constraint: Member must not contain the same PackageID twice".to_string(),
             ));
         }
-        let existing = region.associations.get(domain).map(Vec::as_slice).unwrap_or(&[]);
+        let existing = region
+            .associations
+            .get(domain)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let mut versions = Vec::new();
         for entry in &entries {
             let package = region
@@ -574,7 +627,11 @@ impl Service {
         }
         let dissociating_ms = self.clock.durations.dissociating_ms;
         let region = self.region(scope);
-        let existing = region.associations.get(domain).map(Vec::as_slice).unwrap_or(&[]);
+        let existing = region
+            .associations
+            .get(domain)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         for id in &package_ids {
             if region.package(id).is_none() {
                 return Err(ApiError::package_not_found(id));
@@ -593,7 +650,10 @@ impl Service {
             )));
         }
         if let Some(list) = region.associations.get_mut(domain) {
-            for a in list.iter_mut().filter(|a| package_ids.contains(&a.package_id)) {
+            for a in list
+                .iter_mut()
+                .filter(|a| package_ids.contains(&a.package_id))
+            {
                 a.phase = AssociationPhase::Dissociating {
                     phase: Phase::new(now, dissociating_ms),
                 };
@@ -611,9 +671,19 @@ impl Service {
     }
 
     /// The association views of `ids` on `domain`, in the order given.
-    fn views(&mut self, scope: &Scope, domain: &str, ids: &[String], now: u64) -> Result<Vec<DomainPackageDetails>, ApiError> {
+    fn views(
+        &mut self,
+        scope: &Scope,
+        domain: &str,
+        ids: &[String],
+        now: u64,
+    ) -> Result<Vec<DomainPackageDetails>, ApiError> {
         let region = self.region(scope);
-        let list = region.associations.get(domain).map(Vec::as_slice).unwrap_or(&[]);
+        let list = region
+            .associations
+            .get(domain)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         ids.iter()
             .map(|id| {
                 let a = list
@@ -628,7 +698,12 @@ impl Service {
             .collect()
     }
 
-    fn domains_for_package(&mut self, scope: &Scope, package_id: &str, page: &Page) -> Result<Value, ApiError> {
+    fn domains_for_package(
+        &mut self,
+        scope: &Scope,
+        package_id: &str,
+        page: &Page,
+    ) -> Result<Value, ApiError> {
         let now = self.now();
         let region = self.region(scope);
         let package = region
@@ -644,10 +719,18 @@ impl Service {
             })
             .collect();
         let (list, token) = paginate(list, page, "domains")?;
-        Ok(with_token(json!({ "DomainPackageDetailsList": list }), token))
+        Ok(with_token(
+            json!({ "DomainPackageDetailsList": list }),
+            token,
+        ))
     }
 
-    fn packages_for_domain(&mut self, scope: &Scope, domain: &str, page: &Page) -> Result<Value, ApiError> {
+    fn packages_for_domain(
+        &mut self,
+        scope: &Scope,
+        domain: &str,
+        page: &Page,
+    ) -> Result<Value, ApiError> {
         let now = self.now();
         if !self.domain_exists(scope, domain) {
             return Err(ApiError::domain_not_found(domain));
@@ -662,10 +745,17 @@ impl Service {
             .filter_map(|a| Some(a.details(domain, region.package(&a.package_id)?, now)))
             .collect();
         let (list, token) = paginate(list, page, "packages")?;
-        Ok(with_token(json!({ "DomainPackageDetailsList": list }), token))
+        Ok(with_token(
+            json!({ "DomainPackageDetailsList": list }),
+            token,
+        ))
     }
 
-    fn update_scope(&mut self, scope: &Scope, input: UpdatePackageScopeInput) -> Result<Value, ApiError> {
+    fn update_scope(
+        &mut self,
+        scope: &Scope,
+        input: UpdatePackageScopeInput,
+    ) -> Result<Value, ApiError> {
         let package = self
             .region(scope)
             .package_mut(&input.package_id)
@@ -724,7 +814,12 @@ fn filter_matches(filter: &Filter, package: &PackageDetails) -> bool {
         FilterName::EngineVersion => package.engine_version.as_deref(),
         FilterName::PackageOwner => Some(package.package_owner.as_str()),
     };
-    field.is_some_and(|f| filter.values.iter().any(|v| glob(v.as_bytes(), f.as_bytes())))
+    field.is_some_and(|f| {
+        filter
+            .values
+            .iter()
+            .any(|v| glob(v.as_bytes(), f.as_bytes()))
+    })
 }
 
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
@@ -738,11 +833,19 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 
 /// Opaque tokens: the hex of `<listing>:<offset>`, so a token from another listing or a
 /// made-up one is refused.
-fn paginate<T>(items: Vec<T>, page: &Page, listing: &str) -> Result<(Vec<T>, Option<String>), ApiError> {
+fn paginate<T>(
+    items: Vec<T>,
+    page: &Page,
+    listing: &str,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
     let start = match &page.next_token {
         None => 0,
         Some(token) => decode_token(token, listing).ok_or_else(|| {
-            ApiError::invalid("NextToken", token, "Member must be a token returned by a previous call")
+            ApiError::invalid(
+                "NextToken",
+                token,
+                "Member must be a token returned by a previous call",
+            )
         })?,
     };
     let size = page.max_results.unwrap_or(DEFAULT_PAGE_SIZE);

@@ -300,7 +300,8 @@ fn requirement_level(field: &str, value: &str) -> Result<(), ApiError> {
 fn filter_value(field: &str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
         && value.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'*' | b'.' | b'_' | b'\\' | b'/' | b'?' | b'-')
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'*' | b'.' | b'_' | b'\\' | b'/' | b'?' | b'-')
         });
     if !ok {
         return Err(ApiError::invalid(
@@ -362,13 +363,13 @@ fn package_configuration(body: &Body) -> Result<Option<PackageConfiguration>, Ap
         &conf.path("ConfigurationRequirement"),
         &configuration_requirement,
     )?;
-    let license_filepath = conf.opt_str("LicenseFilepath")?;
-    if let Some(path) = &license_filepath {
+    let filepath = conf.opt_str("LicenseFilepath")?;
+    if let Some(path) = &filepath {
         license_filepath(&conf.path("LicenseFilepath"), path)?;
     }
     Ok(Some(PackageConfiguration {
         license_requirement,
-        license_filepath,
+        license_filepath: filepath,
         configuration_requirement,
         requires_restart_for_configuration_update: conf
             .opt_bool("RequiresRestartForConfigurationUpdate")?,
@@ -556,9 +557,9 @@ pub fn query_page(query: &[(String, String)]) -> Result<Page, ApiError> {
     for (k, v) in query {
         match k.as_str() {
             "maxResults" => {
-                let n: i64 = v.parse().map_err(|_| {
-                    ApiError::invalid("maxResults", v, "Member must be an integer")
-                })?;
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| ApiError::invalid("maxResults", v, "Member must be an integer"))?;
                 page.max_results = Some(max_results("maxResults", n)?);
             }
             "nextToken" => page.next_token = Some(v.clone()),
@@ -673,7 +674,12 @@ mod tests {
         }
         assert!(engine_version("EngineVersion", "OpenSearch_2.15").is_ok());
         assert!(engine_version("EngineVersion", "Elasticsearch_7.10").is_ok());
-        for bad in ["OpenSearch_2", "Elasticsearch_10.1", "OpenSearch_2.155", "Solr_1.0"] {
+        for bad in [
+            "OpenSearch_2",
+            "Elasticsearch_10.1",
+            "OpenSearch_2.155",
+            "Solr_1.0",
+        ] {
             assert!(engine_version("EngineVersion", bad).is_err(), "{bad}");
         }
         assert!(package_name("PackageName", "my-synonyms").is_ok());
@@ -684,8 +690,12 @@ mod tests {
         for bad in ["../a", "a/../b", "/abs", "a//b", "a b"] {
             assert!(license_filepath("LicenseFilepath", bad).is_err(), "{bad}");
         }
-        assert!(key_access_role_arn("KeyAccessRoleArn", "arn:aws:iam::123456789012:role/x").is_ok());
-        assert!(key_access_role_arn("KeyAccessRoleArn", "arn:aws:iam::12:user/xxxxxxxxxx").is_err());
+        assert!(
+            key_access_role_arn("KeyAccessRoleArn", "arn:aws:iam::123456789012:role/x").is_ok()
+        );
+        assert!(
+            key_access_role_arn("KeyAccessRoleArn", "arn:aws:iam::12:user/xxxxxxxxxx").is_err()
+        );
         assert!(package_user("PackageUserList.1", "GLOBAL").is_ok());
         assert!(package_user("PackageUserList.1", "12345678901").is_err());
     }
@@ -694,6 +704,9 @@ mod tests {
     fn messages_name_the_member() {
         let json = parse_json(br#"{"PackageName":"ok-name","PackageType":"TXT-DICTIONARY","PackageSource":{"S3BucketName":"bk","S3Key":"k"}}"#).unwrap();
         let err = create_package(&Body::new(&json)).unwrap_err();
-        assert!(err.to_string().contains("PackageSource.S3BucketName"), "{err}");
+        assert!(
+            err.to_string().contains("PackageSource.S3BucketName"),
+            "{err}"
+        );
     }
 }
