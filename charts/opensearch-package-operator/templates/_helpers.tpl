@@ -1,0 +1,74 @@
+{{/*
+Chart name, truncated to the 63 characters a label value allows.
+*/}}
+{{- define "ospkg.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's resources.
+*/}}
+{{- define "ospkg.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ospkg.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels that select the operator pod; never change them after a release exists (the
+Deployment's selector is immutable).
+*/}}
+{{- define "ospkg.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ospkg.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ospkg.labels" -}}
+helm.sh/chart: {{ include "ospkg.chart" . }}
+{{ include "ospkg.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: controller
+app.kubernetes.io/part-of: opensearch-package-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "ospkg.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ospkg.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "ospkg.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+The operator's least-privilege rules, shared by the ClusterRole and the per-namespace Roles.
+*/}}
+{{- define "ospkg.rbacRules" -}}
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackages"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackages/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackages/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
