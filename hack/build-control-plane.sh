@@ -119,7 +119,7 @@ build_helm() {
   [[ -x "$HELM" ]] && return
   local dir
   dir="$(scratch_module "helm-$HELM_VERSION")"
-  go_get "$dir" "helm.sh/helm/v3@$HELM_VERSION"
+  go_get "$dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   go_build "$dir" "$HELM" helm.sh/helm/v3/cmd/helm \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
