@@ -1,1 +1,131 @@
-fn main() {}
+//! Requests per second of DescribePackages and UpdatePackage against an in-process simulator
+//! on loopback, driven by aws-sdk-opensearch clients from several concurrent tasks.
+//! `cargo bench -p ospkg-sim` (about 30 s). Prints the median of several runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_opensearch::Client;
+use aws_sdk_opensearch::config::retry::RetryConfig;
+use aws_sdk_opensearch::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_opensearch::types::{PackageSource, PackageType};
+use ospkg_sim::{Durations, SimConfig};
+
+const TASKS: usize = 16;
+const RUNS: usize = 5;
+const RUN_TIME: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy)]
+enum Workload {
+    Describe,
+    Update,
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let sim = ospkg_sim::start(SimConfig::default().durations(Durations::instant())).await?;
+    let admin = sim.admin();
+    admin.put_object("bench", "dict.txt", b"a, b\n".to_vec()).await?;
+    let conf = aws_sdk_opensearch::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(sim.endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("bench", "secret", None, None, "sim"))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let client = Client::from_conf(conf);
+    let source = PackageSource::builder()
+        .s3_bucket_name("bench")
+        .s3_key("dict.txt")
+        .build();
+    let mut ids = Vec::new();
+    for i in 0..TASKS {
+        let created = client
+            .create_package()
+            .package_name(format!("bench-{i}"))
+            .package_type(PackageType::TxtDictionary)
+            .package_source(source.clone())
+            .send()
+            .await?;
+        ids.push(
+            created
+                .package_details
+                .and_then(|d| d.package_id)
+                .ok_or_else(|| anyhow::anyhow!("CreatePackage returned no id"))?,
+        );
+    }
+    println!(
+        "ospkg-sim throughput: {TASKS} concurrent aws-sdk-opensearch tasks, {RUNS} runs of {:?} each, 2 runtime threads",
+        RUN_TIME
+    );
+    for (name, workload) in [
+        ("DescribePackages", Workload::Describe),
+        ("UpdatePackage", Workload::Update),
+    ] {
+        // One unmeasured run to warm connections up.
+        run(&client, &ids, &source, workload, Duration::from_millis(300)).await?;
+        let mut rates = Vec::new();
+        for _ in 0..RUNS {
+            rates.push(run(&client, &ids, &source, workload, RUN_TIME).await?);
+        }
+        rates.sort_by(f64::total_cmp);
+        let shown: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+        println!(
+            "{name:<17} median {:>7.0} req/s   (runs: {})",
+            rates[RUNS / 2],
+            shown.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Requests per second completed by all tasks together during `length`.
+async fn run(
+    client: &Client,
+    ids: &[String],
+    source: &PackageSource,
+    workload: Workload,
+    length: Duration,
+) -> anyhow::Result<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + length;
+    let mut tasks = Vec::new();
+    for id in ids.iter().cloned() {
+        let client = client.clone();
+        let source = source.clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                match workload {
+                    Workload::Describe => {
+                        client.describe_packages().send().await?;
+                    }
+                    Workload::Update => {
+                        client
+                            .update_package()
+                            .package_id(&id)
+                            .package_source(source.clone())
+                            .commit_message("bench")
+                            .send()
+                            .await?;
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}

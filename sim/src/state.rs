@@ -133,11 +133,12 @@ impl Package {
         self.revisions.iter().rev().find(|r| r.available(now))
     }
 
+    /// Version numbers only grow, so the newest numbered revision holds the largest.
     pub fn next_version(&self) -> u32 {
         self.revisions
             .iter()
-            .filter_map(|r| r.version)
-            .max()
+            .rev()
+            .find_map(|r| r.version)
             .unwrap_or(0)
             + 1
     }
