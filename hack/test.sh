@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this script and nothing else).
+#
+# Builds what the tests need and is idempotent: kube-apiserver, etcd and helm from Go modules
+# (cached under ${OSPKG_CACHE:-$HOME/.cache/ospkg}), a Python venv with boto3 for the simulator's
+# second client. Every server a test needs (API server, etcd, simulator) is started by that
+# test and stopped when it ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export OSPKG_CACHE="${OSPKG_CACHE:-$HOME/.cache/ospkg}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "control-plane binaries (kube-apiserver, etcd, helm)"
+hack/build-control-plane.sh >/dev/null
+# shellcheck disable=SC1091
+source "$OSPKG_CACHE/bin/env"
+
+step "formatting"
+cargo fmt --all --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "simulator against boto3 (second, independent client)"
+sim/tests/boto3/run.sh
+
+step "cargo test (unit, integration, end-to-end)"
+cargo test --workspace --locked --no-fail-fast
