@@ -23,6 +23,7 @@ RELEASE=opensearch-package-operator
 NAMESPACE=opensearch-package-operator
 CHART=charts/opensearch-package-operator
 CRD=opensearchpackages.ospkg.dev.yaml
+KUBE_VERSION=v1.36.0
 
 OUT="$ROOT"
 while [[ $# -gt 0 ]]; do
@@ -80,7 +81,9 @@ done
 
 # --- deploy/ rendered from the chart -------------------------------------------------------
 HELM="$(find_helm)"
-"$HELM" template "$RELEASE" "$ROOT/$CHART" --namespace "$NAMESPACE" --output-dir "$TMP/rendered" >/dev/null
+# --kube-version: render the same whatever Kubernetes version helm was built to assume.
+"$HELM" template "$RELEASE" "$ROOT/$CHART" --namespace "$NAMESPACE" --kube-version "$KUBE_VERSION" \
+  --output-dir "$TMP/rendered" >/dev/null
 rendered="$TMP/rendered/$(basename "$CHART")/templates"
 
 # Every top-level YAML file in deploy/ is generated; remove the old ones so a template that

@@ -2,7 +2,7 @@
 -- Install as resource.customizations.health.ospkg.dev_OpenSearchPackage in argocd-cm.
 --
 -- Written for Argo CD's restricted Lua: only base functions and the table library are used
--- (no string, math, os or io), so it runs with or without "lua.allowlist".
+-- (no string, math, os or io), so it needs no resource.customizations.useOpenLibs setting.
 --
 --   Suspended   spec.suspend is true, or Ready has reason Suspended
 --   Progressing no status yet, status or a condition describes an older generation,
