@@ -1,1 +1,682 @@
-//! Real backend: filled in by the backend work.
+//! The real backend: [`PackageBackend`] over `aws-sdk-opensearch`.
+//!
+//! One SDK client per region, built lazily from one base configuration: the operator serves
+//! objects in several regions with the same credentials, and building a client per call would
+//! throw away its connection pool and identity cache.
+//!
+//! Errors are identified by the service's error *code* ([`ProvideErrorMetadata::code`]),
+//! never by HTTP status: the status the service sends for a code is not stable (see
+//! `aws-packages-api.md` §1). [`classify_service_error`] is the single place that turns a code
+//! into a [`BackendError`].
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::{PoisonError, RwLock};
+
+use aws_config::SdkConfig;
+use aws_sdk_opensearch::Client;
+use aws_sdk_opensearch::config::{Config, Credentials, Region};
+use aws_sdk_opensearch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_opensearch::types as sdk;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::error::operation::BuildError;
+use aws_smithy_types::retry::RetryConfig;
+use jiff::Timestamp;
+
+use super::{
+    AssociatePackage, BackendError, BackendResult, CreatePackage, DomainAssociation,
+    DomainPackageStatus, Package, PackageBackend, PackageFilter, PackageStatus, PackageVersion,
+    ServiceError, UpdatePackage, sort_newest_first,
+};
+use crate::crd::{KeyStoreAccess, PackageConfiguration, PackageEncryption};
+
+/// Largest page the service accepts; fewer round trips for the same answer.
+const PAGE_SIZE: i32 = 100;
+
+/// [`PackageBackend`] over the Amazon OpenSearch Service API.
+pub struct AwsBackend {
+    /// Everything but the region; each regional client is built from it.
+    base: Config,
+    clients: RwLock<HashMap<String, Client>>,
+}
+
+impl fmt::Debug for AwsBackend {
+    // The configuration holds a credentials provider: print only the regions.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
+        let mut regions: Vec<&String> = clients.keys().collect();
+        regions.sort();
+        f.debug_struct("AwsBackend")
+            .field("regions", &regions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsBackend {
+    /// A backend using the shared AWS configuration (credentials, retries, timeouts, endpoint
+    /// overrides such as `AWS_ENDPOINT_URL_OPENSEARCH`); the region is set per call.
+    pub fn new(sdk_config: SdkConfig) -> Self {
+        Self::from_conf(Config::new(&sdk_config))
+    }
+
+    /// A backend from a finished service configuration (tests: a canned HTTP client, retries
+    /// off). The configuration's region is replaced per call.
+    pub fn from_conf(conf: Config) -> Self {
+        AwsBackend {
+            base: conf,
+            clients: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A backend that talks to `endpoint_url` (a simulator) with static dummy credentials and
+    /// the SDK's retries disabled, so tests see every response and can count calls.
+    pub fn for_endpoint(endpoint_url: &str) -> Self {
+        let conf = Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(endpoint_url)
+            .region(Region::from_static("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        Self::from_conf(conf)
+    }
+
+    /// The client for `region`, built on first use.
+    fn client(&self, region: &str) -> Client {
+        if let Some(client) = self
+            .clients
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(region)
+        {
+            return client.clone();
+        }
+        let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let conf = self
+                    .base
+                    .to_builder()
+                    .region(Region::new(region.to_owned()))
+                    .build();
+                Client::from_conf(conf)
+            })
+            .clone()
+    }
+}
+
+impl PackageBackend for AwsBackend {
+    async fn describe_packages(
+        &self,
+        region: &str,
+        filter: PackageFilter,
+    ) -> BackendResult<Vec<Package>> {
+        let mut request = self
+            .client(region)
+            .describe_packages()
+            .max_results(PAGE_SIZE);
+        request = match filter {
+            PackageFilter::All => request,
+            PackageFilter::Id(id) => request.filters(
+                sdk::DescribePackagesFilter::builder()
+                    .name(sdk::DescribePackagesFilterName::PackageId)
+                    .value(id)
+                    .build(),
+            ),
+            PackageFilter::Name(name) => request.filters(
+                sdk::DescribePackagesFilter::builder()
+                    .name(sdk::DescribePackagesFilterName::PackageName)
+                    .value(name)
+                    .build(),
+            ),
+        };
+        let mut pages = request.into_paginator().send();
+        let mut packages = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(map_sdk_error)?;
+            packages.extend(page.package_details_list().iter().map(package_from_sdk));
+        }
+        Ok(packages)
+    }
+
+    async fn create_package(&self, region: &str, request: CreatePackage) -> BackendResult<Package> {
+        let output = self
+            .client(region)
+            .create_package()
+            .package_name(request.name)
+            .package_type(sdk::PackageType::from(request.package_type.as_str()))
+            .package_source(package_source(request.source))
+            .set_package_description(request.description)
+            .set_engine_version(request.engine_version)
+            .set_package_configuration(
+                request
+                    .configuration
+                    .as_ref()
+                    .map(configuration)
+                    .transpose()?,
+            )
+            .set_package_encryption_options(
+                request.encryption.as_ref().map(encryption).transpose()?,
+            )
+            .set_package_vending_options(request.vending_enabled.map(vending).transpose()?)
+            .send()
+            .await
+            .map_err(map_sdk_error)?;
+        output
+            .package_details()
+            .map(package_from_sdk)
+            .ok_or_else(|| missing("CreatePackage", "PackageDetails"))
+    }
+
+    async fn update_package(&self, region: &str, request: UpdatePackage) -> BackendResult<Package> {
+        let output = self
+            .client(region)
+            .update_package()
+            .package_id(request.package_id)
+            .package_source(package_source(request.source))
+            .set_package_description(request.description)
+            .commit_message(request.commit_message)
+            .set_package_configuration(
+                request
+                    .configuration
+                    .as_ref()
+                    .map(configuration)
+                    .transpose()?,
+            )
+            .set_package_encryption_options(
+                request.encryption.as_ref().map(encryption).transpose()?,
+            )
+            .send()
+            .await
+            .map_err(map_sdk_error)?;
+        output
+            .package_details()
+            .map(package_from_sdk)
+            .ok_or_else(|| missing("UpdatePackage", "PackageDetails"))
+    }
+
+    async fn delete_package(&self, region: &str, package_id: &str) -> BackendResult<Package> {
+        let output = self
+            .client(region)
+            .delete_package()
+            .package_id(package_id)
+            .send()
+            .await
+            .map_err(map_sdk_error)?;
+        output
+            .package_details()
+            .map(package_from_sdk)
+            .ok_or_else(|| missing("DeletePackage", "PackageDetails"))
+    }
+
+    async fn package_version_history(
+        &self,
+        region: &str,
+        package_id: &str,
+    ) -> BackendResult<Vec<PackageVersion>> {
+        let mut pages = self
+            .client(region)
+            .get_package_version_history()
+            .package_id(package_id)
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut history = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(map_sdk_error)?;
+            history.extend(
+                page.package_version_history_list()
+                    .iter()
+                    .map(|v| PackageVersion {
+                        version: v.package_version().unwrap_or_default().to_owned(),
+                        commit_message: v.commit_message().map(str::to_owned),
+                        created_at: timestamp(v.created_at()),
+                    }),
+            );
+        }
+        sort_newest_first(&mut history);
+        Ok(history)
+    }
+
+    async fn associate_package(
+        &self,
+        region: &str,
+        request: AssociatePackage,
+    ) -> BackendResult<DomainAssociation> {
+        let prerequisites = (!request.prerequisites.is_empty()).then_some(request.prerequisites);
+        let association = request
+            .key_store_access
+            .as_ref()
+            .map(key_store_access)
+            .transpose()?
+            .map(|option| {
+                sdk::PackageAssociationConfiguration::builder()
+                    .key_store_access_option(option)
+                    .build()
+            });
+        let output = self
+            .client(region)
+            .associate_package()
+            .package_id(request.package_id)
+            .domain_name(request.domain_name)
+            .set_prerequisite_package_id_list(prerequisites)
+            .set_association_configuration(association)
+            .send()
+            .await
+            .map_err(map_sdk_error)?;
+        output
+            .domain_package_details()
+            .map(association_from_sdk)
+            .ok_or_else(|| missing("AssociatePackage", "DomainPackageDetails"))
+    }
+
+    async fn dissociate_package(
+        &self,
+        region: &str,
+        package_id: &str,
+        domain_name: &str,
+    ) -> BackendResult<DomainAssociation> {
+        let output = self
+            .client(region)
+            .dissociate_package()
+            .package_id(package_id)
+            .domain_name(domain_name)
+            .send()
+            .await
+            .map_err(map_sdk_error)?;
+        output
+            .domain_package_details()
+            .map(association_from_sdk)
+            .ok_or_else(|| missing("DissociatePackage", "DomainPackageDetails"))
+    }
+
+    async fn list_domains_for_package(
+        &self,
+        region: &str,
+        package_id: &str,
+    ) -> BackendResult<Vec<DomainAssociation>> {
+        let mut pages = self
+            .client(region)
+            .list_domains_for_package()
+            .package_id(package_id)
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut associations = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(map_sdk_error)?;
+            associations.extend(
+                page.domain_package_details_list()
+                    .iter()
+                    .map(association_from_sdk),
+            );
+        }
+        Ok(associations)
+    }
+
+    async fn update_package_scope(
+        &self,
+        region: &str,
+        package_id: &str,
+        users: Vec<String>,
+    ) -> BackendResult<Vec<String>> {
+        let output = self
+            .client(region)
+            .update_package_scope()
+            .package_id(package_id)
+            .operation(sdk::PackageScopeOperationEnum::Override)
+            .set_package_user_list(Some(users))
+            .send()
+            .await
+            .map_err(map_sdk_error)?;
+        Ok(output.package_user_list().to_vec())
+    }
+}
+
+fn package_source(source: super::Source) -> sdk::PackageSource {
+    sdk::PackageSource::builder()
+        .s3_bucket_name(source.bucket)
+        .s3_key(source.key)
+        .build()
+}
+
+fn configuration(conf: &PackageConfiguration) -> BackendResult<sdk::PackageConfiguration> {
+    sdk::PackageConfiguration::builder()
+        .license_requirement(sdk::RequirementLevel::from(
+            conf.license_requirement.as_str(),
+        ))
+        .configuration_requirement(sdk::RequirementLevel::from(
+            conf.configuration_requirement.as_str(),
+        ))
+        .set_license_filepath(conf.license_filepath.clone())
+        .set_requires_restart_for_configuration_update(
+            conf.requires_restart_for_configuration_update,
+        )
+        .build()
+        .map_err(build_error)
+}
+
+fn encryption(enc: &PackageEncryption) -> BackendResult<sdk::PackageEncryptionOptions> {
+    sdk::PackageEncryptionOptions::builder()
+        .encryption_enabled(enc.enabled)
+        .set_kms_key_identifier(enc.kms_key_identifier.clone())
+        .build()
+        .map_err(build_error)
+}
+
+fn vending(enabled: bool) -> BackendResult<sdk::PackageVendingOptions> {
+    sdk::PackageVendingOptions::builder()
+        .vending_enabled(enabled)
+        .build()
+        .map_err(build_error)
+}
+
+fn key_store_access(access: &KeyStoreAccess) -> BackendResult<sdk::KeyStoreAccessOption> {
+    sdk::KeyStoreAccessOption::builder()
+        .key_store_access_enabled(access.enabled)
+        .set_key_access_role_arn(access.key_access_role_arn.clone())
+        .build()
+        .map_err(build_error)
+}
+
+/// The nested builders only fail when a required member is unset, which the callers above
+/// never do; should it happen, the request is wrong, not the weather.
+fn build_error(err: BuildError) -> BackendError {
+    BackendError::Invalid(err.to_string())
+}
+
+fn missing(operation: &str, member: &str) -> BackendError {
+    BackendError::Transient(format!("{operation} response has no {member}"))
+}
+
+fn timestamp(at: Option<&aws_smithy_types::DateTime>) -> Option<Timestamp> {
+    at.and_then(|at| Timestamp::from_nanosecond(at.as_nanos()).ok())
+}
+
+fn service_error(details: Option<&sdk::ErrorDetails>) -> Option<ServiceError> {
+    details.map(|d| ServiceError {
+        error_type: d.error_type().map(str::to_owned),
+        error_message: d.error_message().map(str::to_owned),
+    })
+}
+
+fn package_from_sdk(details: &sdk::PackageDetails) -> Package {
+    Package {
+        id: details.package_id().unwrap_or_default().to_owned(),
+        name: details.package_name().unwrap_or_default().to_owned(),
+        package_type: details
+            .package_type()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        status: PackageStatus::parse(
+            details
+                .package_status()
+                .map(sdk::PackageStatus::as_str)
+                .unwrap_or_default(),
+        ),
+        description: details.package_description().map(str::to_owned),
+        available_version: details.available_package_version().map(str::to_owned),
+        engine_version: details.engine_version().map(str::to_owned),
+        error: service_error(details.error_details()),
+        created_at: timestamp(details.created_at()),
+        last_updated_at: timestamp(details.last_updated_at()),
+        // The getter turns "absent" into an empty slice; the field keeps the difference
+        // (the list is only shown to the owner).
+        allow_listed_users: details.allow_listed_user_list.clone(),
+        owner: details.package_owner().map(str::to_owned),
+    }
+}
+
+fn association_from_sdk(details: &sdk::DomainPackageDetails) -> DomainAssociation {
+    DomainAssociation {
+        domain_name: details.domain_name().unwrap_or_default().to_owned(),
+        package_id: details.package_id().unwrap_or_default().to_owned(),
+        status: DomainPackageStatus::parse(
+            details
+                .domain_package_status()
+                .map(sdk::DomainPackageStatus::as_str)
+                .unwrap_or_default(),
+        ),
+        package_version: details.package_version().map(str::to_owned),
+        reference_path: details.reference_path().map(str::to_owned),
+        prerequisites: details.prerequisite_package_id_list().to_vec(),
+        last_updated: timestamp(details.last_updated()),
+        error: service_error(details.error_details()),
+    }
+}
+
+/// Turns any SDK failure into a [`BackendError`]: service errors by their code, everything
+/// that happened before a well-formed answer arrived as [`BackendError::Transient`].
+pub fn map_sdk_error<E>(err: SdkError<E, HttpResponse>) -> BackendError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(context) => {
+            let service = context.err();
+            classify_service_error(
+                service.code(),
+                service.message(),
+                context.raw().status().as_u16(),
+            )
+        }
+        // The request could not be built: a required member or a path label (an empty
+        // package id) is missing, which retrying cannot fix. Other construction failures
+        // (e.g. credentials that could not be loaded) may pass.
+        SdkError::ConstructionFailure(_) if caused_by_build_error(&err) => {
+            BackendError::Invalid(DisplayErrorContext(&err).to_string())
+        }
+        // Timeouts, connection failures, unreadable responses, credentials not available yet.
+        _ => BackendError::Transient(DisplayErrorContext(&err).to_string()),
+    }
+}
+
+fn caused_by_build_error(err: &(dyn StdError + 'static)) -> bool {
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        if c.downcast_ref::<BuildError>().is_some() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Maps the service's error code (and, for two cases, its message or status) to a
+/// [`BackendError`]. The message is kept as the service wrote it.
+///
+/// `code` may be raw (`ValidationException:http://…`, `aws#ValidationException`); it is
+/// cleaned the way the SDK does. An answer without a code did not come from the service's
+/// error model (a proxy, a load balancer, a 503 with no body) and is transient. `status`
+/// only matters for a code the operator does not know: a 5xx then is transient, anything
+/// else a rejection.
+pub fn classify_service_error(
+    code: Option<&str>,
+    message: Option<&str>,
+    status: u16,
+) -> BackendError {
+    let code = code.map(clean_code).filter(|c| !c.is_empty());
+    let text = match (message, code) {
+        (Some(m), _) if !m.is_empty() => m.to_owned(),
+        (_, Some(c)) => c.to_owned(),
+        _ => format!("HTTP {status} without an error code"),
+    };
+    let Some(code) = code else {
+        return BackendError::Transient(text);
+    };
+    match code {
+        "ResourceNotFoundException" => BackendError::NotFound(text),
+        // Some paths answer an unknown package id with a ValidationException (Terraform
+        // treats it as not found too).
+        "ValidationException" if text.to_ascii_lowercase().contains("package not found") => {
+            BackendError::NotFound(text)
+        }
+        "ValidationException" | "InvalidTypeException" => BackendError::Invalid(text),
+        // The operation is disabled for this package or account (e.g. scope changes on a
+        // package without vending): the user's configuration, so retrying cannot help.
+        "DisabledOperationException" => BackendError::Invalid(text),
+        "ResourceAlreadyExistsException" => BackendError::AlreadyExists(text),
+        "ConflictException" => BackendError::Conflict(text),
+        "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature" => BackendError::AccessDenied(text),
+        "LimitExceededException" | "ServiceQuotaExceededException" => {
+            BackendError::LimitExceeded(text)
+        }
+        "ThrottlingException"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottledException" => BackendError::Throttled(text),
+        "InternalException"
+        | "BaseException"
+        | "DependencyFailureException"
+        | "InternalFailure"
+        | "InternalServerError"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException"
+        | "RequestTimeout"
+        | "RequestTimeoutException"
+        // Expired credentials are refreshed by the provider; the next attempt may pass.
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "RequestExpired"
+        // A stale token: the next pass starts paging from the beginning.
+        | "InvalidPaginationTokenException" => BackendError::Transient(text),
+        _ if status >= 500 => BackendError::Transient(text),
+        _ => BackendError::Invalid(format!("{code}: {text}")),
+    }
+}
+
+/// `ValidationException:http://internal.amazon.com/…` and `aws#ValidationException` both
+/// name `ValidationException`.
+fn clean_code(code: &str) -> &str {
+    let code = code.split(':').next().unwrap_or(code);
+    let code = code.rsplit('#').next().unwrap_or(code);
+    code.trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(code: &str, message: &str, status: u16) -> BackendError {
+        classify_service_error(Some(code), Some(message), status)
+    }
+
+    #[test]
+    fn codes_map_to_variants_whatever_the_status() {
+        let cases: &[(&str, u16, fn(String) -> BackendError)] = &[
+            ("ResourceNotFoundException", 409, BackendError::NotFound),
+            ("ResourceNotFoundException", 400, BackendError::NotFound),
+            ("ValidationException", 400, BackendError::Invalid),
+            ("InvalidTypeException", 409, BackendError::Invalid),
+            ("DisabledOperationException", 409, BackendError::Invalid),
+            (
+                "ResourceAlreadyExistsException",
+                409,
+                BackendError::AlreadyExists,
+            ),
+            (
+                "ResourceAlreadyExistsException",
+                400,
+                BackendError::AlreadyExists,
+            ),
+            ("ConflictException", 409, BackendError::Conflict),
+            ("AccessDeniedException", 403, BackendError::AccessDenied),
+            ("LimitExceededException", 409, BackendError::LimitExceeded),
+            ("ThrottlingException", 400, BackendError::Throttled),
+            ("TooManyRequestsException", 429, BackendError::Throttled),
+            ("RequestLimitExceeded", 400, BackendError::Throttled),
+            ("InternalException", 500, BackendError::Transient),
+            ("BaseException", 400, BackendError::Transient),
+        ];
+        for (code, status, variant) in cases {
+            assert_eq!(
+                classify(code, "the service said so", *status),
+                variant("the service said so".to_owned()),
+                "{code} with HTTP {status}"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_saying_package_not_found_is_not_found() {
+        assert_eq!(
+            classify("ValidationException", "Package not found: F123", 400),
+            BackendError::NotFound("Package not found: F123".into())
+        );
+        assert_eq!(
+            classify("ValidationException", "PACKAGE NOT FOUND", 400),
+            BackendError::NotFound("PACKAGE NOT FOUND".into())
+        );
+        assert_eq!(
+            classify(
+                "ValidationException",
+                "Operation not allowed. This package cannot be deleted.",
+                400
+            ),
+            BackendError::Invalid("Operation not allowed. This package cannot be deleted.".into())
+        );
+    }
+
+    #[test]
+    fn raw_codes_are_cleaned_like_the_sdk_does() {
+        assert_eq!(
+            classify(
+                "ThrottlingException:http://internal.amazon.com/coral/",
+                "Rate exceeded",
+                400
+            ),
+            BackendError::Throttled("Rate exceeded".into())
+        );
+        assert_eq!(
+            classify("aws#ConflictException", "in use", 409),
+            BackendError::Conflict("in use".into())
+        );
+    }
+
+    #[test]
+    fn without_a_code_or_message() {
+        assert_eq!(
+            classify_service_error(None, None, 503),
+            BackendError::Transient("HTTP 503 without an error code".into())
+        );
+        assert_eq!(
+            classify_service_error(Some("ConflictException"), None, 409),
+            BackendError::Conflict("ConflictException".into())
+        );
+    }
+
+    #[test]
+    fn unknown_codes_fall_back_on_the_status() {
+        assert_eq!(
+            classify("SomethingNewException", "boom", 502),
+            BackendError::Transient("boom".into())
+        );
+        assert_eq!(
+            classify("SomethingNewException", "no", 400),
+            BackendError::Invalid("SomethingNewException: no".into())
+        );
+    }
+
+    #[test]
+    fn regional_clients_are_built_once() {
+        let backend = AwsBackend::for_endpoint("http://127.0.0.1:1");
+        let a = backend.client("eu-west-1");
+        let _ = backend.client("eu-west-1");
+        let b = backend.client("us-east-2");
+        assert_eq!(a.config().region().map(Region::as_ref), Some("eu-west-1"));
+        assert_eq!(b.config().region().map(Region::as_ref), Some("us-east-2"));
+        assert_eq!(
+            format!("{backend:?}"),
+            r#"AwsBackend { regions: ["eu-west-1", "us-east-2"], .. }"#
+        );
+    }
+}
