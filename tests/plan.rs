@@ -1,0 +1,529 @@
+//! Table-driven tests of the pure plan: (object, what AWS showed) → the one next step.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use ospkg::backend::{
+    DomainAssociation, DomainPackageStatus, Package, PackageStatus, PackageVersion, ServiceError,
+};
+use ospkg::crd::{
+    DomainStatus, InFlight, OpenSearchPackage, OpenSearchPackageSpec, OpenSearchPackageStatus,
+};
+use ospkg::digest::SpecDigest;
+use ospkg::plan::{CleanupStep, Observation, Step, plan, plan_cleanup};
+use ospkg::status::{StallReason, WaitReason};
+use serde_json::json;
+
+const ID: &str = "F111";
+
+fn spec(extra: serde_json::Value) -> OpenSearchPackageSpec {
+    let mut base = json!({
+        "packageType": "TXT-DICTIONARY",
+        "source": {"s3BucketName": "acme-dicts", "s3Key": "synonyms.txt"},
+        "commitMessage": "first words",
+    });
+    merge(&mut base, extra);
+    serde_json::from_value(base).expect("valid spec")
+}
+
+fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+    match (base, extra) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+/// A new object with no status.
+fn fresh(extra: serde_json::Value) -> OpenSearchPackage {
+    let mut obj = OpenSearchPackage::new("product-synonyms", spec(extra));
+    obj.metadata.namespace = Some("search".into());
+    obj.metadata.generation = Some(1);
+    obj
+}
+
+/// An object that owns package `ID`, whose recorded digest is that of `applied_spec`.
+fn owning(extra: serde_json::Value, applied: serde_json::Value) -> OpenSearchPackage {
+    let mut obj = fresh(extra);
+    obj.status = Some(OpenSearchPackageStatus {
+        package_id: Some(ID.into()),
+        applied_digest: Some(SpecDigest::of(&spec(applied)).as_str().to_owned()),
+        available_package_version: Some("v1".into()),
+        region: Some("us-east-1".into()),
+        ..Default::default()
+    });
+    obj
+}
+
+fn package(status: PackageStatus) -> Package {
+    Package {
+        id: ID.into(),
+        name: "product-synonyms".into(),
+        package_type: "TXT-DICTIONARY".into(),
+        status,
+        description: None,
+        available_version: Some("v1".into()),
+        engine_version: None,
+        error: None,
+        created_at: None,
+        last_updated_at: None,
+        allow_listed_users: None,
+        owner: None,
+    }
+}
+
+fn seen(status: PackageStatus) -> Observation {
+    Observation {
+        package: Some(package(status)),
+        ..Default::default()
+    }
+}
+
+fn stalled(step: &Step) -> Option<StallReason> {
+    match step {
+        Step::Stall { reason, .. } => Some(*reason),
+        _ => None,
+    }
+}
+
+#[test]
+fn creates_a_package_that_does_not_exist() {
+    let obj = fresh(json!({"description": "Product synonyms", "encryption": {"enabled": true}}));
+    let Step::Create { request, recreate } = plan(&obj, &Observation::default()) else {
+        panic!("expected Create");
+    };
+    assert!(!recreate);
+    assert_eq!(request.name, "product-synonyms");
+    assert_eq!(request.source.bucket, "acme-dicts");
+    assert_eq!(request.source.key, "synonyms.txt");
+    assert_eq!(request.description.as_deref(), Some("Product synonyms"));
+    assert!(request.encryption.is_some_and(|e| e.enabled));
+}
+
+#[test]
+fn spec_package_name_wins_over_metadata_name() {
+    let obj = fresh(json!({"packageName": "custom-name"}));
+    let Step::Create { request, .. } = plan(&obj, &Observation::default()) else {
+        panic!("expected Create");
+    };
+    assert_eq!(request.name, "custom-name");
+}
+
+#[test]
+fn a_vanished_package_is_created_again() {
+    let obj = owning(json!({}), json!({}));
+    let step = plan(&obj, &Observation::default());
+    assert!(matches!(step, Step::Create { recreate: true, .. }), "{step:?}");
+}
+
+#[test]
+fn each_update_relevant_field_triggers_an_update() {
+    let cases = [
+        ("bucket", json!({"source": {"s3BucketName": "other-bucket"}})),
+        ("key", json!({"source": {"s3Key": "v2/synonyms.txt"}})),
+        ("revision", json!({"source": {"revision": "2026-11-21"}})),
+        ("description", json!({"description": "now with winter terms"})),
+        (
+            "configuration",
+            json!({"configuration": {"licenseRequirement": "NONE", "configurationRequirement": "OPTIONAL"}}),
+        ),
+        ("encryption", json!({"encryption": {"enabled": true, "kmsKeyIdentifier": "alias/pkg"}})),
+    ];
+    for (field, change) in cases {
+        let obj = owning(change.clone(), json!({}));
+        let step = plan(&obj, &seen(PackageStatus::Available));
+        let Step::Update { request, digest } = step else {
+            panic!("{field}: expected Update, got {step:?}");
+        };
+        assert_eq!(digest, SpecDigest::of(&obj.spec), "{field}");
+        assert_eq!(request.package_id, ID, "{field}");
+        assert!(
+            request.commit_message.starts_with("first words [ospkg:"),
+            "{field}: {}",
+            request.commit_message
+        );
+        assert!(digest.is_marked_in(&request.commit_message), "{field}");
+    }
+}
+
+#[test]
+fn update_request_carries_the_new_fields() {
+    let obj = owning(
+        json!({"source": {"s3Key": "v2.txt"}, "description": "d2", "encryption": {"enabled": true}}),
+        json!({}),
+    );
+    let Step::Update { request, .. } = plan(&obj, &seen(PackageStatus::Available)) else {
+        panic!("expected Update");
+    };
+    assert_eq!(request.source.key, "v2.txt");
+    assert_eq!(request.description.as_deref(), Some("d2"));
+    assert!(request.encryption.is_some_and(|e| e.enabled));
+}
+
+#[test]
+fn a_changed_commit_message_alone_makes_no_update() {
+    let obj = owning(json!({"commitMessage": "reworded"}), json!({"commitMessage": "first words"}));
+    assert_eq!(plan(&obj, &seen(PackageStatus::Available)), Step::Done);
+}
+
+#[test]
+fn waits_while_the_service_imports() {
+    for (status, reason) in [
+        (PackageStatus::Copying, WaitReason::Copying),
+        (PackageStatus::Validating, WaitReason::Validating),
+    ] {
+        // Both right after create and while a changed spec waits for its turn.
+        for applied in [json!({}), json!({"description": "older"})] {
+            let obj = owning(json!({}), applied);
+            let step = plan(&obj, &seen(status.clone()));
+            assert!(
+                matches!(&step, Step::Wait { reason: r, .. } if *r == reason),
+                "{status:?}: {step:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn failed_imports_stall_until_the_spec_changes() {
+    for (status, reason) in [
+        (PackageStatus::CopyFailed, StallReason::CopyFailed),
+        (PackageStatus::ValidationFailed, StallReason::ValidationFailed),
+    ] {
+        let obj = owning(json!({}), json!({}));
+        let mut observed = seen(status.clone());
+        observed.package.as_mut().expect("package").error = Some(ServiceError {
+            error_type: Some("ValidationFailure".into()),
+            error_message: Some("not a dictionary".into()),
+        });
+        let step = plan(&obj, &observed);
+        assert_eq!(stalled(&step), Some(reason), "{status:?}");
+        let Step::Stall { message, .. } = &step else { unreachable!() };
+        assert!(message.contains("not a dictionary"), "{message}");
+
+        // The user fixes the source: an update is how a bad file is replaced.
+        let fixed = owning(json!({"source": {"revision": "2"}}), json!({}));
+        let step = plan(&fixed, &observed);
+        assert!(matches!(step, Step::Update { .. }), "{status:?}: {step:?}");
+    }
+}
+
+#[test]
+fn a_marker_in_history_records_the_update_instead_of_repeating_it() {
+    let obj = owning(json!({"description": "new"}), json!({}));
+    let digest = SpecDigest::of(&obj.spec);
+    let mut observed = seen(PackageStatus::Available);
+    observed.history = Some(vec![
+        PackageVersion {
+            version: "v2".into(),
+            commit_message: Some(digest.commit_message(Some("first words"))),
+            created_at: None,
+        },
+        PackageVersion {
+            version: "v1".into(),
+            commit_message: None,
+            created_at: None,
+        },
+    ]);
+    assert_eq!(
+        plan(&obj, &observed),
+        Step::RecordUpdate { digest: digest.clone(), version: "v2".into() }
+    );
+
+    // A marker of another digest does not count.
+    observed.history.as_mut().expect("history")[0].commit_message =
+        Some(SpecDigest::from_status("sha256:00000000").commit_message(None));
+    assert!(matches!(plan(&obj, &observed), Step::Update { .. }));
+}
+
+#[test]
+fn an_existing_package_is_refused_unless_adopted() {
+    let found = seen(PackageStatus::Available);
+
+    let obj = fresh(json!({}));
+    assert_eq!(stalled(&plan(&obj, &found)), Some(StallReason::AlreadyExists));
+
+    let obj = fresh(json!({"adoptExisting": true}));
+    let step = plan(&obj, &found);
+    assert!(
+        matches!(&step, Step::Adopt { ours: false, digest: None, package } if package.id == ID),
+        "{step:?}"
+    );
+
+    // The create record says this object made it before a crash: it is ours, with the
+    // digest the create sent.
+    let mut obj = fresh(json!({}));
+    obj.status = Some(OpenSearchPackageStatus {
+        in_flight: Some(InFlight {
+            operation: "CreatePackage".into(),
+            digest: "sha256:abc".into(),
+            started_at: "2026-11-26T00:00:00Z".into(),
+        }),
+        ..Default::default()
+    });
+    let step = plan(&obj, &found);
+    assert!(
+        matches!(&step, Step::Adopt { ours: true, digest: Some(d), .. } if d.as_str() == "sha256:abc"),
+        "{step:?}"
+    );
+}
+
+#[test]
+fn aws_owned_packages_are_never_adopted() {
+    let obj = fresh(json!({"adoptExisting": true}));
+    let mut observed = seen(PackageStatus::Available);
+    observed.package.as_mut().expect("package").id = "G123".into();
+    assert_eq!(stalled(&plan(&obj, &observed)), Some(StallReason::AlreadyExists));
+}
+
+#[test]
+fn a_second_object_naming_the_same_package_stalls() {
+    let obj = fresh(json!({}));
+    let observed = Observation {
+        name_owner: Some("search/first".into()),
+        ..Default::default()
+    };
+    let step = plan(&obj, &observed);
+    assert_eq!(stalled(&step), Some(StallReason::NameConflict));
+    let Step::Stall { message, .. } = step else { unreachable!() };
+    assert!(message.contains("search/first"), "{message}");
+}
+
+#[test]
+fn suspend_changes_nothing() {
+    assert_eq!(plan(&fresh(json!({"suspend": true})), &Observation::default()), Step::Suspended);
+    let obj = owning(json!({"suspend": true, "description": "new"}), json!({}));
+    assert_eq!(plan(&obj, &seen(PackageStatus::Available)), Step::Suspended);
+}
+
+#[test]
+fn an_invalid_default_name_stalls() {
+    let mut obj = fresh(json!({}));
+    obj.metadata.name = Some("Product.Synonyms".into());
+    assert_eq!(stalled(&plan(&obj, &Observation::default())), Some(StallReason::InvalidSpec));
+}
+
+fn stalled_condition(reason: StallReason, generation: i64) -> Condition {
+    Condition {
+        type_: "Stalled".into(),
+        status: "True".into(),
+        reason: reason.as_str().into(),
+        message: "rejected".into(),
+        observed_generation: Some(generation),
+        last_transition_time: Time(Timestamp::UNIX_EPOCH),
+    }
+}
+
+#[test]
+fn a_rejected_call_is_not_retried_until_the_user_acts() {
+    let mut obj = owning(json!({"description": "new"}), json!({}));
+    obj.status.as_mut().expect("status").conditions =
+        vec![stalled_condition(StallReason::InvalidRequest, 1)];
+    assert_eq!(
+        stalled(&plan(&obj, &seen(PackageStatus::Available))),
+        Some(StallReason::InvalidRequest)
+    );
+
+    // A new generation lifts it.
+    let mut next_gen = obj.clone();
+    next_gen.metadata.generation = Some(2);
+    assert!(matches!(plan(&next_gen, &seen(PackageStatus::Available)), Step::Update { .. }));
+
+    // So does a reconcile request.
+    let mut requested = obj.clone();
+    requested.metadata.annotations = Some(
+        [("ospkg.dev/reconcile-requested-at".to_owned(), "now".to_owned())].into(),
+    );
+    assert!(matches!(plan(&requested, &seen(PackageStatus::Available)), Step::Update { .. }));
+}
+
+#[test]
+fn allow_list_changes_update_the_scope_once() {
+    let mut obj = owning(json!({"vending": {"enabled": true}, "allowListedUsers": ["123456789012"]}), json!({}));
+    assert_eq!(
+        plan(&obj, &seen(PackageStatus::Available)),
+        Step::UpdateScope { users: vec!["123456789012".into()] }
+    );
+    obj.status.as_mut().expect("status").allow_listed_users = Some(vec!["123456789012".into()]);
+    assert_eq!(plan(&obj, &seen(PackageStatus::Available)), Step::Done);
+}
+
+fn association(domain: &str, status: DomainPackageStatus, version: &str) -> DomainAssociation {
+    DomainAssociation {
+        domain_name: domain.into(),
+        package_id: ID.into(),
+        status,
+        package_version: Some(version.into()),
+        reference_path: Some(format!("analyzers/{ID}")),
+        prerequisites: vec![],
+        last_updated: None,
+        error: None,
+    }
+}
+
+fn with_domains(associations: Vec<DomainAssociation>) -> Observation {
+    Observation {
+        associations: Some(associations),
+        ..seen(PackageStatus::Available)
+    }
+}
+
+#[test]
+fn domains_are_associated_one_at_a_time_or_all_at_once() {
+    let domains = json!({"domains": [{"name": "catalog-a"}, {"name": "catalog-b"}]});
+    let obj = owning(domains.clone(), json!({}));
+    let Step::Associate { requests } = plan(&obj, &with_domains(vec![])) else {
+        panic!("expected Associate");
+    };
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].domain_name, "catalog-a");
+
+    // Sequential waits for the domain in flight.
+    let busy = with_domains(vec![association("catalog-a", DomainPackageStatus::Associating, "v1")]);
+    assert!(matches!(plan(&obj, &busy), Step::Wait { reason: WaitReason::RollingOut, .. }));
+
+    let mut parallel = domains.clone();
+    merge(&mut parallel, json!({"rollout": {"strategy": "Parallel"}}));
+    let obj = owning(parallel, json!({}));
+    let Step::Associate { requests } = plan(&obj, &with_domains(vec![])) else {
+        panic!("expected Associate");
+    };
+    let names: Vec<&str> = requests.iter().map(|r| r.domain_name.as_str()).collect();
+    assert_eq!(names, ["catalog-a", "catalog-b"]);
+}
+
+#[test]
+fn an_older_version_on_a_domain_is_reapplied() {
+    let obj = owning(json!({"domains": [{"name": "catalog-a"}]}), json!({}));
+    let mut observed = with_domains(vec![association("catalog-a", DomainPackageStatus::Active, "v1")]);
+    assert_eq!(plan(&obj, &observed), Step::Done);
+    observed.package.as_mut().expect("package").available_version = Some("v2".into());
+    assert!(matches!(plan(&obj, &observed), Step::Associate { .. }));
+}
+
+#[test]
+fn a_failed_association_stalls_naming_the_domain() {
+    let obj = owning(json!({"domains": [{"name": "catalog-a"}, {"name": "catalog-b"}]}), json!({}));
+    let mut failed = association("catalog-a", DomainPackageStatus::AssociationFailed, "v1");
+    failed.error = Some(ServiceError {
+        error_type: None,
+        error_message: Some("plugin conflict".into()),
+    });
+    let step = plan(&obj, &with_domains(vec![failed.clone()]));
+    let Step::Stall { reason, message } = step else {
+        panic!("expected Stall");
+    };
+    assert_eq!(reason, StallReason::AssociationFailed);
+    assert!(message.contains("catalog-a") && message.contains("plugin conflict"), "{message}");
+
+    // After a spec change the association is tried again.
+    let mut obj = obj;
+    obj.status.as_mut().expect("status").conditions =
+        vec![stalled_condition(StallReason::AssociationFailed, 1)];
+    obj.metadata.generation = Some(2);
+    let Step::Associate { requests } = plan(&obj, &with_domains(vec![failed])) else {
+        panic!("expected Associate");
+    };
+    assert_eq!(requests[0].domain_name, "catalog-a");
+}
+
+#[test]
+fn prerequisites_must_be_ready_first() {
+    let obj = owning(
+        json!({"domains": [{"name": "catalog-a", "prerequisites": ["plugin-license"]}]}),
+        json!({}),
+    );
+    let mut observed = with_domains(vec![]);
+    assert!(matches!(plan(&obj, &observed), Step::Wait { reason: WaitReason::Prerequisites, .. }));
+    observed.ready_prerequisites.insert("plugin-license".into(), "F222".into());
+    let Step::Associate { requests } = plan(&obj, &observed) else {
+        panic!("expected Associate");
+    };
+    assert_eq!(requests[0].prerequisites, ["F222"]);
+}
+
+#[test]
+fn a_domain_removed_from_the_spec_is_dissociated() {
+    let mut obj = owning(json!({}), json!({}));
+    obj.status.as_mut().expect("status").domains = vec![DomainStatus {
+        domain_name: "catalog-a".into(),
+        domain_package_status: Some("ACTIVE".into()),
+        package_version: Some("v1".into()),
+        reference_path: None,
+        last_updated: None,
+        error_details: None,
+        unmanaged: false,
+    }];
+    let observed = with_domains(vec![association("catalog-a", DomainPackageStatus::Active, "v1")]);
+    assert_eq!(plan(&obj, &observed), Step::Dissociate { domain: "catalog-a".into() });
+}
+
+#[test]
+fn associations_made_outside_are_left_alone() {
+    let obj = owning(json!({"domains": [{"name": "catalog-a"}]}), json!({}));
+    let observed = with_domains(vec![
+        association("catalog-a", DomainPackageStatus::Active, "v1"),
+        association("someone-elses", DomainPackageStatus::Active, "v1"),
+    ]);
+    assert_eq!(plan(&obj, &observed), Step::Done);
+}
+
+fn deleting(extra: serde_json::Value) -> OpenSearchPackage {
+    let mut obj = owning(extra, json!({}));
+    obj.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+    obj
+}
+
+#[test]
+fn deletion_with_retain_touches_nothing() {
+    let obj = deleting(json!({"deletionPolicy": "Retain"}));
+    assert_eq!(plan_cleanup(&obj, &seen(PackageStatus::Available)), CleanupStep::Done);
+}
+
+#[test]
+fn deletion_with_delete_removes_the_package() {
+    let obj = deleting(json!({}));
+    let observed = with_domains(vec![]);
+    assert_eq!(plan_cleanup(&obj, &observed), CleanupStep::Delete { package_id: ID.into() });
+    // Already gone: nothing to do.
+    assert_eq!(plan_cleanup(&obj, &Observation::default()), CleanupStep::Done);
+}
+
+#[test]
+fn deletion_dissociates_own_domains_first_and_waits() {
+    let obj = deleting(json!({"domains": [{"name": "catalog-a"}]}));
+    let observed = with_domains(vec![association("catalog-a", DomainPackageStatus::Active, "v1")]);
+    assert_eq!(plan_cleanup(&obj, &observed), CleanupStep::Dissociate { domain: "catalog-a".into() });
+    let observed =
+        with_domains(vec![association("catalog-a", DomainPackageStatus::Dissociating, "v1")]);
+    assert!(matches!(plan_cleanup(&obj, &observed), CleanupStep::Wait { .. }));
+}
+
+#[test]
+fn deletion_waits_while_another_domain_uses_the_package() {
+    let obj = deleting(json!({}));
+    let observed = with_domains(vec![association("other-team", DomainPackageStatus::Active, "v1")]);
+    assert_eq!(
+        plan_cleanup(&obj, &observed),
+        CleanupStep::InUse { domains: vec!["other-team".into()] }
+    );
+}
+
+#[test]
+fn deletion_never_touches_a_package_it_does_not_own() {
+    // Found by name but never recorded as ours.
+    let mut obj = fresh(json!({}));
+    obj.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+    assert_eq!(plan_cleanup(&obj, &seen(PackageStatus::Available)), CleanupStep::Done);
+
+    // AWS-owned.
+    let obj = deleting(json!({}));
+    let mut observed = with_domains(vec![]);
+    let p = observed.package.as_mut().expect("package");
+    p.id = "G1".into();
+    let mut obj = obj;
+    obj.status.as_mut().expect("status").package_id = Some("G1".into());
+    assert_eq!(plan_cleanup(&obj, &observed), CleanupStep::Done);
+}

@@ -1,0 +1,365 @@
+//! Reconcile tests: the fake AWS backend and a mock Kubernetes API (tower-test) that records
+//! every request the reconcile makes, so the tests assert what is sent to the API server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use kube::{Client, Resource};
+use ospkg::backend::fake::{FakeBackend, Operation};
+use ospkg::backend::{PackageBackend, PackageFilter};
+use ospkg::controller::{Context, reconcile};
+use ospkg::crd::{FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
+use ospkg::metrics::Metrics;
+use serde_json::{Value, json};
+
+const REGION: &str = "us-east-1";
+
+/// One request the reconcile sent to the API server.
+#[derive(Debug, Clone)]
+struct Sent {
+    method: String,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+/// A mock API server: answers every request (echoing patches back as the object) and
+/// records them.
+fn mock_client(object: OpenSearchPackage) -> (Client, Arc<Mutex<Vec<Sent>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.expect("request body");
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes)
+                    .or_else(|_| serde_yaml::from_slice(&bytes))
+                    .expect("JSON or YAML body")
+            };
+            let path = parts.uri.path().to_owned();
+            log.lock().expect("log").push(Sent {
+                method: parts.method.to_string(),
+                path: path.clone(),
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                content_type: parts
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                body: body.clone(),
+            });
+            let reply = if path.contains("/events") {
+                body
+            } else {
+                serde_json::to_value(&object).expect("object")
+            };
+            let response = Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&reply).expect("reply")))
+                .expect("response");
+            respond.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), sent)
+}
+
+fn context(client: Client, backend: FakeBackend) -> Arc<Context<FakeBackend>> {
+    let (store, _writer) = reflector::store::<OpenSearchPackage>();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "opensearch-package-operator".into(),
+            instance: None,
+        },
+    );
+    Arc::new(Context::new(
+        client,
+        backend,
+        recorder,
+        Arc::new(Metrics::new()),
+        REGION.into(),
+        Duration::from_secs(600),
+        vec![store],
+    ))
+}
+
+fn object(extra: Value) -> OpenSearchPackage {
+    let mut value = json!({
+        "apiVersion": "ospkg.dev/v1alpha1",
+        "kind": "OpenSearchPackage",
+        "metadata": {
+            "name": "product-synonyms",
+            "namespace": "search",
+            "uid": "0b1c2d3e",
+            "generation": 1,
+            "resourceVersion": "1",
+        },
+        "spec": {
+            "packageType": "TXT-DICTIONARY",
+            "source": {"s3BucketName": "acme-dicts", "s3Key": "synonyms.txt"},
+        },
+    });
+    if let (Value::Object(base), Value::Object(extra)) = (&mut value, extra) {
+        for (k, v) in extra {
+            base.insert(k, v);
+        }
+    }
+    serde_json::from_value(value).expect("object")
+}
+
+fn with_finalizer(mut obj: OpenSearchPackage) -> OpenSearchPackage {
+    obj.meta_mut().finalizers = Some(vec![FINALIZER.into()]);
+    obj
+}
+
+const OBJECT_PATH: &str = "/apis/ospkg.dev/v1alpha1/namespaces/search/opensearchpackages/product-synonyms";
+
+fn status_patches(sent: &[Sent]) -> Vec<&Sent> {
+    sent.iter()
+        .filter(|s| s.path == format!("{OBJECT_PATH}/status"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_object_gets_the_finalizer_first() {
+    let obj = object(json!({}));
+    let (client, sent) = mock_client(obj.clone());
+    let backend = FakeBackend::new();
+    reconcile(Arc::new(obj), context(client, backend.clone()))
+        .await
+        .expect("reconcile");
+
+    let sent = sent.lock().expect("log").clone();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].method, "PATCH");
+    assert_eq!(sent[0].path, OBJECT_PATH);
+    assert_eq!(sent[0].content_type, "application/json-patch+json");
+    assert_eq!(
+        sent[0].body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    );
+    // Nothing was asked of AWS before the finalizer was in place.
+    assert_eq!(backend.calls(Operation::CreatePackage), 0);
+    assert_eq!(backend.calls(Operation::DescribePackages), 0);
+}
+
+#[tokio::test]
+async fn create_records_the_create_then_writes_status_by_server_side_apply() {
+    let obj = with_finalizer(object(json!({})));
+    let (client, sent) = mock_client(obj.clone());
+    let backend = FakeBackend::new();
+    backend.hold_imports(true);
+    reconcile(Arc::new(obj), context(client, backend.clone()))
+        .await
+        .expect("reconcile");
+
+    assert_eq!(backend.calls(Operation::CreatePackage), 1);
+    let sent = sent.lock().expect("log").clone();
+    let patches = status_patches(&sent);
+    assert_eq!(patches.len(), 2, "{sent:#?}");
+    for patch in &patches {
+        assert_eq!(patch.method, "PATCH");
+        assert_eq!(patch.content_type, "application/apply-patch+yaml");
+        assert!(patch.query.contains("fieldManager=opensearch-package-operator"), "{}", patch.query);
+        assert!(patch.query.contains("force=true"), "{}", patch.query);
+        assert_eq!(patch.body["apiVersion"], "ospkg.dev/v1alpha1");
+        assert_eq!(patch.body["kind"], "OpenSearchPackage");
+    }
+    // First the create record, before the call...
+    let before = &patches[0].body["status"];
+    assert_eq!(before["inFlight"]["operation"], "CreatePackage");
+    assert!(before.get("packageID").is_none());
+    assert_eq!(before["region"], REGION);
+    // ...then the outcome.
+    let after: OpenSearchPackageStatus =
+        serde_json::from_value(patches[1].body["status"].clone()).expect("status");
+    assert!(after.in_flight.is_none());
+    let id = after.package_id.clone().expect("package id");
+    assert!(id.starts_with('F'), "{id}");
+    assert_eq!(after.package_status.as_deref(), Some("COPYING"));
+    assert!(after.applied_digest.as_deref().is_some_and(|d| d.starts_with("sha256:")));
+    assert_eq!(after.observed_generation, Some(1));
+    let reconciling = after
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Reconciling")
+        .expect("Reconciling condition");
+    assert_eq!(reconciling.status, "True");
+    assert_eq!(reconciling.observed_generation, Some(1));
+
+    // An Event said so.
+    let event = sent
+        .iter()
+        .find(|s| s.method == "POST" && s.path == "/apis/events.k8s.io/v1/namespaces/search/events")
+        .expect("an event");
+    assert_eq!(event.body["reason"], "Created");
+    assert_eq!(event.body["regarding"]["name"], "product-synonyms");
+}
+
+#[tokio::test]
+async fn an_unchanged_status_is_not_written_again() {
+    // First reconcile brings the object to Ready against an immediate fake.
+    let obj = with_finalizer(object(json!({})));
+    let backend = FakeBackend::new();
+    let (client, sent) = mock_client(obj.clone());
+    let ctx = context(client, backend.clone());
+    reconcile(Arc::new(obj.clone()), ctx.clone()).await.expect("create");
+    let last = status_patches(&sent.lock().expect("log")).last().expect("status").body["status"].clone();
+    let mut obj = obj;
+    obj.status = Some(serde_json::from_value(last).expect("status"));
+
+    // Reconcile until Ready, feeding each written status back like the watch would.
+    for _ in 0..4 {
+        let before = sent.lock().expect("log").len();
+        reconcile(Arc::new(obj.clone()), ctx.clone()).await.expect("reconcile");
+        let log = sent.lock().expect("log").clone();
+        if let Some(p) = status_patches(&log[before..]).last() {
+            obj.status = Some(serde_json::from_value(p.body["status"].clone()).expect("status"));
+        }
+    }
+    let status = obj.status.clone().expect("status");
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+    assert_eq!(ready.status, "True", "{status:#?}");
+    assert_eq!(status.available_package_version.as_deref(), Some("v1"));
+
+    let before = sent.lock().expect("log").len();
+    reconcile(Arc::new(obj), ctx).await.expect("steady state");
+    let log = sent.lock().expect("log").clone();
+    assert!(status_patches(&log[before..]).is_empty(), "{:#?}", &log[before..]);
+    assert_eq!(backend.calls(Operation::CreatePackage), 1);
+    assert_eq!(backend.calls(Operation::UpdatePackage), 0);
+}
+
+#[tokio::test]
+async fn deletion_deletes_the_package_then_removes_the_finalizer() {
+    let backend = FakeBackend::new();
+    let created = backend
+        .create_package(
+            REGION,
+            ospkg::plan::create_request(&object(json!({})).spec, "product-synonyms".into()),
+        )
+        .await
+        .expect("create");
+    let mut obj = with_finalizer(object(json!({})));
+    obj.meta_mut().deletion_timestamp = Some(Time(Timestamp::now()));
+    obj.status = Some(OpenSearchPackageStatus {
+        package_id: Some(created.id.clone()),
+        region: Some(REGION.into()),
+        ..Default::default()
+    });
+    let (client, sent) = mock_client(obj.clone());
+    reconcile(Arc::new(obj), context(client, backend.clone()))
+        .await
+        .expect("reconcile");
+
+    assert_eq!(backend.calls(Operation::DeletePackage), 1);
+    let remaining = backend
+        .describe_packages(REGION, PackageFilter::Id(created.id.clone()))
+        .await
+        .unwrap_or_default();
+    assert!(remaining.iter().all(|p| p.id != created.id || p.status.as_str() == "DELETING"));
+    let sent = sent.lock().expect("log").clone();
+    let finalizer = sent
+        .iter()
+        .find(|s| s.method == "PATCH" && s.path == OBJECT_PATH)
+        .expect("finalizer patch");
+    assert_eq!(
+        finalizer.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn deletion_with_retain_only_removes_the_finalizer() {
+    let backend = FakeBackend::new();
+    let created = backend
+        .create_package(
+            REGION,
+            ospkg::plan::create_request(&object(json!({})).spec, "product-synonyms".into()),
+        )
+        .await
+        .expect("create");
+    let mut obj = with_finalizer(object(json!({})));
+    obj.spec.deletion_policy = ospkg::crd::DeletionPolicy::Retain;
+    obj.meta_mut().deletion_timestamp = Some(Time(Timestamp::now()));
+    obj.status = Some(OpenSearchPackageStatus {
+        package_id: Some(created.id.clone()),
+        region: Some(REGION.into()),
+        ..Default::default()
+    });
+    let (client, sent) = mock_client(obj.clone());
+    backend.reset_calls();
+    reconcile(Arc::new(obj), context(client, backend.clone()))
+        .await
+        .expect("reconcile");
+    assert_eq!(backend.calls(Operation::DeletePackage), 0);
+    assert_eq!(backend.calls(Operation::DescribePackages), 0);
+    let sent = sent.lock().expect("log").clone();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].path, OBJECT_PATH);
+}
+
+#[tokio::test]
+async fn a_crash_after_update_does_not_update_twice() {
+    // The update happened (its marker is in the history) but status still has the old digest.
+    let backend = FakeBackend::new();
+    let base = object(json!({}));
+    let created = backend
+        .create_package(REGION, ospkg::plan::create_request(&base.spec, "product-synonyms".into()))
+        .await
+        .expect("create");
+    let old_digest = ospkg::digest::SpecDigest::of(&base.spec);
+    let mut obj = with_finalizer(object(json!({})));
+    obj.spec.description = Some("now with winter terms".into());
+    obj.metadata.generation = Some(2);
+    let new_digest = ospkg::digest::SpecDigest::of(&obj.spec);
+    backend
+        .update_package(
+            REGION,
+            ospkg::backend::UpdatePackage {
+                package_id: created.id.clone(),
+                source: ospkg::backend::Source { bucket: "acme-dicts".into(), key: "synonyms.txt".into() },
+                description: obj.spec.description.clone(),
+                commit_message: new_digest.commit_message(None),
+                configuration: None,
+                encryption: None,
+            },
+        )
+        .await
+        .expect("update before the crash");
+    obj.status = Some(OpenSearchPackageStatus {
+        package_id: Some(created.id.clone()),
+        region: Some(REGION.into()),
+        applied_digest: Some(old_digest.as_str().into()),
+        ..Default::default()
+    });
+    backend.reset_calls();
+    let (client, sent) = mock_client(obj.clone());
+    reconcile(Arc::new(obj), context(client, backend.clone()))
+        .await
+        .expect("reconcile");
+    assert_eq!(backend.calls(Operation::UpdatePackage), 0);
+    assert_eq!(backend.calls(Operation::GetPackageVersionHistory), 1);
+    let sent = sent.lock().expect("log").clone();
+    let status = &status_patches(&sent).last().expect("status").body["status"];
+    assert_eq!(status["appliedDigest"], new_digest.as_str());
+}
