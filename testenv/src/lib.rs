@@ -76,7 +76,7 @@ pub fn token_kubeconfig(
 ) -> String {
     let ca_data = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
-        "apiVersion: v1
+        r#"apiVersion: v1
 kind: Config
 clusters:
 - name: testenv
@@ -94,7 +94,7 @@ contexts:
     user: "{user}"
     namespace: "{namespace}"
 current-context: "{user}@testenv"
-"
+"#
     )
 }
 
@@ -204,7 +204,10 @@ impl ControlPlane {
             "--authorization-mode=RBAC".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             join("--service-account-key-file=", p("service-account.key")),
-            join("--service-account-signing-key-file=", p("service-account.key")),
+            join(
+                "--service-account-signing-key-file=",
+                p("service-account.key"),
+            ),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--disable-admission-plugins=ServiceAccount".into(),
             "--allow-privileged=true".into(),
@@ -373,17 +376,20 @@ impl ControlPlane {
     /// A service-account token from the TokenRequest API (valid for 24 hours).
     pub async fn service_account_token(&self, namespace: &str, name: &str) -> Result<String> {
         let request = TokenRequest {
-            spec: TokenRequestSpec {
+            spec: Some(TokenRequestSpec {
                 expiration_seconds: Some(SERVICE_ACCOUNT_TOKEN_SECONDS),
                 ..Default::default()
-            },
+            }),
             ..Default::default()
         };
         let response = Api::<ServiceAccount>::namespaced(self.client().await?, namespace)
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .with_context(|| format!("requesting a token for serviceaccount {namespace}/{name}"))?;
-        Ok(response.status.context("TokenRequest has no status")?.token)
+        response
+            .status
+            .and_then(|s| s.token)
+            .context("TokenRequest returned no token")
     }
 
     /// Writes to `out` a kubeconfig that authenticates only as ServiceAccount
@@ -416,7 +422,6 @@ impl ControlPlane {
         config.read_timeout = Some(Duration::from_secs(10));
         let client = kube::Client::try_from(config)?;
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut last_error = String::from("not probed yet");
         loop {
             for process in [&mut self.etcd, &mut self.apiserver] {
                 if let Some(status) = process.try_status()? {
@@ -427,13 +432,12 @@ impl ControlPlane {
                     );
                 }
             }
-            match apiserver_ready(&client).await {
-                Ok(()) => return Ok(()),
-                Err(e) => last_error = format!("{e:#}"),
-            }
+            let Err(last_error) = apiserver_ready(&client).await else {
+                return Ok(());
+            };
             if Instant::now() > deadline {
                 bail!(
-                    "kube-apiserver not ready after {START_TIMEOUT:?} ({last_error}); \
+                    "kube-apiserver not ready after {START_TIMEOUT:?} ({last_error:#}); \
                      last log lines:\n{}",
                     self.apiserver.log_tail(40)
                 );
@@ -501,7 +505,9 @@ async fn etcd_healthy(port: u16) -> bool {
         std::io::Result::Ok(response)
     };
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok(response)) => response.starts_with(b"HTTP/1.0 200") || response.starts_with(b"HTTP/1.1 200"),
+        Ok(Ok(response)) => {
+            response.starts_with(b"HTTP/1.0 200") || response.starts_with(b"HTTP/1.1 200")
+        }
         _ => false,
     }
 }
