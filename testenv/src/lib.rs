@@ -164,6 +164,7 @@ impl ControlPlane {
         std::fs::write(path("apiserver.crt"), &pki.serving_cert_pem)?;
         std::fs::write(path("apiserver.key"), &pki.serving_key_pem)?;
         std::fs::write(path("service-account.key"), &pki.service_account_key_pem)?;
+        std::fs::write(path("service-account.pub"), &pki.service_account_public_pem)?;
         let admin_token = format!("{:032x}", rand::random::<u128>());
         std::fs::write(
             path("tokens.csv"),
@@ -203,7 +204,7 @@ impl ControlPlane {
             join("--token-auth-file=", p("tokens.csv")),
             "--authorization-mode=RBAC".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            join("--service-account-key-file=", p("service-account.key")),
+            join("--service-account-key-file=", p("service-account.pub")),
             join(
                 "--service-account-signing-key-file=",
                 p("service-account.key"),

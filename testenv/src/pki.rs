@@ -10,8 +10,10 @@ pub(crate) struct Pki {
     pub ca_pem: String,
     pub serving_cert_pem: String,
     pub serving_key_pem: String,
-    /// Signs and verifies service-account tokens (ECDSA P-256, PKCS#8).
+    /// Signs service-account tokens (ECDSA P-256, PKCS#8).
     pub service_account_key_pem: String,
+    /// Verifies them: kube-apiserver reads only public keys from --service-account-key-file.
+    pub service_account_public_pem: String,
 }
 
 impl Pki {
@@ -43,11 +45,13 @@ impl Pki {
         serving_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving_cert = serving_params.signed_by(&serving_key, &ca)?;
 
+        let service_account_key = KeyPair::generate()?;
         Ok(Self {
             ca_pem: ca_cert.pem(),
             serving_cert_pem: serving_cert.pem(),
             serving_key_pem: serving_key.serialize_pem(),
-            service_account_key_pem: KeyPair::generate()?.serialize_pem(),
+            service_account_key_pem: service_account_key.serialize_pem(),
+            service_account_public_pem: service_account_key.public_key_pem(),
         })
     }
 }
