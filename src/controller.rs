@@ -1146,8 +1146,17 @@ pub async fn run_controllers<B: PackageBackend>(
         let stores = stores.clone();
         tokio::spawn(async move {
             for store in &stores {
-                if store.wait_until_ready().await.is_err() {
-                    return;
+                // The store's readiness signal wakes only its most recent waiter, and the
+                // controller waits on it too: poll it again every second instead of
+                // relying on a wake-up.
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready())
+                        .await
+                    {
+                        Ok(Ok(())) => break,
+                        Ok(Err(_)) => return,
+                        Err(_) => continue,
+                    }
                 }
             }
             info!("watch caches synced");
