@@ -120,10 +120,19 @@ mod tests {
     fn every_update_relevant_field_changes_the_digest() {
         let base = SpecDigest::of(&spec());
         let changes: Vec<(&str, Box<dyn Fn(&mut OpenSearchPackageSpec)>)> = vec![
-            ("bucket", Box::new(|s| s.source.s3_bucket_name = "other".into())),
+            (
+                "bucket",
+                Box::new(|s| s.source.s3_bucket_name = "other".into()),
+            ),
             ("key", Box::new(|s| s.source.s3_key = "other.txt".into())),
-            ("revision", Box::new(|s| s.source.revision = Some("2".into()))),
-            ("description", Box::new(|s| s.description = Some("d".into()))),
+            (
+                "revision",
+                Box::new(|s| s.source.revision = Some("2".into())),
+            ),
+            (
+                "description",
+                Box::new(|s| s.description = Some("d".into())),
+            ),
             (
                 "configuration",
                 Box::new(|s| {
@@ -148,7 +157,11 @@ mod tests {
         for (field, change) in changes {
             let mut changed = spec();
             change(&mut changed);
-            assert_ne!(SpecDigest::of(&changed), base, "{field} must change the digest");
+            assert_ne!(
+                SpecDigest::of(&changed),
+                base,
+                "{field} must change the digest"
+            );
         }
     }
 

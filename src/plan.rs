@@ -7,9 +7,7 @@ use crate::backend::{
     AssociatePackage, CreatePackage, DomainAssociation, DomainPackageStatus, Package,
     PackageStatus, PackageVersion, Source, UpdatePackage,
 };
-use crate::crd::{
-    DeletionPolicy, OpenSearchPackage, OpenSearchPackageSpec, RolloutStrategy,
-};
+use crate::crd::{DeletionPolicy, OpenSearchPackage, OpenSearchPackageSpec, RolloutStrategy};
 use crate::digest::SpecDigest;
 use crate::status::{StallReason, WaitReason};
 
@@ -34,14 +32,27 @@ pub enum Step {
     /// `spec.suspend` is true: change nothing in AWS.
     Suspended,
     /// Progress needs the user to change something.
-    Stall { reason: StallReason, message: String },
+    Stall {
+        reason: StallReason,
+        message: String,
+    },
     /// Create the package (`recreate` when a recorded package vanished outside the cluster).
-    Create { request: CreatePackage, recreate: bool },
+    Create {
+        request: CreatePackage,
+        recreate: bool,
+    },
     /// Take over an existing package found by name. `ours` when the create record says this
     /// object created it before a crash; then `digest` is what that create sent.
-    Adopt { package: Package, ours: bool, digest: Option<SpecDigest> },
+    Adopt {
+        package: Package,
+        ours: bool,
+        digest: Option<SpecDigest>,
+    },
     /// Import a new version.
-    Update { request: UpdatePackage, digest: SpecDigest },
+    Update {
+        request: UpdatePackage,
+        digest: SpecDigest,
+    },
     /// The version history already carries this digest's marker: the update happened before a
     /// crash. Record it without calling again.
     RecordUpdate { digest: SpecDigest, version: String },
@@ -187,7 +198,11 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Step {
                 ),
             };
         }
-        if let Some(in_flight) = status.in_flight.as_ref().filter(|f| f.operation == "CreatePackage") {
+        if let Some(in_flight) = status
+            .in_flight
+            .as_ref()
+            .filter(|f| f.operation == "CreatePackage")
+        {
             return Step::Adopt {
                 package: package.clone(),
                 ours: true,
@@ -195,7 +210,11 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Step {
             };
         }
         if spec.adopt_existing {
-            return Step::Adopt { package: package.clone(), ours: false, digest: None };
+            return Step::Adopt {
+                package: package.clone(),
+                ours: false,
+                digest: None,
+            };
         }
         return Step::Stall {
             reason: StallReason::AlreadyExists,
@@ -210,7 +229,10 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Step {
         return wait_for_import(package);
     }
 
-    let applied = status.applied_digest.as_deref().map(SpecDigest::from_status);
+    let applied = status
+        .applied_digest
+        .as_deref()
+        .map(SpecDigest::from_status);
     if applied.as_ref() != Some(&digest) {
         if !(package.status == PackageStatus::Available || package.status.is_failed()) {
             return Step::Wait {
@@ -225,7 +247,10 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Step {
                 .as_deref()
                 .is_some_and(|m| digest.is_marked_in(m))
         {
-            return Step::RecordUpdate { digest, version: version.version.clone() };
+            return Step::RecordUpdate {
+                digest,
+                version: version.version.clone(),
+            };
         }
         return Step::Update {
             request: UpdatePackage {
@@ -266,7 +291,9 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Step {
         let wanted: BTreeSet<&String> = users.iter().collect();
         let applied: BTreeSet<&String> = status.allow_listed_users.iter().flatten().collect();
         if wanted != applied {
-            return Step::UpdateScope { users: wanted.into_iter().cloned().collect() };
+            return Step::UpdateScope {
+                users: wanted.into_iter().cloned().collect(),
+            };
         }
     }
 
@@ -290,9 +317,7 @@ fn failure_message(package: &Package, fallback: &str) -> String {
         .as_ref()
         .and_then(|e| e.error_message.clone().or_else(|| e.error_type.clone()));
     let what = detail.unwrap_or_else(|| fallback.to_owned());
-    format!(
-        "{what}; fix the source and change spec.source (for example bump spec.source.revision)"
-    )
+    format!("{what}; fix the source and change spec.source (for example bump spec.source.revision)")
 }
 
 /// Domains this object manages: those in spec, plus those it managed before (status entries
@@ -314,7 +339,10 @@ fn plan_domains(obj: &OpenSearchPackage, package: &Package, observed: &Observati
         if wanted.contains(previous.domain_name.as_str()) {
             continue;
         }
-        match by_domain.get(previous.domain_name.as_str()).map(|a| &a.status) {
+        match by_domain
+            .get(previous.domain_name.as_str())
+            .map(|a| &a.status)
+        {
             None => {}
             Some(DomainPackageStatus::Dissociating) => {
                 return Step::Wait {
@@ -323,7 +351,9 @@ fn plan_domains(obj: &OpenSearchPackage, package: &Package, observed: &Observati
                 };
             }
             Some(_) => {
-                return Step::Dissociate { domain: previous.domain_name.clone() };
+                return Step::Dissociate {
+                    domain: previous.domain_name.clone(),
+                };
             }
         }
     }
@@ -374,7 +404,11 @@ fn plan_domains(obj: &OpenSearchPackage, package: &Package, observed: &Observati
         };
     }
 
-    let strategy = spec.rollout.as_ref().map(|r| r.strategy).unwrap_or_default();
+    let strategy = spec
+        .rollout
+        .as_ref()
+        .map(|r| r.strategy)
+        .unwrap_or_default();
     if strategy == RolloutStrategy::Sequential && !in_progress.is_empty() {
         return Step::Wait {
             reason: WaitReason::RollingOut,
@@ -441,11 +475,17 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> CleanupS
         return CleanupStep::Done;
     };
     let ours = status.package_id.as_deref() == Some(package.id.as_str())
-        || status.in_flight.as_ref().is_some_and(|f| f.operation == "CreatePackage");
+        || status
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.operation == "CreatePackage");
     if !ours || package.is_aws_owned() || observed.name_owner.is_some() {
         return CleanupStep::Done;
     }
-    if matches!(package.status, PackageStatus::Deleting | PackageStatus::Deleted) {
+    if matches!(
+        package.status,
+        PackageStatus::Deleting | PackageStatus::Deleted
+    ) {
         return CleanupStep::Done;
     }
 
@@ -455,7 +495,13 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> CleanupS
         .domains
         .iter()
         .map(|d| d.name.clone())
-        .chain(status.domains.iter().filter(|d| !d.unmanaged).map(|d| d.domain_name.clone()))
+        .chain(
+            status
+                .domains
+                .iter()
+                .filter(|d| !d.unmanaged)
+                .map(|d| d.domain_name.clone()),
+        )
         .collect();
     let mut dissociating = Vec::new();
     for association in &associations {
@@ -465,7 +511,9 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> CleanupS
         if association.status == DomainPackageStatus::Dissociating {
             dissociating.push(association.domain_name.clone());
         } else {
-            return CleanupStep::Dissociate { domain: association.domain_name.clone() };
+            return CleanupStep::Dissociate {
+                domain: association.domain_name.clone(),
+            };
         }
     }
     if !dissociating.is_empty() {
@@ -481,5 +529,7 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> CleanupS
     if !others.is_empty() {
         return CleanupStep::InUse { domains: others };
     }
-    CleanupStep::Delete { package_id: package.id.clone() }
+    CleanupStep::Delete {
+        package_id: package.id.clone(),
+    }
 }

@@ -11,8 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::backend::{DomainAssociation, Package, PackageVersion, ServiceError};
 use crate::crd::{
-    DomainStatus, ErrorDetails, OpenSearchPackageSpec, OpenSearchPackageStatus,
-    VersionHistoryEntry,
+    DomainStatus, ErrorDetails, OpenSearchPackageSpec, OpenSearchPackageStatus, VersionHistoryEntry,
 };
 
 pub const READY: &str = "Ready";
@@ -120,7 +119,10 @@ pub enum Outcome {
     /// Work is under way.
     Progressing { reason: WaitReason, message: String },
     /// The user must change something.
-    Stalled { reason: StallReason, message: String },
+    Stalled {
+        reason: StallReason,
+        message: String,
+    },
     /// `spec.suspend` is true.
     Suspended,
 }
@@ -171,7 +173,15 @@ pub fn apply_outcome(
         Outcome::Ready => {
             let version = status.available_package_version.as_deref().unwrap_or("-");
             let message = format!("package is AVAILABLE at {version}");
-            set_condition(conditions, READY, true, "Available", &message, generation, now);
+            set_condition(
+                conditions,
+                READY,
+                true,
+                "Available",
+                &message,
+                generation,
+                now,
+            );
             remove_condition(conditions, RECONCILING);
             remove_condition(conditions, STALLED);
         }
@@ -181,18 +191,50 @@ pub fn apply_outcome(
             } else {
                 "Progressing"
             };
-            set_condition(conditions, READY, false, ready_reason, message, generation, now);
-            set_condition(conditions, RECONCILING, true, reason.as_str(), message, generation, now);
+            set_condition(
+                conditions,
+                READY,
+                false,
+                ready_reason,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                RECONCILING,
+                true,
+                reason.as_str(),
+                message,
+                generation,
+                now,
+            );
             remove_condition(conditions, STALLED);
         }
         Outcome::Stalled { reason, message } => {
             set_condition(conditions, READY, false, "Failed", message, generation, now);
-            set_condition(conditions, STALLED, true, reason.as_str(), message, generation, now);
+            set_condition(
+                conditions,
+                STALLED,
+                true,
+                reason.as_str(),
+                message,
+                generation,
+                now,
+            );
             remove_condition(conditions, RECONCILING);
         }
         Outcome::Suspended => {
             let message = "spec.suspend is true: no changes are made in AWS";
-            set_condition(conditions, READY, false, "Suspended", message, generation, now);
+            set_condition(
+                conditions,
+                READY,
+                false,
+                "Suspended",
+                message,
+                generation,
+                now,
+            );
             remove_condition(conditions, RECONCILING);
             remove_condition(conditions, STALLED);
         }
@@ -317,8 +359,24 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
         let t1: Timestamp = "2026-01-01T00:01:00Z".parse().expect("time");
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, READY, false, "Progressing", "a", Some(1), t0);
-        set_condition(&mut conditions, READY, false, "Progressing", "b", Some(2), t1);
+        set_condition(
+            &mut conditions,
+            READY,
+            false,
+            "Progressing",
+            "a",
+            Some(1),
+            t0,
+        );
+        set_condition(
+            &mut conditions,
+            READY,
+            false,
+            "Progressing",
+            "b",
+            Some(2),
+            t1,
+        );
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].last_transition_time, Time(t0));
         assert_eq!(conditions[0].message, "b");
@@ -333,7 +391,10 @@ mod tests {
         let mut status = OpenSearchPackageStatus::default();
         apply_outcome(
             &mut status,
-            &Outcome::Progressing { reason: WaitReason::Copying, message: "copying".into() },
+            &Outcome::Progressing {
+                reason: WaitReason::Copying,
+                message: "copying".into(),
+            },
             Some(3),
             now,
         );
@@ -346,7 +407,10 @@ mod tests {
 
         apply_outcome(
             &mut status,
-            &Outcome::Stalled { reason: StallReason::CopyFailed, message: "gone".into() },
+            &Outcome::Stalled {
+                reason: StallReason::CopyFailed,
+                message: "gone".into(),
+            },
             Some(3),
             now,
         );
@@ -363,6 +427,11 @@ mod tests {
         apply_outcome(&mut status, &Outcome::Ready, Some(4), now);
         assert_eq!(status.conditions.len(), 1);
         assert_eq!(status.conditions[0].status, "True");
-        assert!(status.conditions.iter().all(|c| c.observed_generation == Some(4)));
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(4))
+        );
     }
 }

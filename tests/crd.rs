@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-const REFRESH: &str = "run `hack/generate.sh` (or `cargo run -q -- crd > crds/opensearchpackages.ospkg.dev.yaml`)";
+const REFRESH: &str =
+    "run `hack/generate.sh` (or `cargo run -q -- crd > crds/opensearchpackages.ospkg.dev.yaml`)";
 
 fn assert_fresh(path: &Path) {
     let generated = ospkg::crd::crd_yaml().expect("CRD serializes");
@@ -24,5 +25,7 @@ fn checked_in_crd_matches_the_types() {
 #[test]
 fn chart_carries_the_same_crd() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    assert_fresh(&root.join("charts/opensearch-package-operator/crds/opensearchpackages.ospkg.dev.yaml"));
+    assert_fresh(
+        &root.join("charts/opensearch-package-operator/crds/opensearchpackages.ospkg.dev.yaml"),
+    );
 }

@@ -115,21 +115,33 @@ fn spec_package_name_wins_over_metadata_name() {
 fn a_vanished_package_is_created_again() {
     let obj = owning(json!({}), json!({}));
     let step = plan(&obj, &Observation::default());
-    assert!(matches!(step, Step::Create { recreate: true, .. }), "{step:?}");
+    assert!(
+        matches!(step, Step::Create { recreate: true, .. }),
+        "{step:?}"
+    );
 }
 
 #[test]
 fn each_update_relevant_field_triggers_an_update() {
     let cases = [
-        ("bucket", json!({"source": {"s3BucketName": "other-bucket"}})),
+        (
+            "bucket",
+            json!({"source": {"s3BucketName": "other-bucket"}}),
+        ),
         ("key", json!({"source": {"s3Key": "v2/synonyms.txt"}})),
         ("revision", json!({"source": {"revision": "2026-11-21"}})),
-        ("description", json!({"description": "now with winter terms"})),
+        (
+            "description",
+            json!({"description": "now with winter terms"}),
+        ),
         (
             "configuration",
             json!({"configuration": {"licenseRequirement": "NONE", "configurationRequirement": "OPTIONAL"}}),
         ),
-        ("encryption", json!({"encryption": {"enabled": true, "kmsKeyIdentifier": "alias/pkg"}})),
+        (
+            "encryption",
+            json!({"encryption": {"enabled": true, "kmsKeyIdentifier": "alias/pkg"}}),
+        ),
     ];
     for (field, change) in cases {
         let obj = owning(change.clone(), json!({}));
@@ -164,7 +176,10 @@ fn update_request_carries_the_new_fields() {
 
 #[test]
 fn a_changed_commit_message_alone_makes_no_update() {
-    let obj = owning(json!({"commitMessage": "reworded"}), json!({"commitMessage": "first words"}));
+    let obj = owning(
+        json!({"commitMessage": "reworded"}),
+        json!({"commitMessage": "first words"}),
+    );
     assert_eq!(plan(&obj, &seen(PackageStatus::Available)), Step::Done);
 }
 
@@ -190,7 +205,10 @@ fn waits_while_the_service_imports() {
 fn failed_imports_stall_until_the_spec_changes() {
     for (status, reason) in [
         (PackageStatus::CopyFailed, StallReason::CopyFailed),
-        (PackageStatus::ValidationFailed, StallReason::ValidationFailed),
+        (
+            PackageStatus::ValidationFailed,
+            StallReason::ValidationFailed,
+        ),
     ] {
         let obj = owning(json!({}), json!({}));
         let mut observed = seen(status.clone());
@@ -200,7 +218,9 @@ fn failed_imports_stall_until_the_spec_changes() {
         });
         let step = plan(&obj, &observed);
         assert_eq!(stalled(&step), Some(reason), "{status:?}");
-        let Step::Stall { message, .. } = &step else { unreachable!() };
+        let Step::Stall { message, .. } = &step else {
+            unreachable!()
+        };
         assert!(message.contains("not a dictionary"), "{message}");
 
         // The user fixes the source: an update is how a bad file is replaced.
@@ -229,7 +249,10 @@ fn a_marker_in_history_records_the_update_instead_of_repeating_it() {
     ]);
     assert_eq!(
         plan(&obj, &observed),
-        Step::RecordUpdate { digest: digest.clone(), version: "v2".into() }
+        Step::RecordUpdate {
+            digest: digest.clone(),
+            version: "v2".into()
+        }
     );
 
     // A marker of another digest does not count.
@@ -243,7 +266,10 @@ fn an_existing_package_is_refused_unless_adopted() {
     let found = seen(PackageStatus::Available);
 
     let obj = fresh(json!({}));
-    assert_eq!(stalled(&plan(&obj, &found)), Some(StallReason::AlreadyExists));
+    assert_eq!(
+        stalled(&plan(&obj, &found)),
+        Some(StallReason::AlreadyExists)
+    );
 
     let obj = fresh(json!({"adoptExisting": true}));
     let step = plan(&obj, &found);
@@ -275,7 +301,10 @@ fn aws_owned_packages_are_never_adopted() {
     let obj = fresh(json!({"adoptExisting": true}));
     let mut observed = seen(PackageStatus::Available);
     observed.package.as_mut().expect("package").id = "G123".into();
-    assert_eq!(stalled(&plan(&obj, &observed)), Some(StallReason::AlreadyExists));
+    assert_eq!(
+        stalled(&plan(&obj, &observed)),
+        Some(StallReason::AlreadyExists)
+    );
 }
 
 #[test]
@@ -287,13 +316,18 @@ fn a_second_object_naming_the_same_package_stalls() {
     };
     let step = plan(&obj, &observed);
     assert_eq!(stalled(&step), Some(StallReason::NameConflict));
-    let Step::Stall { message, .. } = step else { unreachable!() };
+    let Step::Stall { message, .. } = step else {
+        unreachable!()
+    };
     assert!(message.contains("search/first"), "{message}");
 }
 
 #[test]
 fn suspend_changes_nothing() {
-    assert_eq!(plan(&fresh(json!({"suspend": true})), &Observation::default()), Step::Suspended);
+    assert_eq!(
+        plan(&fresh(json!({"suspend": true})), &Observation::default()),
+        Step::Suspended
+    );
     let obj = owning(json!({"suspend": true, "description": "new"}), json!({}));
     assert_eq!(plan(&obj, &seen(PackageStatus::Available)), Step::Suspended);
 }
@@ -302,7 +336,10 @@ fn suspend_changes_nothing() {
 fn an_invalid_default_name_stalls() {
     let mut obj = fresh(json!({}));
     obj.metadata.name = Some("Product.Synonyms".into());
-    assert_eq!(stalled(&plan(&obj, &Observation::default())), Some(StallReason::InvalidSpec));
+    assert_eq!(
+        stalled(&plan(&obj, &Observation::default())),
+        Some(StallReason::InvalidSpec)
+    );
 }
 
 fn stalled_condition(reason: StallReason, generation: i64) -> Condition {
@@ -329,22 +366,37 @@ fn a_rejected_call_is_not_retried_until_the_user_acts() {
     // A new generation lifts it.
     let mut next_gen = obj.clone();
     next_gen.metadata.generation = Some(2);
-    assert!(matches!(plan(&next_gen, &seen(PackageStatus::Available)), Step::Update { .. }));
+    assert!(matches!(
+        plan(&next_gen, &seen(PackageStatus::Available)),
+        Step::Update { .. }
+    ));
 
     // So does a reconcile request.
     let mut requested = obj.clone();
     requested.metadata.annotations = Some(
-        [("ospkg.dev/reconcile-requested-at".to_owned(), "now".to_owned())].into(),
+        [(
+            "ospkg.dev/reconcile-requested-at".to_owned(),
+            "now".to_owned(),
+        )]
+        .into(),
     );
-    assert!(matches!(plan(&requested, &seen(PackageStatus::Available)), Step::Update { .. }));
+    assert!(matches!(
+        plan(&requested, &seen(PackageStatus::Available)),
+        Step::Update { .. }
+    ));
 }
 
 #[test]
 fn allow_list_changes_update_the_scope_once() {
-    let mut obj = owning(json!({"vending": {"enabled": true}, "allowListedUsers": ["123456789012"]}), json!({}));
+    let mut obj = owning(
+        json!({"vending": {"enabled": true}, "allowListedUsers": ["123456789012"]}),
+        json!({}),
+    );
     assert_eq!(
         plan(&obj, &seen(PackageStatus::Available)),
-        Step::UpdateScope { users: vec!["123456789012".into()] }
+        Step::UpdateScope {
+            users: vec!["123456789012".into()]
+        }
     );
     obj.status.as_mut().expect("status").allow_listed_users = Some(vec!["123456789012".into()]);
     assert_eq!(plan(&obj, &seen(PackageStatus::Available)), Step::Done);
@@ -381,8 +433,18 @@ fn domains_are_associated_one_at_a_time_or_all_at_once() {
     assert_eq!(requests[0].domain_name, "catalog-a");
 
     // Sequential waits for the domain in flight.
-    let busy = with_domains(vec![association("catalog-a", DomainPackageStatus::Associating, "v1")]);
-    assert!(matches!(plan(&obj, &busy), Step::Wait { reason: WaitReason::RollingOut, .. }));
+    let busy = with_domains(vec![association(
+        "catalog-a",
+        DomainPackageStatus::Associating,
+        "v1",
+    )]);
+    assert!(matches!(
+        plan(&obj, &busy),
+        Step::Wait {
+            reason: WaitReason::RollingOut,
+            ..
+        }
+    ));
 
     let mut parallel = domains.clone();
     merge(&mut parallel, json!({"rollout": {"strategy": "Parallel"}}));
@@ -397,15 +459,26 @@ fn domains_are_associated_one_at_a_time_or_all_at_once() {
 #[test]
 fn an_older_version_on_a_domain_is_reapplied() {
     let obj = owning(json!({"domains": [{"name": "catalog-a"}]}), json!({}));
-    let mut observed = with_domains(vec![association("catalog-a", DomainPackageStatus::Active, "v1")]);
+    let mut observed = with_domains(vec![association(
+        "catalog-a",
+        DomainPackageStatus::Active,
+        "v1",
+    )]);
     assert_eq!(plan(&obj, &observed), Step::Done);
-    observed.package.as_mut().expect("package").available_version = Some("v2".into());
+    observed
+        .package
+        .as_mut()
+        .expect("package")
+        .available_version = Some("v2".into());
     assert!(matches!(plan(&obj, &observed), Step::Associate { .. }));
 }
 
 #[test]
 fn a_failed_association_stalls_naming_the_domain() {
-    let obj = owning(json!({"domains": [{"name": "catalog-a"}, {"name": "catalog-b"}]}), json!({}));
+    let obj = owning(
+        json!({"domains": [{"name": "catalog-a"}, {"name": "catalog-b"}]}),
+        json!({}),
+    );
     let mut failed = association("catalog-a", DomainPackageStatus::AssociationFailed, "v1");
     failed.error = Some(ServiceError {
         error_type: None,
@@ -416,7 +489,10 @@ fn a_failed_association_stalls_naming_the_domain() {
         panic!("expected Stall");
     };
     assert_eq!(reason, StallReason::AssociationFailed);
-    assert!(message.contains("catalog-a") && message.contains("plugin conflict"), "{message}");
+    assert!(
+        message.contains("catalog-a") && message.contains("plugin conflict"),
+        "{message}"
+    );
 
     // After a spec change the association is tried again.
     let mut obj = obj;
@@ -436,8 +512,16 @@ fn prerequisites_must_be_ready_first() {
         json!({}),
     );
     let mut observed = with_domains(vec![]);
-    assert!(matches!(plan(&obj, &observed), Step::Wait { reason: WaitReason::Prerequisites, .. }));
-    observed.ready_prerequisites.insert("plugin-license".into(), "F222".into());
+    assert!(matches!(
+        plan(&obj, &observed),
+        Step::Wait {
+            reason: WaitReason::Prerequisites,
+            ..
+        }
+    ));
+    observed
+        .ready_prerequisites
+        .insert("plugin-license".into(), "F222".into());
     let Step::Associate { requests } = plan(&obj, &observed) else {
         panic!("expected Associate");
     };
@@ -456,8 +540,17 @@ fn a_domain_removed_from_the_spec_is_dissociated() {
         error_details: None,
         unmanaged: false,
     }];
-    let observed = with_domains(vec![association("catalog-a", DomainPackageStatus::Active, "v1")]);
-    assert_eq!(plan(&obj, &observed), Step::Dissociate { domain: "catalog-a".into() });
+    let observed = with_domains(vec![association(
+        "catalog-a",
+        DomainPackageStatus::Active,
+        "v1",
+    )]);
+    assert_eq!(
+        plan(&obj, &observed),
+        Step::Dissociate {
+            domain: "catalog-a".into()
+        }
+    );
 }
 
 #[test]
@@ -479,35 +572,67 @@ fn deleting(extra: serde_json::Value) -> OpenSearchPackage {
 #[test]
 fn deletion_with_retain_touches_nothing() {
     let obj = deleting(json!({"deletionPolicy": "Retain"}));
-    assert_eq!(plan_cleanup(&obj, &seen(PackageStatus::Available)), CleanupStep::Done);
+    assert_eq!(
+        plan_cleanup(&obj, &seen(PackageStatus::Available)),
+        CleanupStep::Done
+    );
 }
 
 #[test]
 fn deletion_with_delete_removes_the_package() {
     let obj = deleting(json!({}));
     let observed = with_domains(vec![]);
-    assert_eq!(plan_cleanup(&obj, &observed), CleanupStep::Delete { package_id: ID.into() });
+    assert_eq!(
+        plan_cleanup(&obj, &observed),
+        CleanupStep::Delete {
+            package_id: ID.into()
+        }
+    );
     // Already gone: nothing to do.
-    assert_eq!(plan_cleanup(&obj, &Observation::default()), CleanupStep::Done);
+    assert_eq!(
+        plan_cleanup(&obj, &Observation::default()),
+        CleanupStep::Done
+    );
 }
 
 #[test]
 fn deletion_dissociates_own_domains_first_and_waits() {
     let obj = deleting(json!({"domains": [{"name": "catalog-a"}]}));
-    let observed = with_domains(vec![association("catalog-a", DomainPackageStatus::Active, "v1")]);
-    assert_eq!(plan_cleanup(&obj, &observed), CleanupStep::Dissociate { domain: "catalog-a".into() });
-    let observed =
-        with_domains(vec![association("catalog-a", DomainPackageStatus::Dissociating, "v1")]);
-    assert!(matches!(plan_cleanup(&obj, &observed), CleanupStep::Wait { .. }));
+    let observed = with_domains(vec![association(
+        "catalog-a",
+        DomainPackageStatus::Active,
+        "v1",
+    )]);
+    assert_eq!(
+        plan_cleanup(&obj, &observed),
+        CleanupStep::Dissociate {
+            domain: "catalog-a".into()
+        }
+    );
+    let observed = with_domains(vec![association(
+        "catalog-a",
+        DomainPackageStatus::Dissociating,
+        "v1",
+    )]);
+    assert!(matches!(
+        plan_cleanup(&obj, &observed),
+        CleanupStep::Wait { .. }
+    ));
 }
 
 #[test]
 fn deletion_waits_while_another_domain_uses_the_package() {
     let obj = deleting(json!({}));
-    let observed = with_domains(vec![association("other-team", DomainPackageStatus::Active, "v1")]);
+    let observed = with_domains(vec![association(
+        "other-team",
+        DomainPackageStatus::Active,
+        "v1",
+    )]);
     assert_eq!(
         plan_cleanup(&obj, &observed),
-        CleanupStep::InUse { domains: vec!["other-team".into()] }
+        CleanupStep::InUse {
+            domains: vec!["other-team".into()]
+        }
     );
 }
 
@@ -516,7 +641,10 @@ fn deletion_never_touches_a_package_it_does_not_own() {
     // Found by name but never recorded as ours.
     let mut obj = fresh(json!({}));
     obj.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
-    assert_eq!(plan_cleanup(&obj, &seen(PackageStatus::Available)), CleanupStep::Done);
+    assert_eq!(
+        plan_cleanup(&obj, &seen(PackageStatus::Available)),
+        CleanupStep::Done
+    );
 
     // AWS-owned.
     let obj = deleting(json!({}));

@@ -125,7 +125,8 @@ fn with_finalizer(mut obj: OpenSearchPackage) -> OpenSearchPackage {
     obj
 }
 
-const OBJECT_PATH: &str = "/apis/ospkg.dev/v1alpha1/namespaces/search/opensearchpackages/product-synonyms";
+const OBJECT_PATH: &str =
+    "/apis/ospkg.dev/v1alpha1/namespaces/search/opensearchpackages/product-synonyms";
 
 fn status_patches(sent: &[Sent]) -> Vec<&Sent> {
     sent.iter()
@@ -176,7 +177,13 @@ async fn create_records_the_create_then_writes_status_by_server_side_apply() {
     for patch in &patches {
         assert_eq!(patch.method, "PATCH");
         assert_eq!(patch.content_type, "application/apply-patch+yaml");
-        assert!(patch.query.contains("fieldManager=opensearch-package-operator"), "{}", patch.query);
+        assert!(
+            patch
+                .query
+                .contains("fieldManager=opensearch-package-operator"),
+            "{}",
+            patch.query
+        );
         assert!(patch.query.contains("force=true"), "{}", patch.query);
         assert_eq!(patch.body["apiVersion"], "ospkg.dev/v1alpha1");
         assert_eq!(patch.body["kind"], "OpenSearchPackage");
@@ -193,7 +200,12 @@ async fn create_records_the_create_then_writes_status_by_server_side_apply() {
     let id = after.package_id.clone().expect("package id");
     assert!(id.starts_with('F'), "{id}");
     assert_eq!(after.package_status.as_deref(), Some("COPYING"));
-    assert!(after.applied_digest.as_deref().is_some_and(|d| d.starts_with("sha256:")));
+    assert!(
+        after
+            .applied_digest
+            .as_deref()
+            .is_some_and(|d| d.starts_with("sha256:"))
+    );
     assert_eq!(after.observed_generation, Some(1));
     let reconciling = after
         .conditions
@@ -219,29 +231,45 @@ async fn an_unchanged_status_is_not_written_again() {
     let backend = FakeBackend::new();
     let (client, sent) = mock_client(obj.clone());
     let ctx = context(client, backend.clone());
-    reconcile(Arc::new(obj.clone()), ctx.clone()).await.expect("create");
-    let last = status_patches(&sent.lock().expect("log")).last().expect("status").body["status"].clone();
+    reconcile(Arc::new(obj.clone()), ctx.clone())
+        .await
+        .expect("create");
+    let last = status_patches(&sent.lock().expect("log"))
+        .last()
+        .expect("status")
+        .body["status"]
+        .clone();
     let mut obj = obj;
     obj.status = Some(serde_json::from_value(last).expect("status"));
 
     // Reconcile until Ready, feeding each written status back like the watch would.
     for _ in 0..4 {
         let before = sent.lock().expect("log").len();
-        reconcile(Arc::new(obj.clone()), ctx.clone()).await.expect("reconcile");
+        reconcile(Arc::new(obj.clone()), ctx.clone())
+            .await
+            .expect("reconcile");
         let log = sent.lock().expect("log").clone();
         if let Some(p) = status_patches(&log[before..]).last() {
             obj.status = Some(serde_json::from_value(p.body["status"].clone()).expect("status"));
         }
     }
     let status = obj.status.clone().expect("status");
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready");
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
     assert_eq!(ready.status, "True", "{status:#?}");
     assert_eq!(status.available_package_version.as_deref(), Some("v1"));
 
     let before = sent.lock().expect("log").len();
     reconcile(Arc::new(obj), ctx).await.expect("steady state");
     let log = sent.lock().expect("log").clone();
-    assert!(status_patches(&log[before..]).is_empty(), "{:#?}", &log[before..]);
+    assert!(
+        status_patches(&log[before..]).is_empty(),
+        "{:#?}",
+        &log[before..]
+    );
     assert_eq!(backend.calls(Operation::CreatePackage), 1);
     assert_eq!(backend.calls(Operation::UpdatePackage), 0);
 }
@@ -273,7 +301,11 @@ async fn deletion_deletes_the_package_then_removes_the_finalizer() {
         .describe_packages(REGION, PackageFilter::Id(created.id.clone()))
         .await
         .unwrap_or_default();
-    assert!(remaining.iter().all(|p| p.id != created.id || p.status.as_str() == "DELETING"));
+    assert!(
+        remaining
+            .iter()
+            .all(|p| p.id != created.id || p.status.as_str() == "DELETING")
+    );
     let sent = sent.lock().expect("log").clone();
     let finalizer = sent
         .iter()
@@ -324,7 +356,10 @@ async fn a_crash_after_update_does_not_update_twice() {
     let backend = FakeBackend::new();
     let base = object(json!({}));
     let created = backend
-        .create_package(REGION, ospkg::plan::create_request(&base.spec, "product-synonyms".into()))
+        .create_package(
+            REGION,
+            ospkg::plan::create_request(&base.spec, "product-synonyms".into()),
+        )
         .await
         .expect("create");
     let old_digest = ospkg::digest::SpecDigest::of(&base.spec);
@@ -337,7 +372,10 @@ async fn a_crash_after_update_does_not_update_twice() {
             REGION,
             ospkg::backend::UpdatePackage {
                 package_id: created.id.clone(),
-                source: ospkg::backend::Source { bucket: "acme-dicts".into(), key: "synonyms.txt".into() },
+                source: ospkg::backend::Source {
+                    bucket: "acme-dicts".into(),
+                    key: "synonyms.txt".into(),
+                },
                 description: obj.spec.description.clone(),
                 commit_message: new_digest.commit_message(None),
                 configuration: None,
