@@ -7,7 +7,10 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 
 /// The script that builds and caches the binaries; a no-op when they are present.
-pub const BUILD_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/build-control-plane.sh");
+pub const BUILD_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../hack/build-control-plane.sh"
+);
 
 const VARS: [&str; 4] = [
     "OSPKG_KUBE_APISERVER",
