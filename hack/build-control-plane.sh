@@ -21,7 +21,9 @@ mkdir -p "$BIN" "$SRC"
 KUBE_APISERVER="$BIN/kube-apiserver-$KUBE_VERSION"
 ETCD="$BIN/etcd-$ETCD_VERSION"
 HELM="$BIN/helm-$HELM_VERSION"
-if [[ -x /usr/bin/kubectl ]]; then
+# The machine's kubectl is enough for apply/get/wait; OSPKG_KUBECTL_FROM_SOURCE=1 builds the
+# matching release instead.
+if [[ -x /usr/bin/kubectl && "${OSPKG_KUBECTL_FROM_SOURCE:-0}" != 1 ]]; then
   KUBECTL=/usr/bin/kubectl
 else
   KUBECTL="$BIN/kubectl-$KUBE_VERSION"
