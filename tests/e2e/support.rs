@@ -1,0 +1,621 @@
+//! The end-to-end harness: a real API server (shared by the tests of this binary while any of
+//! them runs), the simulator in-process, and the operator as its real binary running with the
+//! shipped RBAC. Tests drive everything through the Kubernetes API like a user would.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, ListParams};
+use ospkg::crd::OpenSearchPackage;
+use ospkg_sim::{AdminClient, Durations, FaultConfig, RunningSim, SimConfig};
+use serde_json::Value;
+use tempfile::TempDir;
+use testenv::{ControlPlane, Process};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const OPERATOR_BIN: &str = env!("CARGO_BIN_EXE_opensearch-package-operator");
+/// Namespace and release of the operator as the chart installs it.
+pub const OPERATOR_NAMESPACE: &str = "opensearch-package-operator";
+const RELEASE: &str = "opensearch-package-operator";
+/// Default time allowed for the operator to reach a state.
+pub const CONVERGE: Duration = Duration::from_secs(60);
+/// The simulator's domain every test can associate with.
+pub const DOMAIN: &str = "catalog-prod";
+pub const BUCKET: &str = "e2e-dicts";
+const POLL: Duration = Duration::from_millis(250);
+
+/// The control plane shared by the tests of this binary. Each test holds an `Arc`; the static
+/// holds only a `Weak`, so the processes stop (and the temp dir goes) when the last running
+/// test drops its handle, also when tests fail. A later test starts a new one.
+static SHARED: tokio::sync::Mutex<Weak<ControlPlane>> = tokio::sync::Mutex::const_new(Weak::new());
+
+/// The shared control plane with the CRD and the operator's RBAC installed.
+pub async fn shared_control_plane() -> Result<Arc<ControlPlane>> {
+    let mut slot = SHARED.lock().await;
+    if let Some(cp) = slot.upgrade() {
+        return Ok(cp);
+    }
+    let cp = Arc::new(start_control_plane().await?);
+    *slot = Arc::downgrade(&cp);
+    Ok(cp)
+}
+
+/// A control plane of one's own (for tests that restart the API server).
+pub async fn start_control_plane() -> Result<ControlPlane> {
+    let started = Instant::now();
+    let cp = ControlPlane::start()
+        .await
+        .context("starting the control plane")?;
+    cp.install_crds(Path::new(REPO).join("crds")).await?;
+    cp.create_namespace(OPERATOR_NAMESPACE).await?;
+    cp.apply_yaml(&operator_rbac(&cp).await?).await?;
+    eprintln!(
+        "control plane {} ready in {:.1?}",
+        cp.server_url(),
+        started.elapsed()
+    );
+    Ok(cp)
+}
+
+/// The ServiceAccount, ClusterRole and ClusterRoleBinding exactly as shipped: from `deploy/`
+/// when it has been rendered, else rendered from the chart with its default values.
+async fn operator_rbac(cp: &ControlPlane) -> Result<String> {
+    let deploy = Path::new(REPO).join("deploy");
+    let files = [
+        deploy.join("serviceaccount.yaml"),
+        deploy.join("clusterrole.yaml"),
+    ];
+    if files.iter().all(|f| f.is_file()) {
+        let mut yaml = String::new();
+        for file in &files {
+            yaml.push_str(&std::fs::read_to_string(file)?);
+            yaml.push_str("\n---\n");
+        }
+        return Ok(yaml);
+    }
+    let output = tokio::process::Command::new(&cp.binaries().helm)
+        .args(["template", RELEASE])
+        .arg(Path::new(REPO).join("charts/opensearch-package-operator"))
+        .args(["--namespace", OPERATOR_NAMESPACE])
+        .args(["--show-only", "templates/serviceaccount.yaml"])
+        .args(["--show-only", "templates/clusterrole.yaml"])
+        .output()
+        .await
+        .context("running helm template")?;
+    if !output.status.success() {
+        bail!(
+            "helm template failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// The ServiceAccount the chart runs the operator as (its name from the rendered manifests).
+fn service_account_name(rbac_yaml: &str) -> Result<String> {
+    for document in serde_yaml::Deserializer::from_str(rbac_yaml) {
+        let value: serde_yaml::Value = serde::Deserialize::deserialize(document)?;
+        if value["kind"].as_str() == Some("ServiceAccount") {
+            return Ok(value["metadata"]["name"]
+                .as_str()
+                .context("ServiceAccount without a name")?
+                .to_owned());
+        }
+    }
+    bail!("the shipped manifests have no ServiceAccount")
+}
+
+/// Simulator durations short enough that a package converges in a few seconds.
+pub fn fast_durations() -> Durations {
+    Durations {
+        copying_ms: 300,
+        validating_ms: 200,
+        associating_ms: 300,
+        dissociating_ms: 200,
+        deleting_ms: 200,
+    }
+}
+
+/// One test's world: its namespace on the control plane, its own simulator and operator.
+pub struct TestEnv {
+    // Field order is drop order: the operator stops before the simulator and the cluster.
+    pub operator: Option<Operator>,
+    pub sim: RunningSim,
+    pub cp: Arc<ControlPlane>,
+    pub ns: String,
+    pub client: kube::Client,
+    pub dir: TempDir,
+}
+
+impl TestEnv {
+    /// A fresh namespace `ns` on the shared control plane, a simulator with domain
+    /// [`DOMAIN`], and the operator watching only `ns`.
+    pub async fn start(ns: &str) -> TestEnv {
+        Self::start_with(
+            shared_control_plane().await.expect("control plane"),
+            ns,
+            SimConfig::default().durations(fast_durations()),
+        )
+        .await
+    }
+
+    pub async fn start_with(cp: Arc<ControlPlane>, ns: &str, sim: SimConfig) -> TestEnv {
+        let env = Self::without_operator(cp, ns, sim).await;
+        env.with_operator().await
+    }
+
+    pub async fn without_operator(cp: Arc<ControlPlane>, ns: &str, sim: SimConfig) -> TestEnv {
+        cp.create_namespace(ns).await.expect("namespace");
+        let sim = ospkg_sim::start(sim.domain(DOMAIN, "OpenSearch_2.19"))
+            .await
+            .expect("simulator");
+        let client = cp.client().await.expect("admin client");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("e2e-{ns}-"))
+            .tempdir()
+            .expect("temp dir");
+        TestEnv {
+            operator: None,
+            sim,
+            cp,
+            ns: ns.to_owned(),
+            client,
+            dir,
+        }
+    }
+
+    pub async fn with_operator(mut self) -> TestEnv {
+        let operator = Operator::start(&self.cp, &self.sim, &self.ns, self.dir.path())
+            .await
+            .expect("operator");
+        self.operator = Some(operator);
+        self
+    }
+
+    pub fn operator(&mut self) -> &mut Operator {
+        self.operator.as_mut().expect("the operator is running")
+    }
+
+    pub fn admin(&self) -> AdminClient {
+        self.sim.admin()
+    }
+
+    pub fn api(&self) -> Api<OpenSearchPackage> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Stores an S3 object in the simulator.
+    pub async fn put_object(&self, key: &str, content: &[u8]) {
+        self.admin()
+            .put_object(BUCKET, key, content.to_vec())
+            .await
+            .expect("put object");
+    }
+
+    /// `kubectl apply --server-side` of YAML into this namespace; panics with kubectl's error.
+    pub async fn apply(&self, yaml: &str) {
+        if let Err(e) = self.try_apply(yaml, &[]).await {
+            panic!("{e:#}");
+        }
+    }
+
+    /// `kubectl apply --server-side <extra>` of YAML; returns kubectl's stderr on failure.
+    pub async fn try_apply(&self, yaml: &str, extra: &[&str]) -> Result<String> {
+        let file = tempfile::Builder::new()
+            .suffix(".yaml")
+            .tempfile_in(self.dir.path())?;
+        std::fs::write(file.path(), yaml)?;
+        let path = file.path().to_str().context("utf-8 path")?;
+        let mut args = vec![
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=e2e",
+            "-n",
+            &self.ns,
+            "-f",
+            path,
+        ];
+        args.extend_from_slice(extra);
+        let output = self.cp.kubectl(&args).await?;
+        if !output.status.success() {
+            bail!(
+                "kubectl apply failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// `kubectl -n <ns> <args>`, panicking unless it succeeds.
+    pub async fn kubectl(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.ns.as_str()];
+        all.extend_from_slice(args);
+        match self.cp.kubectl_ok(&all).await {
+            Ok(out) => out,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> Option<OpenSearchPackage> {
+        self.api()
+            .get_opt(name)
+            .await
+            .expect("get OpenSearchPackage")
+    }
+
+    /// The object as YAML (for failure messages).
+    pub async fn describe(&self, name: &str) -> String {
+        match self.api().get_opt(name).await {
+            Ok(Some(mut obj)) => {
+                obj.metadata.managed_fields = None;
+                serde_yaml::to_string(&obj).unwrap_or_default()
+            }
+            Ok(None) => format!("OpenSearchPackage {}/{name} does not exist", self.ns),
+            Err(e) => format!("reading {}/{name} failed: {e}", self.ns),
+        }
+    }
+
+    /// Polls until `check` holds for the object (`None`: it does not exist); panics after
+    /// `timeout` with the object, its events and the operator's log tail.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(Option<&OpenSearchPackage>) -> bool,
+    ) -> Option<OpenSearchPackage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let obj = self.get(name).await;
+            if check(obj.as_ref()) {
+                return obj;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}/{name}: not {what} after {timeout:?}\n--- object ---\n{}\n--- events ---\n{}\n--- sim calls ---\n{:?}\n--- operator log ---\n{}",
+                    self.ns,
+                    self.describe(name).await,
+                    self.events_text(name).await,
+                    self.admin().calls().await.unwrap_or_default(),
+                    self.operator_log(60),
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the object is Ready for its current generation and returns it.
+    pub async fn wait_ready(&self, name: &str) -> OpenSearchPackage {
+        self.wait_for(name, "Ready at its generation", CONVERGE, |o| {
+            o.is_some_and(|o| {
+                is_current(o) && condition(o, "Ready").is_some_and(|c| c.status == "True")
+            })
+        })
+        .await
+        .expect("exists")
+    }
+
+    /// Waits until the object is Stalled with `reason` for its current generation.
+    pub async fn wait_stalled(&self, name: &str, reason: &str) -> OpenSearchPackage {
+        self.wait_for(name, &format!("Stalled ({reason})"), CONVERGE, |o| {
+            o.is_some_and(|o| {
+                is_current(o)
+                    && condition(o, "Stalled")
+                        .is_some_and(|c| c.status == "True" && c.reason == reason)
+            })
+        })
+        .await
+        .expect("exists")
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        self.wait_for(name, "deleted", CONVERGE, |o| o.is_none())
+            .await;
+    }
+
+    /// Sets the reconcile-request annotation to a fresh value and waits until the operator
+    /// echoes it in `status.lastHandledReconcileAt`.
+    pub async fn force_reconcile(&self, name: &str) -> OpenSearchPackage {
+        let token = format!("{}", jiff::Timestamp::now().as_millisecond());
+        let annotation = format!("ospkg.dev/reconcile-requested-at={token}");
+        self.kubectl(&[
+            "annotate",
+            "--overwrite",
+            "opensearchpackage",
+            name,
+            &annotation,
+        ])
+        .await;
+        self.wait_for(name, "echoing the reconcile request", CONVERGE, |o| {
+            o.and_then(|o| o.status.as_ref())
+                .and_then(|s| s.last_handled_reconcile_at.as_deref())
+                == Some(token.as_str())
+        })
+        .await
+        .expect("exists")
+    }
+
+    /// Events about the object as (type, reason, message), oldest first.
+    pub async fn events(&self, name: &str) -> Vec<(String, String, String)> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let params = ListParams::default().fields(&format!("involvedObject.name={name}"));
+        let mut events = api.list(&params).await.expect("list events").items;
+        events.sort_by_key(|e| {
+            e.event_time
+                .as_ref()
+                .map(|t| t.0)
+                .or(e.last_timestamp.as_ref().map(|t| t.0))
+                .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        });
+        events
+            .into_iter()
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    async fn events_text(&self, name: &str) -> String {
+        self.events(name)
+            .await
+            .iter()
+            .map(|(t, r, m)| format!("{t} {r}: {m}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits until an event with `reason` (and a message containing `text`) was recorded.
+    pub async fn wait_event(&self, name: &str, reason: &str, text: &str) {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let events = self.events(name).await;
+            if events
+                .iter()
+                .any(|(_, r, m)| r == reason && m.contains(text))
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}/{name}: no event {reason} containing {text:?}; events:\n{}",
+                    self.ns,
+                    self.events_text(name).await
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub fn operator_log(&self, lines: usize) -> String {
+        self.operator
+            .as_ref()
+            .map(|o| o.log_tail(lines))
+            .unwrap_or_else(|| "(no operator)".to_owned())
+    }
+
+    /// The simulator's call counts per operation.
+    pub async fn calls(&self) -> BTreeMap<String, u64> {
+        self.admin().calls().await.expect("sim calls")
+    }
+
+    /// The simulator's packages (its admin view): `details` and `history` per package.
+    pub async fn sim_packages(&self) -> Vec<Value> {
+        let all = self.admin().packages().await.expect("sim packages");
+        all["scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|scope| scope["packages"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// The simulator's package with this name, if it exists.
+    pub async fn sim_package(&self, name: &str) -> Option<Value> {
+        self.sim_packages()
+            .await
+            .into_iter()
+            .find(|p| p["details"]["PackageName"] == name)
+    }
+
+    /// Version labels of the simulator's package, newest first.
+    pub async fn sim_versions(&self, name: &str) -> Vec<String> {
+        let package = self
+            .sim_package(name)
+            .await
+            .expect("package in the simulator");
+        package["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["PackageVersion"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    pub async fn set_faults(&self, faults: &FaultConfig) {
+        self.admin().set_faults(faults).await.expect("set faults");
+    }
+
+    /// Writes the object to `tests/fixtures/e2e/<file>` when `OSPKG_CAPTURE_FIXTURES=1`.
+    pub async fn capture_fixture(&self, name: &str, file: &str, comment: &str) {
+        capture_fixture(self.get(name).await.as_ref(), file, comment);
+    }
+}
+
+/// Whether the status describes the object's current generation.
+pub fn is_current(obj: &OpenSearchPackage) -> bool {
+    obj.status.as_ref().is_some_and(|s| {
+        s.observed_generation.is_some() && s.observed_generation == obj.metadata.generation
+    })
+}
+
+pub fn condition<'a>(obj: &'a OpenSearchPackage, type_: &str) -> Option<&'a Condition> {
+    obj.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+pub fn status_of(obj: &OpenSearchPackage) -> &ospkg::crd::OpenSearchPackageStatus {
+    obj.status.as_ref().expect("status")
+}
+
+/// Writes a cleaned copy of a real object (no managedFields, resourceVersion or
+/// last-applied annotation) for the delivery tests, only when `OSPKG_CAPTURE_FIXTURES=1`.
+pub fn capture_fixture(obj: Option<&OpenSearchPackage>, file: &str, comment: &str) {
+    if std::env::var("OSPKG_CAPTURE_FIXTURES").as_deref() != Ok("1") {
+        return;
+    }
+    let obj = obj.expect("object to capture exists");
+    let mut value = serde_json::to_value(obj).expect("serialize");
+    let metadata = value["metadata"].as_object_mut().expect("metadata");
+    for key in ["managedFields", "resourceVersion"] {
+        metadata.remove(key);
+    }
+    if let Some(annotations) = metadata
+        .get_mut("annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        if annotations.is_empty() {
+            metadata.remove("annotations");
+        }
+    }
+    let yaml = serde_yaml::to_string(&value).expect("yaml");
+    let dir = Path::new(REPO).join("tests/fixtures/e2e");
+    std::fs::create_dir_all(&dir).expect("fixture dir");
+    let text = format!(
+        "# Captured from a real run of the end-to-end suite (OSPKG_CAPTURE_FIXTURES=1 cargo test --test e2e).\n# {comment}\n{yaml}"
+    );
+    std::fs::write(dir.join(file), text).expect("write fixture");
+}
+
+/// The operator binary running as the chart's ServiceAccount against the simulator.
+pub struct Operator {
+    process: Process,
+    command: Vec<(String, String)>,
+    args: Vec<String>,
+    log: PathBuf,
+    pub metrics_addr: String,
+}
+
+impl Operator {
+    pub async fn start(cp: &ControlPlane, sim: &RunningSim, ns: &str, dir: &Path) -> Result<Self> {
+        let rbac = operator_rbac(cp).await?;
+        let account = service_account_name(&rbac)?;
+        let kubeconfig = dir.join("operator.kubeconfig");
+        cp.service_account_kubeconfig(OPERATOR_NAMESPACE, &account, &kubeconfig)
+            .await?;
+        let metrics_addr = format!("127.0.0.1:{}", testenv::free_port()?);
+        let env = vec![
+            ("KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
+            ("AWS_ENDPOINT_URL_OPENSEARCH".to_owned(), sim.endpoint()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), "AKIDE2ETESTKEY".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), "e2e-secret".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
+            ("AWS_CONFIG_FILE".to_owned(), "/dev/null".to_owned()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".to_owned(),
+                "/dev/null".to_owned(),
+            ),
+            ("NO_COLOR".to_owned(), "1".to_owned()),
+        ];
+        let args = vec![
+            "run".to_owned(),
+            "--region=us-east-1".to_owned(),
+            format!("--metrics-addr={metrics_addr}"),
+            "--resync-interval=30s".to_owned(),
+            format!("--namespaces={ns}"),
+            "--log-level=info,ospkg=debug".to_owned(),
+        ];
+        let log = dir.join("operator.log");
+        let process = spawn_operator(&env, &args, &log)?;
+        Ok(Self {
+            process,
+            command: env,
+            args,
+            log,
+            metrics_addr,
+        })
+    }
+
+    /// SIGKILL: no chance to write anything.
+    pub fn kill(&mut self) {
+        self.process.kill().expect("kill operator");
+    }
+
+    /// Starts the same binary again with the same settings (log appended).
+    pub fn restart(&mut self) {
+        let _ = self.process.kill();
+        self.process =
+            spawn_operator(&self.command, &self.args, &self.log).expect("restart operator");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// `None` while the process runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.try_status().expect("operator status")
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+}
+
+fn spawn_operator(env: &[(String, String)], args: &[String], log: &Path) -> Result<Process> {
+    let mut command = Command::new(OPERATOR_BIN);
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    for key in [
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_SESSION_TOKEN",
+        "RUST_LOG",
+    ] {
+        command.env_remove(key);
+    }
+    Process::spawn("opensearch-package-operator", &mut command, log)
+}
+
+/// A TXT-DICTIONARY object in YAML reading `key` from [`BUCKET`]; `extra` is appended to
+/// `spec` (indented by two spaces).
+pub fn dictionary(name: &str, key: &str, revision: Option<&str>, extra: &str) -> String {
+    let mut yaml = format!(
+        "apiVersion: ospkg.dev/v1alpha1
+kind: OpenSearchPackage
+metadata:
+  name: {name}
+spec:
+  packageType: TXT-DICTIONARY
+  source:
+    s3BucketName: {BUCKET}
+    s3Key: {key}
+"
+    );
+    if let Some(revision) = revision {
+        yaml.push_str(&format!("    revision: \"{revision}\"\n"));
+    }
+    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+        yaml.push_str("  ");
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    yaml
+}
