@@ -140,11 +140,15 @@ impl ControlPlane {
     /// kube-apiserver on free ports, and waits until the API server is ready and namespace
     /// `default` exists.
     pub async fn start() -> Result<Self> {
+        Self::start_with(Binaries::locate().await?).await
+    }
+
+    /// Like [`Self::start`], with the given binaries.
+    pub async fn start_with(binaries: Binaries) -> Result<Self> {
         install_crypto_provider();
-        let binaries = Binaries::locate().await?;
         let mut attempt = 1;
         loop {
-            match Self::start_with(binaries.clone()).await {
+            match Self::start_once(binaries.clone()).await {
                 // A free port was taken by someone else before our server bound it.
                 Err(e) if attempt < 3 && format!("{e:#}").contains("address already in use") => {
                     tracing::warn!("port conflict, retrying: {e:#}");
@@ -155,7 +159,7 @@ impl ControlPlane {
         }
     }
 
-    async fn start_with(binaries: Binaries) -> Result<Self> {
+    async fn start_once(binaries: Binaries) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("testenv-").tempdir()?;
         let path = |name: &str| dir.path().join(name);
 
