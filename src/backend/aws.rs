@@ -391,8 +391,11 @@ fn missing(operation: &str, member: &str) -> BackendError {
     BackendError::Transient(format!("{operation} response has no {member}"))
 }
 
+/// The service sends epoch seconds as a JSON number with a fraction (`1.605225005466E9`); an
+/// `f64` of that size cannot carry more than microseconds, so the noise below is dropped.
 fn timestamp(at: Option<&aws_smithy_types::DateTime>) -> Option<Timestamp> {
-    at.and_then(|at| Timestamp::from_nanosecond(at.as_nanos()).ok())
+    let at = Timestamp::from_nanosecond(at?.as_nanos()).ok()?;
+    at.round(jiff::Unit::Microsecond).ok()
 }
 
 fn service_error(details: Option<&sdk::ErrorDetails>) -> Option<ServiceError> {

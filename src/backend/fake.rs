@@ -605,10 +605,13 @@ impl PackageBackend for FakeBackend {
                 "Operation not allowed. This package cannot be updated.".into(),
             ));
         }
+        // As the simulator does: only a settled package (available or failed) takes a new
+        // version.
         if stored.package.status.is_importing() {
-            return Err(BackendError::Conflict(format!(
-                "Package {} is being imported; try again later",
-                request.package_id
+            return Err(BackendError::Invalid(format!(
+                "Operation not allowed. Package {} is {}; it can be updated once it is AVAILABLE, COPY_FAILED or VALIDATION_FAILED.",
+                request.package_id,
+                stored.package.status.as_str()
             )));
         }
         let version = next_version(&stored.history);
@@ -1046,7 +1049,7 @@ mod tests {
             .update_package(REGION, update(&package.id, "x"))
             .await
             .unwrap_err();
-        assert!(matches!(err, BackendError::Conflict(_)), "{err:?}");
+        assert!(matches!(err, BackendError::Invalid(_)), "{err:?}");
         let err = fake
             .associate_package(REGION, associate(&package.id, "search"))
             .await
