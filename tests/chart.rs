@@ -1,0 +1,950 @@
+//! The Helm chart and the manifests rendered from it (`deploy/`): lint, schema, rendering,
+//! staleness, acceptance by a real API server and the RBAC rights it grants.
+//!
+//! helm is found through `$OSPKG_HELM`, then the env file `hack/build-control-plane.sh`
+//! writes (`${OSPKG_CACHE:-$HOME/.cache/ospkg}/bin/env`), then by running that script (it
+//! builds helm, etcd and kube-apiserver from Go modules the first time, which takes minutes).
+//! The API-server tests use `testenv::ControlPlane`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_yaml::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const CHART: &str = "charts/opensearch-package-operator";
+const RELEASE: &str = "opensearch-package-operator";
+const NAMESPACE: &str = "opensearch-package-operator";
+const SERVICE_ACCOUNT: &str = "opensearch-package-operator";
+const CRD_FILE: &str = "opensearchpackages.ospkg.dev.yaml";
+/// Passed to `helm template`/`lint`, whose default depends on how helm was built (a plain
+/// `go build` assumes 1.20, older than the chart's kubeVersion). Same as hack/generate.sh.
+const KUBE_VERSION: &str = "v1.36.0";
+
+// ---------------------------------------------------------------------------------------
+// helm
+
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OSPKG_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").expect("neither OSPKG_CACHE nor HOME is set");
+    Path::new(&home).join(".cache/ospkg")
+}
+
+/// `OSPKG_HELM=<path>` from `export OSPKG_HELM=<path>` lines.
+fn helm_from_env_lines(text: &str) -> Option<PathBuf> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("export ").or(Some(line.trim())))
+        .filter_map(|line| line.strip_prefix("OSPKG_HELM="))
+        .map(|value| PathBuf::from(value.trim().trim_matches(|c| c == '"' || c == '\'')))
+        .find(|path| path.is_file())
+}
+
+fn helm() -> &'static Path {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        if let Some(path) = std::env::var_os("OSPKG_HELM") {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "OSPKG_HELM={} does not exist",
+                path.display()
+            );
+            return path;
+        }
+        let env_file = cache_dir().join("bin/env");
+        if let Some(path) = std::fs::read_to_string(&env_file)
+            .ok()
+            .and_then(|text| helm_from_env_lines(&text))
+        {
+            return path;
+        }
+        let script = Path::new(ROOT).join("hack/build-control-plane.sh");
+        eprintln!(
+            "building helm with {} (minutes the first time)",
+            script.display()
+        );
+        let output = Command::new("bash")
+            .arg(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "helm is unavailable: set OSPKG_HELM, or fix {} which failed ({}):\n{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        helm_from_env_lines(&String::from_utf8_lossy(&output.stdout)).unwrap_or_else(|| {
+            panic!(
+                "helm is unavailable: {} printed no existing OSPKG_HELM; set OSPKG_HELM",
+                script.display()
+            )
+        })
+    })
+}
+
+fn run_helm(args: &[&str]) -> Output {
+    Command::new(helm())
+        .args(args)
+        .current_dir(ROOT)
+        // Keep helm away from the user's repositories, plugins and cache.
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("ospkg-helm-test/config"),
+        )
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("ospkg-helm-test/cache"),
+        )
+        .env(
+            "HELM_DATA_HOME",
+            std::env::temp_dir().join("ospkg-helm-test/data"),
+        )
+        .output()
+        .expect("running helm")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `helm template` of the chart with extra arguments (`--set ...`); the rendered text.
+fn template_text(extra: &[&str]) -> String {
+    let mut args = vec![
+        "template",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ];
+    args.extend_from_slice(extra);
+    let output = run_helm(&args);
+    assert!(
+        output.status.success(),
+        "helm {} failed: {}",
+        args.join(" "),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// The rendered objects.
+fn template(extra: &[&str]) -> Vec<Value> {
+    documents(&template_text(extra))
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).expect("rendered YAML parses"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn kinds(objects: &[Value]) -> BTreeSet<String> {
+    objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind} rendered; kinds: {:?}", kinds(objects)))
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_sequence()
+        .map(|items| {
+            items
+                .iter()
+                .map(|v| v.as_str().expect("a string").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// lint, schema, rendering
+
+#[test]
+fn helm_lint_is_clean() {
+    let variants: [&[&str]; 3] = [
+        &[],
+        &["--set", "watchNamespaces={search,search-staging}"],
+        &[
+            "--set",
+            "serviceMonitor.enabled=true,podDisruptionBudget.enabled=true,region=eu-west-1",
+        ],
+    ];
+    for extra in variants {
+        let mut args = vec!["lint", "--strict", CHART, "--kube-version", KUBE_VERSION];
+        args.extend_from_slice(extra);
+        let output = run_helm(&args);
+        let text = stdout(&output) + &stderr(&output);
+        assert!(output.status.success(), "helm {}:\n{text}", args.join(" "));
+        assert!(
+            !text.contains("[WARNING]") && !text.contains("[ERROR]"),
+            "helm {} reports problems:\n{text}",
+            args.join(" ")
+        );
+    }
+}
+
+#[test]
+fn bad_values_fail_the_schema() {
+    let cases: [(&[&str], &str); 9] = [
+        (&["--set", "logFormat=xml"], "logFormat"),
+        (&["--set", "logLevel=verbose"], "logLevel"),
+        (&["--set-string", "concurrency=many"], "concurrency"),
+        (&["--set", "concurrency=0"], "concurrency"),
+        (&["--set", "replicas=2"], "replicas"),
+        (&["--set", "region=Europe (Ireland)"], "region"),
+        (&["--set", "resyncInterval=ten minutes"], "resyncInterval"),
+        (&["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (
+            &["--set", "watchNamespaces={Not_A_Namespace}"],
+            "watchNamespaces",
+        ),
+    ];
+    for (extra, field) in cases {
+        let mut args = vec!["template", RELEASE, CHART, "--kube-version", KUBE_VERSION];
+        args.extend_from_slice(extra);
+        let output = run_helm(&args);
+        let err = stderr(&output);
+        assert!(
+            !output.status.success(),
+            "helm {} should fail the schema but rendered",
+            args.join(" ")
+        );
+        assert!(
+            err.contains("schema") && err.contains(field),
+            "helm {} failed, but not with a schema error naming {field}:\n{err}",
+            args.join(" ")
+        );
+    }
+}
+
+#[test]
+fn default_values_render_a_hardened_single_replica_deployment() {
+    let objects = template(&[]);
+    assert_eq!(
+        kinds(&objects),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service",
+            "ServiceAccount"
+        ]
+        .map(String::from)
+        .into(),
+    );
+    for object in &objects {
+        if !matches!(
+            object["kind"].as_str(),
+            Some("ClusterRole" | "ClusterRoleBinding")
+        ) {
+            assert_eq!(
+                object["metadata"]["namespace"].as_str(),
+                Some(NAMESPACE),
+                "{} has no namespace",
+                object["kind"].as_str().unwrap_or("?")
+            );
+        }
+    }
+
+    let deployment = find(&objects, "Deployment");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"].as_i64(), Some(1));
+    assert_eq!(spec["strategy"]["type"].as_str(), Some("Recreate"));
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"].as_str(), Some(SERVICE_ACCOUNT));
+    let pod_security = &pod["securityContext"];
+    assert_eq!(pod_security["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(pod_security["runAsUser"].as_i64(), Some(65532));
+    assert_eq!(
+        pod_security["seccompProfile"]["type"].as_str(),
+        Some("RuntimeDefault")
+    );
+
+    let containers = pod["containers"].as_sequence().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let container = &containers[0];
+    let security = &container["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(security["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(strings(&security["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(
+        security["seccompProfile"]["type"].as_str(),
+        Some("RuntimeDefault")
+    );
+    for kind in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                !container["resources"][kind][resource].is_null(),
+                "resources.{kind}.{resource} is not set"
+            );
+        }
+    }
+
+    assert_eq!(
+        strings(&container["args"]),
+        [
+            "run",
+            "--resync-interval=10m",
+            "--concurrency=4",
+            "--aws-rate-limit=10",
+            "--metrics-addr=0.0.0.0:8080",
+            "--log-level=info",
+            "--log-format=text",
+        ]
+    );
+    let env = container["env"].as_sequence().expect("env");
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let var = env
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in env"));
+        assert_eq!(
+            var["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+            Some(field)
+        );
+    }
+    assert_eq!(container["ports"][0]["containerPort"].as_i64(), Some(8080));
+    assert_eq!(container["ports"][0]["name"].as_str(), Some("metrics"));
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(container[probe]["httpGet"]["path"].as_str(), Some(path));
+        assert_eq!(
+            container[probe]["httpGet"]["port"].as_str(),
+            Some("metrics")
+        );
+    }
+
+    let service = find(&objects, "Service");
+    assert_eq!(service["spec"]["ports"][0]["port"].as_i64(), Some(8080));
+    assert_eq!(
+        service["spec"]["selector"], spec["selector"]["matchLabels"],
+        "the metrics Service selects the operator pod"
+    );
+}
+
+/// The rules the operator needs, and nothing more.
+fn expected_rules() -> Value {
+    serde_yaml::from_str(
+        r#"
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackages"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackages/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackages/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn rbac_is_cluster_wide_by_default_and_least_privilege() {
+    let objects = template(&[]);
+    let role = find(&objects, "ClusterRole");
+    assert_eq!(role["rules"], expected_rules());
+    let binding = find(&objects, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["name"].as_str(),
+        Some(SERVICE_ACCOUNT)
+    );
+    assert_eq!(
+        binding["subjects"][0]["namespace"].as_str(),
+        Some(NAMESPACE)
+    );
+}
+
+#[test]
+fn watch_namespaces_get_a_role_each_and_no_cluster_role() {
+    let objects = template(&["--set", "watchNamespaces={search,search-staging}"]);
+    let found = kinds(&objects);
+    assert!(
+        !found.contains("ClusterRole") && !found.contains("ClusterRoleBinding"),
+        "cluster-wide RBAC rendered with watchNamespaces: {found:?}"
+    );
+    for namespace in ["search", "search-staging"] {
+        let in_namespace = |kind: &str| {
+            objects
+                .iter()
+                .find(|o| {
+                    o["kind"].as_str() == Some(kind)
+                        && o["metadata"]["namespace"].as_str() == Some(namespace)
+                })
+                .unwrap_or_else(|| panic!("no {kind} in namespace {namespace}"))
+        };
+        assert_eq!(in_namespace("Role")["rules"], expected_rules());
+        let binding = in_namespace("RoleBinding");
+        assert_eq!(
+            binding["subjects"][0]["name"].as_str(),
+            Some(SERVICE_ACCOUNT)
+        );
+        assert_eq!(
+            binding["subjects"][0]["namespace"].as_str(),
+            Some(NAMESPACE)
+        );
+    }
+    let args =
+        strings(&find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(
+        args.contains(&"--namespaces=search,search-staging".to_owned()),
+        "the operator is not limited to the namespaces: {args:?}"
+    );
+}
+
+#[test]
+fn optional_values_render() {
+    let objects = template(&[
+        "--set",
+        "region=eu-west-1,labelSelector=team=search,logFormat=json,metrics.port=9090",
+        "--set",
+        "serviceMonitor.enabled=true,serviceMonitor.labels.release=prometheus",
+        "--set",
+        "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=1",
+        "--set",
+        "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::111122223333:role/ospkg",
+        "--set",
+        "extraEnv[0].name=AWS_ENDPOINT_URL_OPENSEARCH,extraEnv[0].value=http://sim:4566",
+        "--set",
+        "rbac.create=false,priorityClassName=system-cluster-critical",
+    ]);
+    let found = kinds(&objects);
+    assert!(
+        !found.contains("ClusterRole"),
+        "rbac.create=false still renders RBAC"
+    );
+    let monitor = find(&objects, "ServiceMonitor");
+    assert_eq!(
+        monitor["apiVersion"].as_str(),
+        Some("monitoring.coreos.com/v1")
+    );
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"].as_str(),
+        Some("prometheus")
+    );
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["port"].as_str(),
+        Some("metrics")
+    );
+    let pdb = find(&objects, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"].as_i64(), Some(1));
+    assert!(pdb["spec"]["maxUnavailable"].is_null());
+    let account = find(&objects, "ServiceAccount");
+    assert_eq!(
+        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as_str(),
+        Some("arn:aws:iam::111122223333:role/ospkg")
+    );
+    let pod = &find(&objects, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["priorityClassName"].as_str(),
+        Some("system-cluster-critical")
+    );
+    let container = &pod["containers"][0];
+    let args = strings(&container["args"]);
+    for arg in [
+        "--region=eu-west-1",
+        "--label-selector=team=search",
+        "--log-format=json",
+        "--metrics-addr=0.0.0.0:9090",
+    ] {
+        assert!(
+            args.contains(&arg.to_owned()),
+            "{arg} missing from {args:?}"
+        );
+    }
+    let env = container["env"].as_sequence().unwrap();
+    assert!(
+        env.iter().any(
+            |v| v["name"].as_str() == Some("AWS_ENDPOINT_URL_OPENSEARCH")
+                && v["value"].as_str() == Some("http://sim:4566")
+        ),
+        "extraEnv missing: {env:?}"
+    );
+    assert_eq!(container["ports"][0]["containerPort"].as_i64(), Some(9090));
+}
+
+// ---------------------------------------------------------------------------------------
+// generated files
+
+/// Files under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.push(path.strip_prefix(base).unwrap().to_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Files in deploy/ written by hand (everything else there is generated).
+const HAND_WRITTEN: [&str; 3] = [
+    "deploy/iam-policy.json",
+    "deploy/argocd/health.lua",
+    "deploy/argocd/health_test.yaml",
+];
+
+#[test]
+fn generated_files_are_up_to_date() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new("bash")
+        .arg(Path::new(ROOT).join("hack/generate.sh"))
+        .arg("--out")
+        .arg(out.path())
+        .env(
+            "OSPKG_OPERATOR_BIN",
+            env!("CARGO_BIN_EXE_opensearch-package-operator"),
+        )
+        .env("OSPKG_HELM", helm())
+        .output()
+        .expect("running hack/generate.sh");
+    assert!(
+        output.status.success(),
+        "hack/generate.sh --out failed: {}",
+        stderr(&output)
+    );
+
+    let generated = files_under(out.path());
+    assert!(
+        generated.contains(&PathBuf::from("deploy/kustomization.yaml")),
+        "hack/generate.sh wrote no deploy/kustomization.yaml: {generated:?}"
+    );
+    let mut stale = Vec::new();
+    for file in &generated {
+        let fresh = std::fs::read(out.path().join(file)).unwrap();
+        match std::fs::read(Path::new(ROOT).join(file)) {
+            Ok(current) if current == fresh => {}
+            Ok(_) => stale.push(format!("{} differs", file.display())),
+            Err(_) => stale.push(format!("{} is missing", file.display())),
+        }
+    }
+    // A file in deploy/ that the script no longer writes is stale too.
+    for file in files_under(&Path::new(ROOT).join("deploy")) {
+        let file = Path::new("deploy").join(file);
+        if !generated.contains(&file) && !HAND_WRITTEN.iter().any(|h| Path::new(h) == file) {
+            stale.push(format!("{} is not generated any more", file.display()));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "deploy/ is stale: run hack/generate.sh\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn the_chart_and_deploy_carry_the_checked_in_crd() {
+    let crd = std::fs::read_to_string(Path::new(ROOT).join("crds").join(CRD_FILE)).unwrap();
+    for copy in [
+        format!("{CHART}/crds/{CRD_FILE}"),
+        format!("deploy/crds/{CRD_FILE}"),
+    ] {
+        let text = std::fs::read_to_string(Path::new(ROOT).join(&copy))
+            .unwrap_or_else(|e| panic!("{copy}: {e}; run hack/generate.sh"));
+        assert!(
+            text == crd,
+            "{copy} differs from crds/{CRD_FILE}: run hack/generate.sh"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// IAM
+
+#[test]
+fn iam_policy_grants_exactly_the_package_actions() {
+    let path = Path::new(ROOT).join("deploy/iam-policy.json");
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("valid JSON");
+    assert_eq!(policy["Version"], "2012-10-17");
+    let statements = policy["Statement"].as_array().expect("Statement list");
+    let mut actions = BTreeSet::new();
+    for statement in statements {
+        assert_eq!(statement["Effect"], "Allow");
+        let list = match &statement["Action"] {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|a| a.as_str().expect("action names are strings").to_owned())
+                .collect(),
+            other => panic!("Action must be a string or a list, got {other}"),
+        };
+        for action in list {
+            assert!(!action.contains('*'), "wildcard action {action}");
+            assert!(actions.insert(action.clone()), "{action} is granted twice");
+        }
+    }
+    // The package operations of the OpenSearch Service API (docs/install.md explains each).
+    let package_actions: BTreeSet<String> = [
+        "AssociatePackage",
+        "AssociatePackages",
+        "CreatePackage",
+        "DeletePackage",
+        "DescribePackages",
+        "DissociatePackage",
+        "DissociatePackages",
+        "GetPackageVersionHistory",
+        "ListDomainsForPackage",
+        "ListPackagesForDomain",
+        "UpdatePackage",
+        "UpdatePackageScope",
+    ]
+    .iter()
+    .map(|a| format!("es:{a}"))
+    .collect();
+    let es: BTreeSet<String> = actions
+        .iter()
+        .filter(|a| a.starts_with("es:"))
+        .cloned()
+        .collect();
+    assert_eq!(es, package_actions, "es: actions");
+
+    // Every OpenSearch Service operation the real backend calls is granted.
+    let backend = std::fs::read_to_string(Path::new(ROOT).join("src/backend/aws.rs"))
+        .expect("reading src/backend/aws.rs");
+    for called in sdk_operations_called(&backend) {
+        assert!(
+            es.contains(&format!("es:{called}")),
+            "src/backend/aws.rs calls {called}, which deploy/iam-policy.json does not grant"
+        );
+    }
+
+    let others: BTreeSet<&str> = actions
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("es:"))
+        .collect();
+    assert_eq!(
+        others,
+        [
+            "kms:CreateGrant",
+            "kms:Decrypt",
+            "kms:DescribeKey",
+            "kms:GenerateDataKey",
+            "s3:GetObject"
+        ]
+        .into(),
+        "non-es actions"
+    );
+    let kms = statements
+        .iter()
+        .find(|s| s["Action"].to_string().contains("kms:"))
+        .unwrap();
+    assert!(
+        !kms["Action"].to_string().contains("es:") && !kms["Action"].to_string().contains("s3:"),
+        "KMS actions have their own statement"
+    );
+    assert_eq!(
+        kms["Condition"]["StringLike"]["kms:ViaService"], "es.*.amazonaws.com",
+        "KMS use is limited to OpenSearch Service"
+    );
+    let s3 = statements
+        .iter()
+        .find(|s| s["Action"].to_string().contains("s3:GetObject"))
+        .unwrap();
+    for resource in s3["Resource"].as_array().expect("S3 resources") {
+        let resource = resource.as_str().unwrap();
+        assert!(
+            resource.starts_with("arn:aws:s3:::") && resource != "arn:aws:s3:::*",
+            "s3:GetObject must name the source buckets, not {resource}"
+        );
+    }
+}
+
+/// OpenSearch Service operations (PascalCase) called as SDK fluent builders
+/// (`client.create_package()`) in `source`.
+fn sdk_operations_called(source: &str) -> BTreeSet<String> {
+    const OPERATIONS: [&str; 17] = [
+        "associate_package",
+        "associate_packages",
+        "create_package",
+        "delete_package",
+        "describe_packages",
+        "dissociate_package",
+        "dissociate_packages",
+        "get_package_version_history",
+        "list_domains_for_package",
+        "list_packages_for_domain",
+        "update_package",
+        "update_package_scope",
+        "describe_domain",
+        "describe_domains",
+        "list_domain_names",
+        "describe_domain_config",
+        "get_compatible_versions",
+    ];
+    OPERATIONS
+        .iter()
+        .filter(|op| source.contains(&format!(".{op}()")))
+        .map(|op| {
+            op.split('_')
+                .map(|word| {
+                    let mut chars = word.chars();
+                    let first = chars.next().unwrap().to_ascii_uppercase();
+                    std::iter::once(first).chain(chars).collect::<String>()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// a real API server
+
+fn write_temp(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+async fn kubectl_ok(cp: &testenv::ControlPlane, args: &[&str]) -> String {
+    match cp.kubectl_ok(args).await {
+        Ok(out) => out,
+        Err(e) => panic!("{e:#}\nkube-apiserver log:\n{}", cp.apiserver_log_tail(20)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_server_accepts_the_chart_deploy_and_examples() {
+    let cp = testenv::ControlPlane::start()
+        .await
+        .expect("starting the test API server");
+    cp.install_crds(Path::new(ROOT).join("crds"))
+        .await
+        .expect("installing the CRD");
+    let dir = tempfile::tempdir().unwrap();
+
+    // The namespaces must exist: a dry run does not create them for the objects inside.
+    for namespace in [NAMESPACE, "search", "search-staging"] {
+        cp.create_namespace(namespace).await.unwrap();
+    }
+
+    let variants: [(&str, &[&str]); 3] = [
+        ("default", &[]),
+        (
+            "namespaced",
+            &["--set", "watchNamespaces={search,search-staging}"],
+        ),
+        (
+            "everything",
+            &[
+                "--set",
+                "podDisruptionBudget.enabled=true,region=eu-west-1",
+                "--set",
+                "extraEnv[0].name=AWS_ENDPOINT_URL_OPENSEARCH,extraEnv[0].value=http://sim:4566",
+            ],
+        ),
+    ];
+    for (name, extra) in variants {
+        let rendered = write_temp(dir.path(), &format!("{name}.yaml"), &template_text(extra));
+        let out = kubectl_ok(&cp, &["apply", "--dry-run=server", "-f", &rendered]).await;
+        assert!(out.contains("deployment.apps/"), "{name}: {out}");
+    }
+
+    let deploy = Path::new(ROOT).join("deploy");
+    let out = kubectl_ok(
+        &cp,
+        &["apply", "-k", deploy.to_str().unwrap(), "--dry-run=server"],
+    )
+    .await;
+    for object in [
+        "namespace/opensearch-package-operator",
+        "customresourcedefinition.apiextensions.k8s.io/opensearchpackages.ospkg.dev",
+        "serviceaccount/opensearch-package-operator",
+        "clusterrole.rbac.authorization.k8s.io/opensearch-package-operator",
+        "clusterrolebinding.rbac.authorization.k8s.io/opensearch-package-operator",
+        "deployment.apps/opensearch-package-operator",
+        "service/opensearch-package-operator-metrics",
+    ] {
+        assert!(
+            out.contains(object),
+            "kubectl apply -k deploy/ did not apply {object}:\n{out}"
+        );
+    }
+
+    for example in [
+        "txt-dictionary",
+        "zip-plugin",
+        "package-license",
+        "package-config",
+    ] {
+        let path = Path::new(ROOT).join(format!("examples/{example}.yaml"));
+        let out = kubectl_ok(
+            &cp,
+            &["apply", "--dry-run=server", "-f", path.to_str().unwrap()],
+        )
+        .await;
+        assert!(
+            out.contains("opensearchpackage.ospkg.dev/"),
+            "{example}: {out}"
+        );
+    }
+}
+
+/// `kubectl auth can-i` as the chart's ServiceAccount (a SubjectAccessReview against the
+/// server's RBAC authorizer).
+async fn can_i(cp: &testenv::ControlPlane, verb: &str, resource: &str, scope: &[&str]) -> bool {
+    let user = format!("--as=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}");
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((resource, sub)) => (resource, Some(format!("--subresource={sub}"))),
+        None => (resource, None),
+    };
+    let mut args = vec!["auth", "can-i", verb, resource, user.as_str()];
+    args.extend(subresource.as_deref());
+    args.extend_from_slice(scope);
+    let output = cp.kubectl(&args).await.expect("running kubectl auth can-i");
+    match stdout(&output).trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("kubectl {}: {other} {}", args.join(" "), stderr(&output)),
+    }
+}
+
+async fn assert_rights(cp: &testenv::ControlPlane, scope: &[&str], context: &str) {
+    let allowed = [
+        ("get", "opensearchpackages.ospkg.dev"),
+        ("list", "opensearchpackages.ospkg.dev"),
+        ("watch", "opensearchpackages.ospkg.dev"),
+        ("patch", "opensearchpackages.ospkg.dev"),
+        ("update", "opensearchpackages.ospkg.dev"),
+        ("patch", "opensearchpackages.ospkg.dev/status"),
+        ("update", "opensearchpackages.ospkg.dev/finalizers"),
+        ("create", "events.events.k8s.io"),
+        ("patch", "events.events.k8s.io"),
+    ];
+    let denied = [
+        ("create", "opensearchpackages.ospkg.dev"),
+        ("delete", "opensearchpackages.ospkg.dev"),
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("get", "configmaps"),
+        ("create", "configmaps"),
+        ("get", "deployments.apps"),
+        ("patch", "deployments.apps"),
+        ("create", "pods"),
+        ("create", "events"),
+        ("create", "leases.coordination.k8s.io"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+    ];
+    for (verb, resource) in allowed {
+        assert!(
+            can_i(cp, verb, resource, scope).await,
+            "{context}: the operator cannot {verb} {resource} {scope:?}"
+        );
+    }
+    for (verb, resource) in denied {
+        assert!(
+            !can_i(cp, verb, resource, scope).await,
+            "{context}: the operator may {verb} {resource} {scope:?}, which it must not"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_install_grants_the_operator_exactly_its_rights() {
+    let cp = testenv::ControlPlane::start()
+        .await
+        .expect("starting the test API server");
+    let kubeconfig = cp.kubeconfig_path().to_str().unwrap().to_owned();
+
+    // A real install, CRD from the chart's crds/ included. There is no controller-manager,
+    // so no pod starts; the objects and the rights they grant are what is checked.
+    let output = run_helm(&[
+        "install",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    assert!(
+        output.status.success(),
+        "helm install failed: {}",
+        stderr(&output)
+    );
+    let crd = kubectl_ok(
+        &cp,
+        &["get", "crd", "opensearchpackages.ospkg.dev", "-o", "name"],
+    )
+    .await;
+    assert!(crd.contains("opensearchpackages.ospkg.dev"), "{crd}");
+
+    assert_rights(&cp, &["--namespace=search"], "cluster-wide").await;
+    assert_rights(&cp, &["--all-namespaces"], "cluster-wide").await;
+
+    // Limited to namespaces: rights there, none elsewhere.
+    for namespace in ["search", "search-staging", "elsewhere"] {
+        cp.create_namespace(namespace).await.unwrap();
+    }
+    let output = run_helm(&[
+        "upgrade",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        "watchNamespaces={search,search-staging}",
+    ]);
+    assert!(
+        output.status.success(),
+        "helm upgrade failed: {}",
+        stderr(&output)
+    );
+    assert_rights(&cp, &["--namespace=search"], "namespaced").await;
+    assert_rights(&cp, &["--namespace=search-staging"], "namespaced").await;
+    for (verb, resource) in [
+        ("get", "opensearchpackages.ospkg.dev"),
+        ("list", "opensearchpackages.ospkg.dev"),
+        ("patch", "opensearchpackages.ospkg.dev/status"),
+    ] {
+        for scope in ["--namespace=elsewhere", "--all-namespaces"] {
+            assert!(
+                !can_i(&cp, verb, resource, &[scope]).await,
+                "namespaced: the operator may {verb} {resource} {scope}"
+            );
+        }
+    }
+}
