@@ -33,7 +33,9 @@ fn main() -> anyhow::Result<()> {
 async fn bench() -> anyhow::Result<()> {
     let sim = ospkg_sim::start(SimConfig::default().durations(Durations::instant())).await?;
     let admin = sim.admin();
-    admin.put_object("bench", "dict.txt", b"a, b\n".to_vec()).await?;
+    admin
+        .put_object("bench", "dict.txt", b"a, b\n".to_vec())
+        .await?;
     let conf = aws_sdk_opensearch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(sim.endpoint())

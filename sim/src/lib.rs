@@ -28,6 +28,7 @@ use axum::extract::DefaultBodyLimit;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use admin::ResetOptions;
 pub use client::{AdminClient, AdminError};
 pub use clock::{ClockMode, ClockSettings, Durations};
 pub use faults::{FaultConfig, OperationFaults, RateLimit};
@@ -107,6 +108,17 @@ impl SimConfig {
 
     pub fn seed(mut self, seed: u64) -> Self {
         self.faults.seed = seed;
+        self
+    }
+
+    /// Faults from the start (e.g. `failAssociations` for a domain).
+    pub fn faults(mut self, faults: FaultConfig) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    pub fn domain_quota(mut self, quota: usize) -> Self {
+        self.domain_quota = quota;
         self
     }
 

@@ -64,7 +64,7 @@ fn route(method: &Method, path: &str) -> Option<Route> {
     let segments: Vec<String> = path
         .trim_start_matches('/')
         .split('/')
-        .map(percent_decode)
+        .map(|s| percent_decode(s, false))
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let plain = |operation| Route {
@@ -115,7 +115,8 @@ fn route(method: &Method, path: &str) -> Option<Route> {
     })
 }
 
-fn percent_decode(segment: &str) -> String {
+/// `%XX` escapes; `+` means a space only in a query string.
+fn percent_decode(segment: &str, plus_is_space: bool) -> String {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -126,7 +127,7 @@ fn percent_decode(segment: &str) -> String {
                 out.push(((hex(h).unwrap_or(0) << 4) | hex(l).unwrap_or(0)) as u8);
                 i += 3;
             }
-            (b'+', _, _) => {
+            (b'+', _, _) if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -146,7 +147,7 @@ fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
+            (percent_decode(k, true), percent_decode(v, true))
         })
         .collect()
 }
@@ -469,6 +470,7 @@ mod tests {
         assert_eq!(r.operation, Operation::AssociatePackage);
         assert_eq!(r.domain_name.as_deref(), Some("my-domain"));
         assert!(route(&Method::GET, "/2021-01-01/packages").is_none());
-        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("a%2Fb+c", false), "a/b+c");
+        assert_eq!(percent_decode("a+b", true), "a b");
     }
 }

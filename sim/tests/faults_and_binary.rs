@@ -52,8 +52,16 @@ async fn same_seed_gives_the_same_faults() {
     assert_eq!(first, again);
     admin.set_faults(&flaky(43)).await.unwrap();
     assert_ne!(first, outcomes(&sim, 60).await);
-    for code in ["ThrottlingException", "InternalException", "ServiceUnavailableException", "ok"] {
-        assert!(first.iter().any(|o| o == code), "{code} never drawn in {first:?}");
+    for code in [
+        "ThrottlingException",
+        "InternalException",
+        "ServiceUnavailableException",
+        "ok",
+    ] {
+        assert!(
+            first.iter().any(|o| o == code),
+            "{code} never drawn in {first:?}"
+        );
     }
     // A second simulator started with that seed faults the same way.
     let other = sim_with(ospkg_sim::SimConfig {
@@ -65,7 +73,10 @@ async fn same_seed_gives_the_same_faults() {
     // Faulted calls are counted too.
     assert_eq!(admin.calls().await.unwrap()["DescribePackages"], 180);
     let log = admin.log().await.unwrap();
-    let internal = log.iter().find(|e| e.error_code.as_deref() == Some("InternalException")).unwrap();
+    let internal = log
+        .iter()
+        .find(|e| e.error_code.as_deref() == Some("InternalException"))
+        .unwrap();
     assert_eq!(internal.status, Some(500));
 }
 
@@ -94,14 +105,21 @@ async fn rate_limiter_answers_throttling_above_its_rate() {
     }
     assert!((5..=7).contains(&(12 - throttled)), "{throttled} throttled");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    client.describe_packages().send().await.expect("a token came back");
+    client
+        .describe_packages()
+        .send()
+        .await
+        .expect("a token came back");
 }
 
 #[tokio::test]
 async fn held_response_arrives_after_the_operation_took_effect() {
     let sim = sim().await;
     let admin = sim.admin();
-    admin.put_object("pkgs", "held.txt", b"x".to_vec()).await.unwrap();
+    admin
+        .put_object("pkgs", "held.txt", b"x".to_vec())
+        .await
+        .unwrap();
     admin
         .set_faults(&FaultConfig {
             operations: BTreeMap::from([(
@@ -123,13 +141,31 @@ async fn held_response_arrives_after_the_operation_took_effect() {
         .package_source(source("pkgs", "held.txt"))
         .send();
     // The client gives up (as if killed) before the answer comes...
-    assert!(tokio::time::timeout(Duration::from_millis(400), call).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(400), call)
+            .await
+            .is_err()
+    );
     // ...but the package exists.
     let listed = client.describe_packages().send().await.unwrap();
-    assert!(listed.package_details_list().iter().any(|p| p.package_name() == Some("held")));
+    assert!(
+        listed
+            .package_details_list()
+            .iter()
+            .any(|p| p.package_name() == Some("held"))
+    );
     assert_eq!(admin.calls().await.unwrap()["CreatePackage"], 1);
-    let entry = admin.log().await.unwrap().into_iter().find(|e| e.operation.as_deref() == Some("CreatePackage")).unwrap();
-    assert_eq!((entry.status, entry.package_id.is_some()), (Some(200), true));
+    let entry = admin
+        .log()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.operation.as_deref() == Some("CreatePackage"))
+        .unwrap();
+    assert_eq!(
+        (entry.status, entry.package_id.is_some()),
+        (Some(200), true)
+    );
 }
 
 #[tokio::test]
@@ -157,28 +193,58 @@ async fn latency_delays_before_the_operation() {
 fn binary_starts_quickly_and_prints_where_it_listens() {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ospkg-sim"))
-        .args(["--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0", "--domain", "search:OpenSearch_2.15", "--domain", "logs"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--domain",
+            "search:OpenSearch_2.15",
+            "--domain",
+            "logs",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let elapsed = started.elapsed();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
-    assert!(line.starts_with("ospkg-sim listening on http://127.0.0.1:"), "{line}");
+    assert!(
+        line.starts_with("ospkg-sim listening on http://127.0.0.1:"),
+        "{line}"
+    );
     assert!(line.contains("(s3 http://127.0.0.1:"), "{line}");
 }
 
 #[test]
 fn help_documents_every_flag() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ospkg-sim")).arg("--help").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ospkg-sim"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
-        "--listen", "--s3-listen", "--domain", "--region", "--account", "--seed", "--copying-ms",
-        "--validating-ms", "--associating-ms", "--dissociating-ms", "--deleting-ms", "--clock",
-        "--speed", "--package-quota", "--domain-quota", "--state",
+        "--listen",
+        "--s3-listen",
+        "--domain",
+        "--region",
+        "--account",
+        "--seed",
+        "--copying-ms",
+        "--validating-ms",
+        "--associating-ms",
+        "--dissociating-ms",
+        "--deleting-ms",
+        "--clock",
+        "--speed",
+        "--package-quota",
+        "--domain-quota",
+        "--state",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

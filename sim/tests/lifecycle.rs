@@ -36,7 +36,12 @@ async fn create_round_trips_members_and_moves_through_copying_validating_availab
                 .build()
                 .unwrap(),
         )
-        .package_vending_options(PackageVendingOptions::builder().vending_enabled(true).build().unwrap())
+        .package_vending_options(
+            PackageVendingOptions::builder()
+                .vending_enabled(true)
+                .build()
+                .unwrap(),
+        )
         .package_encryption_options(
             PackageEncryptionOptions::builder()
                 .encryption_enabled(true)
@@ -50,7 +55,10 @@ async fn create_round_trips_members_and_moves_through_copying_validating_availab
         .package_details
         .unwrap();
     let id = created.package_id().unwrap().to_string();
-    assert!(id.starts_with('F') && id[1..].bytes().all(|b| b.is_ascii_digit()), "{id}");
+    assert!(
+        id.starts_with('F') && id[1..].bytes().all(|b| b.is_ascii_digit()),
+        "{id}"
+    );
     assert_eq!(status(&created), "COPYING");
     assert_eq!(created.package_name(), Some("my-synonyms"));
     assert_eq!(created.package_type(), Some(&PackageType::TxtDictionary));
@@ -59,7 +67,10 @@ async fn create_round_trips_members_and_moves_through_copying_validating_availab
     assert!(created.created_at().is_some() && created.last_updated_at().is_some());
     assert_eq!(created.available_package_version(), None);
     let enc = created.package_encryption_options().unwrap();
-    assert_eq!((enc.encryption_enabled(), enc.kms_key_identifier()), (true, Some("alias/my-key")));
+    assert_eq!(
+        (enc.encryption_enabled(), enc.kms_key_identifier()),
+        (true, Some("alias/my-key"))
+    );
     assert!(created.package_vending_options().unwrap().vending_enabled());
     assert_eq!(created.allow_listed_user_list(), &[] as &[String]);
 
@@ -74,12 +85,19 @@ async fn create_round_trips_members_and_moves_through_copying_validating_availab
     assert!(available.error_details().is_none());
     let conf = available.available_package_configuration().unwrap();
     assert_eq!(conf.license_requirement(), &RequirementLevel::None);
-    assert_eq!(conf.configuration_requirement(), &RequirementLevel::Optional);
+    assert_eq!(
+        conf.configuration_requirement(),
+        &RequirementLevel::Optional
+    );
     assert_eq!(conf.license_filepath(), Some("licenses/LICENSE.txt"));
     assert_eq!(conf.requires_restart_for_configuration_update(), Some(true));
     let created_at = available.created_at().unwrap().secs();
     let updated_at = available.last_updated_at().unwrap().secs();
-    assert_eq!(updated_at - created_at, 3, "LastUpdatedAt is when it became AVAILABLE");
+    assert_eq!(
+        updated_at - created_at,
+        3,
+        "LastUpdatedAt is when it became AVAILABLE"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +105,10 @@ async fn plugin_descriptor_fills_available_plugin_properties() {
     let sim = sim().await;
     let client = client(&sim);
     let zip = plugin_zip(Some(DESCRIPTOR), 5000);
-    sim.admin().put_object("pkgs", "plugin.zip", zip).await.unwrap();
+    sim.admin()
+        .put_object("pkgs", "plugin.zip", zip)
+        .await
+        .unwrap();
     let id = client
         .create_package()
         .package_name("example-plugin")
@@ -110,7 +131,10 @@ async fn plugin_descriptor_fills_available_plugin_properties() {
     assert_eq!(props.description(), Some("Example plugin"));
     assert_eq!(props.version(), Some("1.2.3"));
     assert_eq!(props.class_name(), Some("org.example.ExamplePlugin"));
-    assert_eq!(props.uncompressed_size_in_bytes(), Some(5000 + DESCRIPTOR.len() as i64));
+    assert_eq!(
+        props.uncompressed_size_in_bytes(),
+        Some(5000 + DESCRIPTOR.len() as i64)
+    );
     let history = client
         .get_package_version_history()
         .package_id(&id)
@@ -118,7 +142,10 @@ async fn plugin_descriptor_fills_available_plugin_properties() {
         .await
         .unwrap();
     let v1 = &history.package_version_history_list()[0];
-    assert_eq!(v1.plugin_properties().unwrap().class_name(), Some("org.example.ExamplePlugin"));
+    assert_eq!(
+        v1.plugin_properties().unwrap().class_name(),
+        Some("org.example.ExamplePlugin")
+    );
 }
 
 #[tokio::test]
@@ -145,16 +172,28 @@ async fn updates_make_versions_with_commit_messages_newest_first() {
             .unwrap();
         assert_eq!(status(&updated), "COPYING");
         // The previous version stays the available one while the update is processed.
-        assert_eq!(updated.available_package_version(), Some(format!("v{}", n - 1).as_str()));
-        assert_eq!(updated.package_description(), Some(format!("description {n}").as_str()));
+        assert_eq!(
+            updated.available_package_version(),
+            Some(format!("v{}", n - 1).as_str())
+        );
+        assert_eq!(
+            updated.package_description(),
+            Some(format!("description {n}").as_str())
+        );
         admin.advance_clock(2000).await.unwrap();
         let validating = describe(&client, &id).await;
         assert_eq!(status(&validating), "VALIDATING");
-        assert_eq!(validating.available_package_version(), Some(format!("v{}", n - 1).as_str()));
+        assert_eq!(
+            validating.available_package_version(),
+            Some(format!("v{}", n - 1).as_str())
+        );
         admin.advance_clock(1000).await.unwrap();
         let details = describe(&client, &id).await;
         assert_eq!(status(&details), "AVAILABLE");
-        assert_eq!(details.available_package_version(), Some(format!("v{n}").as_str()));
+        assert_eq!(
+            details.available_package_version(),
+            Some(format!("v{n}").as_str())
+        );
     }
     let history = client
         .get_package_version_history()
@@ -170,9 +209,18 @@ async fn updates_make_versions_with_commit_messages_newest_first() {
         .collect();
     assert_eq!(
         versions,
-        vec![(Some("v3"), Some("third")), (Some("v2"), Some("second")), (Some("v1"), None)]
+        vec![
+            (Some("v3"), Some("third")),
+            (Some("v2"), Some("second")),
+            (Some("v1"), None)
+        ]
     );
-    assert!(history.package_version_history_list().iter().all(|h| h.created_at().is_some()));
+    assert!(
+        history
+            .package_version_history_list()
+            .iter()
+            .all(|h| h.created_at().is_some())
+    );
 
     // History pages too.
     let pages: Vec<_> = client
@@ -184,7 +232,14 @@ async fn updates_make_versions_with_commit_messages_newest_first() {
         .collect::<Vec<_>>()
         .await;
     assert_eq!(pages.len(), 2);
-    assert_eq!(pages[1].as_ref().unwrap().package_version_history_list().len(), 1);
+    assert_eq!(
+        pages[1]
+            .as_ref()
+            .unwrap()
+            .package_version_history_list()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -192,7 +247,10 @@ async fn update_rereads_the_object_and_a_bad_one_fails_validation() {
     let sim = sim().await;
     let client = client(&sim);
     let admin = sim.admin();
-    admin.put_object("pkgs", "p.zip", plugin_zip(Some(DESCRIPTOR), 10)).await.unwrap();
+    admin
+        .put_object("pkgs", "p.zip", plugin_zip(Some(DESCRIPTOR), 10))
+        .await
+        .unwrap();
     let id = client
         .create_package()
         .package_name("plugin-one")
@@ -209,7 +267,10 @@ async fn update_rereads_the_object_and_a_bad_one_fails_validation() {
     admin.advance_clock(3000).await.unwrap();
     // Same key, new bytes: the update reads the object again.
     let v2 = DESCRIPTOR.replace("version=1.2.3", "version=2.0.0");
-    admin.put_object("pkgs", "p.zip", plugin_zip(Some(&v2), 10)).await.unwrap();
+    admin
+        .put_object("pkgs", "p.zip", plugin_zip(Some(&v2), 10))
+        .await
+        .unwrap();
     client
         .update_package()
         .package_id(&id)
@@ -220,9 +281,15 @@ async fn update_rereads_the_object_and_a_bad_one_fails_validation() {
     admin.advance_clock(3000).await.unwrap();
     let details = describe(&client, &id).await;
     assert_eq!(details.available_package_version(), Some("v2"));
-    assert_eq!(details.available_plugin_properties().unwrap().version(), Some("2.0.0"));
+    assert_eq!(
+        details.available_plugin_properties().unwrap().version(),
+        Some("2.0.0")
+    );
 
-    admin.put_object("pkgs", "p.zip", b"not a zip".to_vec()).await.unwrap();
+    admin
+        .put_object("pkgs", "p.zip", b"not a zip".to_vec())
+        .await
+        .unwrap();
     client
         .update_package()
         .package_id(&id)
@@ -234,13 +301,26 @@ async fn update_rereads_the_object_and_a_bad_one_fails_validation() {
     admin.advance_clock(3000).await.unwrap();
     let failed = describe(&client, &id).await;
     assert_eq!(status(&failed), "VALIDATION_FAILED");
-    assert!(failed.error_details().unwrap().error_message().unwrap().contains("zip"));
+    assert!(
+        failed
+            .error_details()
+            .unwrap()
+            .error_message()
+            .unwrap()
+            .contains("zip")
+    );
     // The last good version is still what domains can get.
     assert_eq!(failed.available_package_version(), Some("v2"));
-    assert_eq!(failed.available_plugin_properties().unwrap().version(), Some("2.0.0"));
+    assert_eq!(
+        failed.available_plugin_properties().unwrap().version(),
+        Some("2.0.0")
+    );
 
     // Fixing the object and updating again gives v3 (a failed update uses no number).
-    admin.put_object("pkgs", "p.zip", plugin_zip(Some(DESCRIPTOR), 10)).await.unwrap();
+    admin
+        .put_object("pkgs", "p.zip", plugin_zip(Some(DESCRIPTOR), 10))
+        .await
+        .unwrap();
     client
         .update_package()
         .package_id(&id)
@@ -250,7 +330,10 @@ async fn update_rereads_the_object_and_a_bad_one_fails_validation() {
         .unwrap();
     admin.advance_clock(3000).await.unwrap();
     let fixed = describe(&client, &id).await;
-    assert_eq!((status(&fixed), fixed.available_package_version()), ("AVAILABLE", Some("v3")));
+    assert_eq!(
+        (status(&fixed), fixed.available_package_version()),
+        ("AVAILABLE", Some("v3"))
+    );
     assert!(fixed.error_details().is_none());
 }
 
@@ -270,11 +353,20 @@ async fn association_lifecycle_versions_and_removal() {
         .unwrap()
         .domain_package_details
         .unwrap();
-    assert_eq!(associating.domain_package_status().unwrap().as_str(), "ASSOCIATING");
+    assert_eq!(
+        associating.domain_package_status().unwrap().as_str(),
+        "ASSOCIATING"
+    );
     assert_eq!(associating.domain_name(), Some("search"));
     assert_eq!(associating.package_name(), Some("assoc-dict"));
-    assert_eq!(associating.package_type(), Some(&PackageType::TxtDictionary));
-    assert_eq!(associating.reference_path(), Some(format!("analyzers/{id}").as_str()));
+    assert_eq!(
+        associating.package_type(),
+        Some(&PackageType::TxtDictionary)
+    );
+    assert_eq!(
+        associating.reference_path(),
+        Some(format!("analyzers/{id}").as_str())
+    );
     assert!(associating.last_updated().is_some());
     admin.advance_clock(3000).await.unwrap();
     let listed = client
@@ -288,7 +380,10 @@ async fn association_lifecycle_versions_and_removal() {
     assert_eq!(active.package_version(), Some("v1"));
 
     // A new version reaches the domain only by associating again.
-    admin.put_object("pkgs", "assoc-dict.txt", b"new\n".to_vec()).await.unwrap();
+    admin
+        .put_object("pkgs", "assoc-dict.txt", b"new\n".to_vec())
+        .await
+        .unwrap();
     client
         .update_package()
         .package_id(&id)
@@ -297,9 +392,17 @@ async fn association_lifecycle_versions_and_removal() {
         .await
         .unwrap();
     admin.advance_clock(3000).await.unwrap();
-    let domains = client.list_domains_for_package().package_id(&id).send().await.unwrap();
+    let domains = client
+        .list_domains_for_package()
+        .package_id(&id)
+        .send()
+        .await
+        .unwrap();
     let still = &domains.domain_package_details_list()[0];
-    assert_eq!((still.domain_name(), still.package_version()), (Some("search"), Some("v1")));
+    assert_eq!(
+        (still.domain_name(), still.package_version()),
+        (Some("search"), Some("v1"))
+    );
     let again = client
         .associate_package()
         .package_id(&id)
@@ -309,9 +412,17 @@ async fn association_lifecycle_versions_and_removal() {
         .unwrap()
         .domain_package_details
         .unwrap();
-    assert_eq!(again.domain_package_status().unwrap().as_str(), "ASSOCIATING");
+    assert_eq!(
+        again.domain_package_status().unwrap().as_str(),
+        "ASSOCIATING"
+    );
     admin.advance_clock(3000).await.unwrap();
-    let domains = client.list_domains_for_package().package_id(&id).send().await.unwrap();
+    let domains = client
+        .list_domains_for_package()
+        .package_id(&id)
+        .send()
+        .await
+        .unwrap();
     let updated = &domains.domain_package_details_list()[0];
     assert_eq!(updated.domain_package_status().unwrap().as_str(), "ACTIVE");
     assert_eq!(updated.package_version(), Some("v2"));
@@ -325,19 +436,43 @@ async fn association_lifecycle_versions_and_removal() {
         .unwrap()
         .domain_package_details
         .unwrap();
-    assert_eq!(dissociating.domain_package_status().unwrap().as_str(), "DISSOCIATING");
+    assert_eq!(
+        dissociating.domain_package_status().unwrap().as_str(),
+        "DISSOCIATING"
+    );
     admin.advance_clock(1999).await.unwrap();
-    let listed = client.list_packages_for_domain().domain_name("search").send().await.unwrap();
+    let listed = client
+        .list_packages_for_domain()
+        .domain_name("search")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(listed.domain_package_details_list().len(), 1);
     admin.advance_clock(1).await.unwrap();
-    let listed = client.list_packages_for_domain().domain_name("search").send().await.unwrap();
+    let listed = client
+        .list_packages_for_domain()
+        .domain_name("search")
+        .send()
+        .await
+        .unwrap();
     assert!(listed.domain_package_details_list().is_empty());
 
-    let deleted = client.delete_package().package_id(&id).send().await.unwrap();
+    let deleted = client
+        .delete_package()
+        .package_id(&id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status(deleted.package_details().unwrap()), "DELETING");
     assert_eq!(status(&describe(&client, &id).await), "DELETING");
     admin.advance_clock(1000).await.unwrap();
-    let (code, _) = failure(client.get_package_version_history().package_id(&id).send().await);
+    let (code, _) = failure(
+        client
+            .get_package_version_history()
+            .package_id(&id)
+            .send()
+            .await,
+    );
     assert_eq!(code, "ResourceNotFoundException");
 
     // The log shows each association state in order, with simulated times.
@@ -350,7 +485,14 @@ async fn association_lifecycle_versions_and_removal() {
     let states: Vec<&str> = transitions.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
         states,
-        ["ASSOCIATING", "ACTIVE", "ASSOCIATING", "ACTIVE", "DISSOCIATING", "DISSOCIATED"]
+        [
+            "ASSOCIATING",
+            "ACTIVE",
+            "ASSOCIATING",
+            "ACTIVE",
+            "DISSOCIATING",
+            "DISSOCIATED"
+        ]
     );
     assert_eq!(transitions[1].1 - transitions[0].1, 3000);
     assert!(transitions.windows(2).all(|w| w[0].1 <= w[1].1));
@@ -361,8 +503,14 @@ async fn associate_and_dissociate_several_with_prerequisites_and_configuration()
     let sim = sim().await;
     let client = client(&sim);
     let admin = sim.admin();
-    admin.put_object("pkgs", "license.txt", b"LICENSE".to_vec()).await.unwrap();
-    admin.put_object("pkgs", "plugin.zip", plugin_zip(Some(DESCRIPTOR), 10)).await.unwrap();
+    admin
+        .put_object("pkgs", "license.txt", b"LICENSE".to_vec())
+        .await
+        .unwrap();
+    admin
+        .put_object("pkgs", "plugin.zip", plugin_zip(Some(DESCRIPTOR), 10))
+        .await
+        .unwrap();
     let license = client
         .create_package()
         .package_name("example-license")
@@ -401,7 +549,12 @@ async fn associate_and_dissociate_several_with_prerequisites_and_configuration()
     let out = client
         .associate_packages()
         .domain_name("logs")
-        .package_list(PackageDetailsForAssociation::builder().package_id(&license).build().unwrap())
+        .package_list(
+            PackageDetailsForAssociation::builder()
+                .package_id(&license)
+                .build()
+                .unwrap(),
+        )
         .package_list(
             PackageDetailsForAssociation::builder()
                 .package_id(&plugin)
@@ -415,15 +568,26 @@ async fn associate_and_dissociate_several_with_prerequisites_and_configuration()
         .unwrap();
     let list = out.domain_package_details_list();
     assert_eq!(list.len(), 2);
-    assert!(list.iter().all(|d| d.domain_package_status().unwrap().as_str() == "ASSOCIATING"));
+    assert!(
+        list.iter()
+            .all(|d| d.domain_package_status().unwrap().as_str() == "ASSOCIATING")
+    );
     assert_eq!(list[1].prerequisite_package_id_list(), &[license.clone()]);
     assert_eq!(list[1].association_configuration(), Some(&key_store));
     admin.advance_clock(3000).await.unwrap();
-    let listed = client.list_packages_for_domain().domain_name("logs").send().await.unwrap();
-    assert!(listed
-        .domain_package_details_list()
-        .iter()
-        .all(|d| d.domain_package_status().unwrap().as_str() == "ACTIVE"));
+    let listed = client
+        .list_packages_for_domain()
+        .domain_name("logs")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed.domain_package_details_list().iter().all(|d| d
+            .domain_package_status()
+            .unwrap()
+            .as_str()
+            == "ACTIVE")
+    );
 
     let out = client
         .dissociate_packages()
@@ -433,12 +597,20 @@ async fn associate_and_dissociate_several_with_prerequisites_and_configuration()
         .send()
         .await
         .unwrap();
-    assert!(out
-        .domain_package_details_list()
-        .iter()
-        .all(|d| d.domain_package_status().unwrap().as_str() == "DISSOCIATING"));
+    assert!(
+        out.domain_package_details_list().iter().all(|d| d
+            .domain_package_status()
+            .unwrap()
+            .as_str()
+            == "DISSOCIATING")
+    );
     admin.advance_clock(2000).await.unwrap();
-    let listed = client.list_packages_for_domain().domain_name("logs").send().await.unwrap();
+    let listed = client
+        .list_packages_for_domain()
+        .domain_name("logs")
+        .send()
+        .await
+        .unwrap();
     assert!(listed.domain_package_details_list().is_empty());
 }
 
@@ -448,14 +620,32 @@ async fn association_failure_is_injectable_per_domain() {
     let client = client(&sim);
     let id = available_dictionary(&sim, &client, "fails").await;
     let mut faults = FaultConfig::default();
-    faults
-        .fail_associations
-        .insert("search".to_string(), "Domain is in processing state".to_string());
+    faults.fail_associations.insert(
+        "search".to_string(),
+        "Domain is in processing state".to_string(),
+    );
     sim.admin().set_faults(&faults).await.unwrap();
-    client.associate_package().package_id(&id).domain_name("search").send().await.unwrap();
-    client.associate_package().package_id(&id).domain_name("logs").send().await.unwrap();
+    client
+        .associate_package()
+        .package_id(&id)
+        .domain_name("search")
+        .send()
+        .await
+        .unwrap();
+    client
+        .associate_package()
+        .package_id(&id)
+        .domain_name("logs")
+        .send()
+        .await
+        .unwrap();
     sim.admin().advance_clock(3000).await.unwrap();
-    let domains = client.list_domains_for_package().package_id(&id).send().await.unwrap();
+    let domains = client
+        .list_domains_for_package()
+        .package_id(&id)
+        .send()
+        .await
+        .unwrap();
     let by_domain: Vec<(&str, &str, Option<&str>)> = domains
         .domain_package_details_list()
         .iter()
@@ -471,7 +661,11 @@ async fn association_failure_is_injectable_per_domain() {
         by_domain,
         vec![
             ("logs", "ACTIVE", None),
-            ("search", "ASSOCIATION_FAILED", Some("Domain is in processing state"))
+            (
+                "search",
+                "ASSOCIATION_FAILED",
+                Some("Domain is in processing state")
+            )
         ]
     );
 }
@@ -485,7 +679,10 @@ async fn describe_pages_and_all_six_filters() {
     for name in ["dict-a", "dict-b", "dict-c", "dict-d", "other-e"] {
         ids.push(create_dictionary(&sim, &client, name).await);
     }
-    admin.put_object("pkgs", "plugin.zip", plugin_zip(Some(DESCRIPTOR), 10)).await.unwrap();
+    admin
+        .put_object("pkgs", "plugin.zip", plugin_zip(Some(DESCRIPTOR), 10))
+        .await
+        .unwrap();
     client
         .create_package()
         .package_name("zip-f")
@@ -496,7 +693,10 @@ async fn describe_pages_and_all_six_filters() {
         .await
         .unwrap();
     admin.advance_clock(3000).await.unwrap();
-    admin.put_object("pkgs", "dict-d.txt", b"x".to_vec()).await.unwrap();
+    admin
+        .put_object("pkgs", "dict-d.txt", b"x".to_vec())
+        .await
+        .unwrap();
     client
         .update_package()
         .package_id(&ids[3])
@@ -520,23 +720,64 @@ async fn describe_pages_and_all_six_filters() {
     assert_eq!(sizes, vec![3, 3, 2]);
     assert!(pages[2].as_ref().unwrap().next_token().is_none());
 
-    assert_eq!(names(&client, vec![(FilterName::PackageId, vec![&ids[0], &ids[2]])]).await, ["dict-a", "dict-c"]);
-    assert_eq!(names(&client, vec![(FilterName::PackageName, vec!["dict-*"])]).await, ["dict-a", "dict-b", "dict-c", "dict-d"]);
-    assert_eq!(names(&client, vec![(FilterName::PackageName, vec!["other-?"])]).await, ["other-e"]);
-    assert_eq!(names(&client, vec![(FilterName::PackageStatus, vec!["COPYING"])]).await, ["dict-d"]);
-    assert_eq!(names(&client, vec![(FilterName::PackageType, vec!["ZIP-PLUGIN"])]).await, ["analysis-icu", "mapper-murmur3", "zip-f"]);
-    assert_eq!(names(&client, vec![(FilterName::EngineVersion, vec!["OpenSearch_2.15"])]).await, ["zip-f"]);
-    assert_eq!(names(&client, vec![(FilterName::PackageOwner, vec!["AWS"])]).await, ["analysis-icu", "mapper-murmur3"]);
-    // AND across filters, OR within one.
     assert_eq!(
-        names(&client, vec![
-            (FilterName::PackageOwner, vec!["123456789012"]),
-            (FilterName::PackageType, vec!["ZIP-PLUGIN", "PACKAGE-LICENSE"]),
-        ])
+        names(
+            &client,
+            vec![(FilterName::PackageId, vec![&ids[0], &ids[2]])]
+        )
+        .await,
+        ["dict-a", "dict-c"]
+    );
+    assert_eq!(
+        names(&client, vec![(FilterName::PackageName, vec!["dict-*"])]).await,
+        ["dict-a", "dict-b", "dict-c", "dict-d"]
+    );
+    assert_eq!(
+        names(&client, vec![(FilterName::PackageName, vec!["other-?"])]).await,
+        ["other-e"]
+    );
+    assert_eq!(
+        names(&client, vec![(FilterName::PackageStatus, vec!["COPYING"])]).await,
+        ["dict-d"]
+    );
+    assert_eq!(
+        names(&client, vec![(FilterName::PackageType, vec!["ZIP-PLUGIN"])]).await,
+        ["analysis-icu", "mapper-murmur3", "zip-f"]
+    );
+    assert_eq!(
+        names(
+            &client,
+            vec![(FilterName::EngineVersion, vec!["OpenSearch_2.15"])]
+        )
         .await,
         ["zip-f"]
     );
-    let (code, message) = failure(client.describe_packages().next_token("garbage").send().await);
+    assert_eq!(
+        names(&client, vec![(FilterName::PackageOwner, vec!["AWS"])]).await,
+        ["analysis-icu", "mapper-murmur3"]
+    );
+    // AND across filters, OR within one.
+    assert_eq!(
+        names(
+            &client,
+            vec![
+                (FilterName::PackageOwner, vec!["123456789012"]),
+                (
+                    FilterName::PackageType,
+                    vec!["ZIP-PLUGIN", "PACKAGE-LICENSE"]
+                ),
+            ]
+        )
+        .await,
+        ["zip-f"]
+    );
+    let (code, message) = failure(
+        client
+            .describe_packages()
+            .next_token("garbage")
+            .send()
+            .await,
+    );
     assert_eq!(code, "ValidationException");
     assert!(message.contains("NextToken"), "{message}");
 }
@@ -545,13 +786,21 @@ async fn describe_pages_and_all_six_filters() {
 async fn package_scope_add_override_remove() {
     let sim = sim().await;
     let client = client(&sim);
-    sim.admin().put_object("pkgs", "v.txt", b"x".to_vec()).await.unwrap();
+    sim.admin()
+        .put_object("pkgs", "v.txt", b"x".to_vec())
+        .await
+        .unwrap();
     let id = client
         .create_package()
         .package_name("vended")
         .package_type(PackageType::TxtDictionary)
         .package_source(source("pkgs", "v.txt"))
-        .package_vending_options(PackageVendingOptions::builder().vending_enabled(true).build().unwrap())
+        .package_vending_options(
+            PackageVendingOptions::builder()
+                .vending_enabled(true)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap()
@@ -566,15 +815,27 @@ async fn package_scope_add_override_remove() {
         }
         request.send()
     };
-    let out = scope(PackageScopeOperationEnum::Add, &["111122223333", "444455556666"]).await.unwrap();
+    let out = scope(
+        PackageScopeOperationEnum::Add,
+        &["111122223333", "444455556666"],
+    )
+    .await
+    .unwrap();
     assert_eq!(out.package_id(), Some(id.as_str()));
     assert_eq!(out.operation(), Some(&PackageScopeOperationEnum::Add));
     assert_eq!(out.package_user_list(), &["111122223333", "444455556666"]);
-    let out = scope(PackageScopeOperationEnum::Remove, &["111122223333"]).await.unwrap();
+    let out = scope(PackageScopeOperationEnum::Remove, &["111122223333"])
+        .await
+        .unwrap();
     assert_eq!(out.package_user_list(), &["444455556666"]);
-    let out = scope(PackageScopeOperationEnum::Override, &["GLOBAL"]).await.unwrap();
+    let out = scope(PackageScopeOperationEnum::Override, &["GLOBAL"])
+        .await
+        .unwrap();
     assert_eq!(out.package_user_list(), &["GLOBAL"]);
-    assert_eq!(describe(&client, &id).await.allow_listed_user_list(), &["GLOBAL"]);
+    assert_eq!(
+        describe(&client, &id).await.allow_listed_user_list(),
+        &["GLOBAL"]
+    );
 }
 
 #[tokio::test]
@@ -603,7 +864,10 @@ async fn regions_and_accounts_have_separate_state() {
             .send()
             .await
             .unwrap();
-        assert_ne!(created.package_details().unwrap().package_id(), Some(id.as_str()));
+        assert_ne!(
+            created.package_details().unwrap().package_id(),
+            Some(id.as_str())
+        );
     }
     let owner = describe(&other_account, "F100000003").await;
     assert_eq!(owner.package_owner(), Some("111122223333"));
@@ -616,7 +880,10 @@ async fn regions_and_accounts_have_separate_state() {
     assert_eq!(scopes.len(), 3);
 }
 
-async fn names(client: &aws_sdk_opensearch::Client, filters: Vec<(FilterName, Vec<&str>)>) -> Vec<String> {
+async fn names(
+    client: &aws_sdk_opensearch::Client,
+    filters: Vec<(FilterName, Vec<&str>)>,
+) -> Vec<String> {
     let mut request = client.describe_packages();
     for (name, values) in filters {
         let mut f = DescribePackagesFilter::builder().name(name);

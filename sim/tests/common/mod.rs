@@ -158,7 +158,11 @@ pub async fn raw(
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 pub const AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/es/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000";
