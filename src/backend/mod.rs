@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod fake;
+pub mod metered;
 
 use std::future::Future;
 

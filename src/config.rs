@@ -1,0 +1,269 @@
+//! Command line and environment configuration.
+//!
+//! Every `run` flag has an `OSPKG_*` environment variable so the Helm chart can configure
+//! the operator without rewriting its arguments; a flag given on the command line wins.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Kubernetes operator that manages Amazon OpenSearch Service custom packages.
+#[derive(Debug, Parser)]
+#[command(name = "opensearch-package-operator", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller.
+    Run(RunArgs),
+    /// Print the OpenSearchPackage CustomResourceDefinition as YAML.
+    Crd,
+    /// Print the version.
+    Version,
+}
+
+/// Settings of the running controller.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct RunArgs {
+    /// AWS region used when an object names none; when unset the AWS default chain
+    /// (AWS_REGION, profile, instance metadata) decides.
+    #[arg(long, env = "OSPKG_REGION")]
+    pub region: Option<String>,
+
+    /// Namespaces to watch, comma-separated; empty watches all namespaces.
+    #[arg(long, env = "OSPKG_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Only reconcile OpenSearchPackage objects matching this label selector.
+    #[arg(long, env = "OSPKG_LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+
+    /// How often an unchanged object is checked against AWS (e.g. "10m", "90s").
+    #[arg(
+        long,
+        env = "OSPKG_RESYNC_INTERVAL",
+        default_value = "10m",
+        value_parser = parse_duration
+    )]
+    pub resync_interval: Duration,
+
+    /// Number of objects reconciled at the same time.
+    #[arg(
+        long,
+        env = "OSPKG_CONCURRENCY",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub concurrency: u16,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "OSPKG_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Log filter directive (e.g. "info" or "ospkg=debug,kube=info"); RUST_LOG overrides it.
+    #[arg(long, env = "OSPKG_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log line format.
+    #[arg(long, env = "OSPKG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Maximum OpenSearch Service API calls per second, per region (also the burst).
+    #[arg(long, env = "OSPKG_AWS_RATE_LIMIT", default_value = "10")]
+    pub aws_rate_limit: NonZeroU32,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Parses durations such as "10m" or "1h 30m"; zero is refused because a zero resync
+/// would requeue every object in a busy loop.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let cli = Cli::try_parse_from(
+            ["opensearch-package-operator", "run"]
+                .iter()
+                .chain(args)
+                .copied(),
+        )?;
+        match cli.command {
+            Command::Run(args) => Ok(args),
+            other => panic!("expected run, got {other:?}"),
+        }
+    }
+
+    /// Parses `run` with `env` standing in for the process environment: every argument's
+    /// variable is unbound and a listed variable's value becomes the argument's default,
+    /// which is how clap treats an environment value. Tests so never read (or race on) the
+    /// real environment.
+    fn run_args_with_env(
+        args: &[&str],
+        env: &[(&str, &'static str)],
+    ) -> Result<RunArgs, clap::Error> {
+        let command = Cli::command().mut_subcommand("run", |run| {
+            run.mut_args(|arg| {
+                let value = env
+                    .iter()
+                    .find(|(name, _)| arg.get_env().and_then(|e| e.to_str()) == Some(*name))
+                    .map(|(_, value)| *value);
+                let arg = arg.env(None::<&'static str>);
+                match value {
+                    Some(value) => arg.default_value(value),
+                    None => arg,
+                }
+            })
+        });
+        let matches = command.try_get_matches_from(
+            ["opensearch-package-operator", "run"]
+                .iter()
+                .chain(args)
+                .copied(),
+        )?;
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+        match cli.command {
+            Command::Run(args) => Ok(args),
+            other => panic!("expected run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let args = run_args_with_env(&[], &[]).expect("no flags parse");
+        assert_eq!(
+            args,
+            RunArgs {
+                region: None,
+                namespaces: vec![],
+                label_selector: None,
+                resync_interval: Duration::from_secs(600),
+                concurrency: 4,
+                metrics_addr: "0.0.0.0:8080".parse().expect("valid address"),
+                log_level: "info".to_owned(),
+                log_format: LogFormat::Text,
+                aws_rate_limit: NonZeroU32::new(10).expect("non-zero"),
+            }
+        );
+    }
+
+    #[test]
+    fn flags_are_parsed() {
+        let args = run_args(&[
+            "--region",
+            "eu-west-1",
+            "--namespaces",
+            "search,logs",
+            "--label-selector",
+            "team=search",
+            "--resync-interval",
+            "1h 30m",
+            "--concurrency",
+            "16",
+            "--metrics-addr",
+            "127.0.0.1:9090",
+            "--log-level",
+            "ospkg=debug",
+            "--log-format",
+            "json",
+            "--aws-rate-limit",
+            "3",
+        ])
+        .expect("valid flags parse");
+        assert_eq!(args.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(args.namespaces, ["search", "logs"]);
+        assert_eq!(args.label_selector.as_deref(), Some("team=search"));
+        assert_eq!(args.resync_interval, Duration::from_secs(5400));
+        assert_eq!(args.concurrency, 16);
+        assert_eq!(args.metrics_addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(args.log_level, "ospkg=debug");
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(args.aws_rate_limit.get(), 3);
+    }
+
+    #[test]
+    fn every_flag_reads_its_environment_variable() {
+        let vars = [
+            ("OSPKG_REGION", "us-east-2"),
+            ("OSPKG_NAMESPACES", "a,b"),
+            ("OSPKG_LABEL_SELECTOR", "x=y"),
+            ("OSPKG_RESYNC_INTERVAL", "30s"),
+            ("OSPKG_CONCURRENCY", "2"),
+            ("OSPKG_METRICS_ADDR", "127.0.0.1:8081"),
+            ("OSPKG_LOG_LEVEL", "debug"),
+            ("OSPKG_LOG_FORMAT", "json"),
+            ("OSPKG_AWS_RATE_LIMIT", "7"),
+        ];
+        // Each argument must be bound to the variable the chart sets.
+        let command = Cli::command();
+        let run = command
+            .find_subcommand("run")
+            .expect("run subcommand exists");
+        let bound: Vec<_> = run
+            .get_arguments()
+            .filter_map(|a| a.get_env().and_then(|e| e.to_str()))
+            .collect();
+        for (name, _) in vars {
+            assert!(bound.contains(&name), "{name} not bound in {bound:?}");
+        }
+
+        let args = run_args_with_env(&[], &vars).expect("environment values parse");
+        assert_eq!(args.region.as_deref(), Some("us-east-2"));
+        assert_eq!(args.namespaces, ["a", "b"]);
+        assert_eq!(args.label_selector.as_deref(), Some("x=y"));
+        assert_eq!(args.resync_interval, Duration::from_secs(30));
+        assert_eq!(args.concurrency, 2);
+        assert_eq!(args.metrics_addr.to_string(), "127.0.0.1:8081");
+        assert_eq!(args.log_level, "debug");
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(args.aws_rate_limit.get(), 7);
+
+        // A flag on the command line wins over the environment.
+        let args = run_args_with_env(&["--concurrency", "9"], &vars).expect("flags parse");
+        assert_eq!(args.concurrency, 9);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (flag, value) in [
+            ("--concurrency", "0"),
+            ("--concurrency", "many"),
+            ("--resync-interval", "soon"),
+            ("--resync-interval", "0s"),
+            ("--metrics-addr", "localhost"),
+            ("--log-format", "xml"),
+            ("--aws-rate-limit", "0"),
+        ] {
+            let error = run_args(&[flag, value]).expect_err("bad value is rejected");
+            let message = error.to_string();
+            assert!(message.contains(flag), "{flag} {value}: {message}");
+        }
+    }
+}

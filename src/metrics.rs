@@ -1,0 +1,355 @@
+//! Prometheus metrics served on `/metrics`.
+//!
+//! One [`Metrics`] value is shared (in an `Arc`) by the controller, the metered backend and
+//! the HTTP server. Every label value is bounded: results and outcomes are `&'static str`
+//! per variant, and `package_status` comes from the service's small set of states.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Reconcile durations span a no-op resync (about a millisecond) to a slow chain of AWS
+/// calls (up to a minute).
+const RECONCILE_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsCallLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    package_status: String,
+}
+
+/// Per-object facts behind the two gauges, so a gauge is always an exact count rather than
+/// a sum of increments that could drift when an object is reconciled again or deleted.
+#[derive(Debug, Default)]
+struct Objects {
+    /// object ("namespace/name") → last seen packageStatus.
+    status: HashMap<String, String>,
+    /// packageStatus → number of objects in it; values that reach zero stay at zero.
+    status_counts: BTreeMap<String, i64>,
+    /// object → domains not yet on the package's current version.
+    behind: HashMap<String, usize>,
+}
+
+/// The operator's metrics and the registry that encodes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResultLabels, Counter>,
+    reconcile_duration: Histogram,
+    aws_calls: Family<AwsCallLabels, Counter>,
+    packages: Family<StatusLabels, Gauge>,
+    domains_behind: Gauge,
+    objects: Mutex<Objects>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ospkg");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let reconcile_duration = Histogram::new(RECONCILE_BUCKETS);
+        let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        let packages = Family::<StatusLabels, Gauge>::default();
+        let domains_behind = Gauge::default();
+
+        registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Time spent in one reconcile",
+            Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "aws_calls",
+            "OpenSearch Service API calls by operation and outcome",
+            aws_calls.clone(),
+        );
+        registry.register(
+            "packages",
+            "Objects by the last seen packageStatus",
+            packages.clone(),
+        );
+        registry.register(
+            "domains_behind",
+            "(object, domain) pairs not yet on the package's current version",
+            domains_behind.clone(),
+        );
+
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            aws_calls,
+            packages,
+            domains_behind,
+            objects: Mutex::new(Objects::default()),
+        }
+    }
+
+    /// Counts one finished reconcile and records how long it took.
+    pub fn observe_reconcile(&self, result: &'static str, elapsed: Duration) {
+        self.reconciles
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        self.reconcile_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one AWS call; `outcome` is "ok" or a `BackendError::label()`.
+    pub fn aws_call(&self, operation: &'static str, outcome: &'static str) {
+        self.aws_calls
+            .get_or_create(&AwsCallLabels { operation, outcome })
+            .inc();
+    }
+
+    /// Records the object's packageStatus; `None` forgets the object.
+    pub fn set_package_status(&self, object: &str, status: Option<&str>) {
+        let mut objects = self.lock();
+        let previous = match status {
+            Some(status) => objects.status.insert(object.to_owned(), status.to_owned()),
+            None => objects.status.remove(object),
+        };
+        if previous.as_deref() == status {
+            return;
+        }
+        if let Some(previous) = previous {
+            self.add_to_status(&mut objects, &previous, -1);
+        }
+        if let Some(status) = status {
+            self.add_to_status(&mut objects, status, 1);
+        }
+    }
+
+    /// Records how many of the object's domains are not yet on the current version.
+    pub fn set_domains_behind(&self, object: &str, behind: usize) {
+        let mut objects = self.lock();
+        if behind == 0 {
+            objects.behind.remove(object);
+        } else {
+            objects.behind.insert(object.to_owned(), behind);
+        }
+        self.update_domains_behind(&objects);
+    }
+
+    /// Drops everything recorded about a deleted object.
+    pub fn forget(&self, object: &str) {
+        self.set_package_status(object, None);
+        let mut objects = self.lock();
+        if objects.behind.remove(object).is_some() {
+            self.update_domains_behind(&objects);
+        }
+    }
+
+    /// The metrics in OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail; an error here would be a bug in an encoder.
+        if let Err(error) = encode(&mut out, &self.registry) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        out
+    }
+
+    /// A poisoned lock only means another thread panicked mid-update; the maps are still
+    /// usable, and metrics must not take the process down.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
+        self.objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add_to_status(&self, objects: &mut Objects, status: &str, delta: i64) {
+        let count = objects.status_counts.entry(status.to_owned()).or_default();
+        *count = (*count + delta).max(0);
+        self.packages
+            .get_or_create(&StatusLabels {
+                package_status: status.to_owned(),
+            })
+            .set(*count);
+    }
+
+    fn update_domains_behind(&self, objects: &Objects) {
+        let total: usize = objects.behind.values().sum();
+        self.domains_behind
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packages(metrics: &Metrics, status: &str) -> Option<i64> {
+        metrics
+            .packages
+            .get(&StatusLabels {
+                package_status: status.to_owned(),
+            })
+            .map(|g| g.get())
+    }
+
+    #[test]
+    fn reconciles_are_counted_by_result_and_timed() {
+        let metrics = Metrics::new();
+        metrics.observe_reconcile("success", Duration::from_millis(3));
+        metrics.observe_reconcile("success", Duration::from_millis(5));
+        metrics.observe_reconcile("error", Duration::from_secs(2));
+
+        let success = metrics.reconciles.get(&ResultLabels { result: "success" });
+        assert_eq!(success.map(|c| c.get()), Some(2));
+        let error = metrics.reconciles.get(&ResultLabels { result: "error" });
+        assert_eq!(error.map(|c| c.get()), Some(1));
+        let text = metrics.encode();
+        assert!(
+            text.contains("ospkg_reconcile_duration_seconds_count 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ospkg_reconcile_duration_seconds_sum 2.008"),
+            "{text}"
+        );
+        // 3 ms and 5 ms fall under the 5 ms bound, 2 s does not.
+        assert!(
+            text.contains("ospkg_reconcile_duration_seconds_bucket{le=\"0.005\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn aws_calls_are_counted_by_operation_and_outcome() {
+        let metrics = Metrics::new();
+        metrics.aws_call("DescribePackages", "ok");
+        metrics.aws_call("DescribePackages", "ok");
+        metrics.aws_call("DescribePackages", "throttled");
+        metrics.aws_call("CreatePackage", "ok");
+
+        let count = |operation, outcome| {
+            metrics
+                .aws_calls
+                .get(&AwsCallLabels { operation, outcome })
+                .map(|c| c.get())
+        };
+        assert_eq!(count("DescribePackages", "ok"), Some(2));
+        assert_eq!(count("DescribePackages", "throttled"), Some(1));
+        assert_eq!(count("CreatePackage", "ok"), Some(1));
+        assert_eq!(count("CreatePackage", "throttled"), None);
+    }
+
+    #[test]
+    fn package_gauge_counts_objects_by_their_latest_status() {
+        let metrics = Metrics::new();
+        metrics.set_package_status("ns/a", Some("COPYING"));
+        metrics.set_package_status("ns/b", Some("COPYING"));
+        metrics.set_package_status("ns/c", Some("AVAILABLE"));
+        assert_eq!(packages(&metrics, "COPYING"), Some(2));
+        assert_eq!(packages(&metrics, "AVAILABLE"), Some(1));
+
+        // Seeing the same status again must not count the object twice.
+        metrics.set_package_status("ns/c", Some("AVAILABLE"));
+        assert_eq!(packages(&metrics, "AVAILABLE"), Some(1));
+
+        metrics.set_package_status("ns/a", Some("AVAILABLE"));
+        metrics.set_package_status("ns/b", Some("AVAILABLE"));
+        assert_eq!(packages(&metrics, "AVAILABLE"), Some(3));
+        // A status nobody is in any more reads 0 instead of its last value.
+        assert_eq!(packages(&metrics, "COPYING"), Some(0));
+    }
+
+    #[test]
+    fn none_status_and_forget_drop_the_object() {
+        let metrics = Metrics::new();
+        metrics.set_package_status("ns/a", Some("AVAILABLE"));
+        metrics.set_package_status("ns/b", Some("AVAILABLE"));
+        metrics.set_package_status("ns/a", None);
+        assert_eq!(packages(&metrics, "AVAILABLE"), Some(1));
+
+        metrics.set_domains_behind("ns/b", 2);
+        metrics.forget("ns/b");
+        assert_eq!(packages(&metrics, "AVAILABLE"), Some(0));
+        assert_eq!(metrics.domains_behind.get(), 0);
+
+        // Forgetting an unknown object changes nothing.
+        metrics.forget("ns/unknown");
+        metrics.set_package_status("ns/unknown", None);
+        assert_eq!(packages(&metrics, "AVAILABLE"), Some(0));
+    }
+
+    #[test]
+    fn domains_behind_is_the_sum_over_objects() {
+        let metrics = Metrics::new();
+        metrics.set_domains_behind("ns/a", 2);
+        metrics.set_domains_behind("ns/b", 3);
+        assert_eq!(metrics.domains_behind.get(), 5);
+
+        // A new value replaces the object's previous one.
+        metrics.set_domains_behind("ns/a", 1);
+        assert_eq!(metrics.domains_behind.get(), 4);
+        metrics.set_domains_behind("ns/b", 0);
+        assert_eq!(metrics.domains_behind.get(), 1);
+        metrics.forget("ns/a");
+        assert_eq!(metrics.domains_behind.get(), 0);
+    }
+
+    #[test]
+    fn encode_names_every_family_with_the_prefix() {
+        let metrics = Metrics::new();
+        metrics.observe_reconcile("success", Duration::from_millis(10));
+        metrics.aws_call("DescribePackages", "ok");
+        metrics.set_package_status("ns/a", Some("AVAILABLE"));
+        metrics.set_domains_behind("ns/a", 1);
+
+        let text = metrics.encode();
+        assert!(
+            text.contains("ospkg_reconciles_total{result=\"success\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE ospkg_reconcile_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ospkg_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ospkg_aws_calls_total{operation=\"DescribePackages\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ospkg_packages{package_status=\"AVAILABLE\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("ospkg_domains_behind 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn metrics_are_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Metrics>();
+    }
+}

@@ -1,0 +1,100 @@
+//! The binary's command line, run as a child process.
+
+use std::process::{Command, Output};
+
+fn operator(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_opensearch-package-operator"));
+    command.args(args);
+    // The developer's own settings must not leak into what is being tested.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OSPKG_") {
+            command.env_remove(&name);
+        }
+    }
+    command.env_remove("RUST_LOG");
+    command
+}
+
+fn output(command: &mut Command) -> Output {
+    command.output().expect("the operator binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn crd_prints_the_custom_resource_definition() {
+    let out = output(&mut operator(&["crd"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = stdout(&out);
+    assert!(yaml.contains("kind: CustomResourceDefinition"), "{yaml}");
+    assert!(yaml.contains("OpenSearchPackage"), "{yaml}");
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let out = output(&mut operator(&["version"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!(
+            "opensearch-package-operator {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_help_lists_every_flag_and_variable() {
+    let out = output(&mut operator(&["run", "--help"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out);
+    for (flag, var) in [
+        ("--region", "OSPKG_REGION"),
+        ("--namespaces", "OSPKG_NAMESPACES"),
+        ("--label-selector", "OSPKG_LABEL_SELECTOR"),
+        ("--resync-interval", "OSPKG_RESYNC_INTERVAL"),
+        ("--concurrency", "OSPKG_CONCURRENCY"),
+        ("--metrics-addr", "OSPKG_METRICS_ADDR"),
+        ("--log-level", "OSPKG_LOG_LEVEL"),
+        ("--log-format", "OSPKG_LOG_FORMAT"),
+        ("--aws-rate-limit", "OSPKG_AWS_RATE_LIMIT"),
+    ] {
+        assert!(help.contains(flag), "{flag} missing from\n{help}");
+        assert!(
+            help.contains(&format!("env: {var}")),
+            "{var} missing from\n{help}"
+        );
+    }
+}
+
+#[test]
+fn bad_log_format_names_the_flag() {
+    let out = output(&mut operator(&["run", "--log-format", "xml"]));
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(message.contains("--log-format"), "{message}");
+    assert!(message.contains("xml"), "{message}");
+}
+
+#[test]
+fn bad_environment_value_names_the_flag() {
+    // Parsing fails before anything starts, which proves the variable is read.
+    let out = output(operator(&["run"]).env("OSPKG_CONCURRENCY", "0"));
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(message.contains("--concurrency"), "{message}");
+}
+
+#[test]
+fn missing_subcommand_is_an_error() {
+    let out = output(&mut operator(&[]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("Usage"), "{}", stderr(&out));
+}
