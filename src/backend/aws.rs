@@ -575,7 +575,8 @@ mod tests {
 
     #[test]
     fn codes_map_to_variants_whatever_the_status() {
-        let cases: &[(&str, u16, fn(String) -> BackendError)] = &[
+        type Variant = fn(String) -> BackendError;
+        let cases: &[(&str, u16, Variant)] = &[
             ("ResourceNotFoundException", 409, BackendError::NotFound),
             ("ResourceNotFoundException", 400, BackendError::NotFound),
             ("ValidationException", 400, BackendError::Invalid),
