@@ -119,7 +119,8 @@ mod tests {
     #[test]
     fn every_update_relevant_field_changes_the_digest() {
         let base = SpecDigest::of(&spec());
-        let changes: Vec<(&str, Box<dyn Fn(&mut OpenSearchPackageSpec)>)> = vec![
+        type Change = Box<dyn Fn(&mut OpenSearchPackageSpec)>;
+        let changes: Vec<(&str, Change)> = vec![
             (
                 "bucket",
                 Box::new(|s| s.source.s3_bucket_name = "other".into()),
