@@ -396,6 +396,24 @@ fn ready_prerequisites<B>(ctx: &Context<B>, obj: &OpenSearchPackage) -> BTreeMap
         .collect()
 }
 
+/// DescribePackages for one package by id or name; "not found" is no package, not an error.
+async fn describe_one<B: PackageBackend>(
+    backend: &B,
+    region: &str,
+    filter: PackageFilter,
+) -> Result<Option<Package>, BackendError> {
+    let found = match backend.describe_packages(region, filter.clone()).await {
+        Ok(found) => found,
+        Err(BackendError::NotFound(_)) => return Ok(None),
+        Err(other) => return Err(other),
+    };
+    Ok(found.into_iter().find(|p| match &filter {
+        PackageFilter::Id(id) => &p.id == id,
+        PackageFilter::Name(name) => &p.name == name,
+        PackageFilter::All => true,
+    }))
+}
+
 /// Reads what AWS has for this object.
 async fn observe<B: PackageBackend>(
     ctx: &Context<B>,
@@ -422,29 +440,12 @@ async fn observe<B: PackageBackend>(
             };
             match from_snapshot {
                 Some(p) => Some(p),
-                None => ctx
-                    .backend
-                    .describe_packages(region, PackageFilter::Id(id.clone()))
-                    .await
-                    .or_else(|e| match e {
-                        BackendError::NotFound(_) => Ok(Vec::new()),
-                        other => Err(other),
-                    })?
-                    .into_iter()
-                    .find(|p| &p.id == id),
+                None => describe_one(&ctx.backend, region, PackageFilter::Id(id.clone())).await?,
             }
         }
         None => {
-            let name = package_name(obj);
-            ctx.backend
-                .describe_packages(region, PackageFilter::Name(name.clone()))
-                .await
-                .or_else(|e| match e {
-                    BackendError::NotFound(_) => Ok(Vec::new()),
-                    other => Err(other),
-                })?
-                .into_iter()
-                .find(|p| p.name == name)
+            let filter = PackageFilter::Name(package_name(obj));
+            describe_one(&ctx.backend, region, filter).await?
         }
     };
     observed.package = package;
