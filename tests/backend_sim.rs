@@ -1,0 +1,400 @@
+//! The real backend end to end against the simulator: real HTTP, real SigV4 signing (the
+//! simulator takes the region from the credential scope), the simulator's wire format and
+//! errors. The simulator's clock is manual, so every state change is driven by the test.
+
+use std::collections::BTreeMap;
+
+use ospkg::backend::aws::AwsBackend;
+use ospkg::backend::{
+    AssociatePackage, BackendError, CreatePackage, DomainPackageStatus, PackageBackend,
+    PackageFilter, PackageStatus, Source, UpdatePackage,
+};
+use ospkg::crd::PackageType;
+use ospkg_sim::{FaultConfig, OperationFaults, RunningSim, SimConfig};
+
+const REGION: &str = "eu-west-1";
+const BUCKET: &str = "dictionaries";
+
+async fn start() -> (RunningSim, AwsBackend) {
+    start_with(SimConfig::default()).await
+}
+
+async fn start_with(config: SimConfig) -> (RunningSim, AwsBackend) {
+    let sim = ospkg_sim::start(
+        config
+            .domain("search", "OpenSearch_2.15")
+            .domain("logs", "OpenSearch_2.15")
+            .manual_clock(),
+    )
+    .await
+    .unwrap();
+    let backend = AwsBackend::for_endpoint(&sim.endpoint());
+    (sim, backend)
+}
+
+fn dictionary(name: &str, key: &str) -> CreatePackage {
+    CreatePackage {
+        name: name.to_owned(),
+        package_type: PackageType::TxtDictionary,
+        source: Source {
+            bucket: BUCKET.into(),
+            key: key.to_owned(),
+        },
+        description: Some("Synonyms for search".into()),
+        engine_version: None,
+        configuration: None,
+        encryption: None,
+        vending_enabled: None,
+    }
+}
+
+/// The package with `id` as DescribePackages reports it now.
+async fn describe(backend: &AwsBackend, id: &str) -> ospkg::backend::Package {
+    let mut found = backend
+        .describe_packages(REGION, PackageFilter::Id(id.to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+#[tokio::test]
+async fn package_lifecycle_end_to_end() {
+    let (sim, backend) = start().await;
+    let admin = sim.admin();
+    admin
+        .put_object(BUCKET, "synonyms.txt", "car, automobile\n")
+        .await
+        .unwrap();
+
+    // Create: COPYING, then VALIDATING, then AVAILABLE at v1.
+    let created = backend
+        .create_package(REGION, dictionary("synonyms", "synonyms.txt"))
+        .await
+        .unwrap();
+    assert!(created.id.starts_with('F'), "{created:?}");
+    assert_eq!(created.name, "synonyms");
+    assert_eq!(created.package_type, "TXT-DICTIONARY");
+    assert_eq!(created.status, PackageStatus::Copying);
+    assert_eq!(created.description.as_deref(), Some("Synonyms for search"));
+    assert!(created.created_at.is_some());
+    let id = created.id.clone();
+
+    let durations = admin.clock().await.unwrap().durations.unwrap();
+    admin.advance_clock(durations.copying_ms).await.unwrap();
+    assert_eq!(
+        describe(&backend, &id).await.status,
+        PackageStatus::Validating
+    );
+    admin.advance_clock(durations.validating_ms).await.unwrap();
+    let available = describe(&backend, &id).await;
+    assert_eq!(available.status, PackageStatus::Available);
+    assert_eq!(available.available_version.as_deref(), Some("v1"));
+    assert_eq!(available.error, None);
+
+    // By name finds the same package.
+    let by_name = backend
+        .describe_packages(REGION, PackageFilter::Name("synonyms".into()))
+        .await
+        .unwrap();
+    assert_eq!(by_name, vec![available.clone()]);
+
+    // Update: a new version carrying the commit message, newest first in the history.
+    admin
+        .put_object(BUCKET, "synonyms-2.txt", "car, automobile, motorcar\n")
+        .await
+        .unwrap();
+    let updated = backend
+        .update_package(
+            REGION,
+            UpdatePackage {
+                package_id: id.clone(),
+                source: Source {
+                    bucket: BUCKET.into(),
+                    key: "synonyms-2.txt".into(),
+                },
+                description: Some("More synonyms".into()),
+                commit_message: "Add motorcar [ospkg:0a1b2c3d]".into(),
+                configuration: None,
+                encryption: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.status, PackageStatus::Copying);
+    admin
+        .advance_clock(durations.copying_ms + durations.validating_ms)
+        .await
+        .unwrap();
+    let v2 = describe(&backend, &id).await;
+    assert_eq!(v2.status, PackageStatus::Available);
+    assert_eq!(v2.available_version.as_deref(), Some("v2"));
+    assert_eq!(v2.description.as_deref(), Some("More synonyms"));
+
+    let history = backend.package_version_history(REGION, &id).await.unwrap();
+    let versions: Vec<(&str, Option<&str>)> = history
+        .iter()
+        .map(|v| (v.version.as_str(), v.commit_message.as_deref()))
+        .collect();
+    assert_eq!(versions[0], ("v2", Some("Add motorcar [ospkg:0a1b2c3d]")));
+    assert_eq!(versions[1].0, "v1");
+    assert_eq!(versions.len(), 2);
+    assert!(history[0].created_at >= history[1].created_at);
+
+    // Associate: ASSOCIATING, then ACTIVE on the newest version.
+    let associating = backend
+        .associate_package(
+            REGION,
+            AssociatePackage {
+                package_id: id.clone(),
+                domain_name: "search".into(),
+                prerequisites: vec![],
+                key_store_access: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(associating.status, DomainPackageStatus::Associating);
+    assert_eq!(associating.domain_name, "search");
+    assert_eq!(associating.package_id, id);
+    admin.advance_clock(durations.associating_ms).await.unwrap();
+    let domains = backend.list_domains_for_package(REGION, &id).await.unwrap();
+    assert_eq!(domains.len(), 1);
+    assert_eq!(domains[0].status, DomainPackageStatus::Active);
+    assert_eq!(domains[0].package_version.as_deref(), Some("v2"));
+    assert_eq!(
+        domains[0].reference_path.as_deref(),
+        Some(format!("analyzers/{id}").as_str())
+    );
+    assert!(domains[0].last_updated.is_some());
+
+    // No delete while associated.
+    let err = backend.delete_package(REGION, &id).await.unwrap_err();
+    assert!(matches!(err, BackendError::Conflict(_)), "{err:?}");
+
+    // Dissociate: DISSOCIATING, then gone.
+    let leaving = backend
+        .dissociate_package(REGION, &id, "search")
+        .await
+        .unwrap();
+    assert_eq!(leaving.status, DomainPackageStatus::Dissociating);
+    admin
+        .advance_clock(durations.dissociating_ms)
+        .await
+        .unwrap();
+    assert!(
+        backend
+            .list_domains_for_package(REGION, &id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Delete: DELETING, then not found.
+    let deleting = backend.delete_package(REGION, &id).await.unwrap();
+    assert_eq!(deleting.status, PackageStatus::Deleting);
+    admin.advance_clock(durations.deleting_ms).await.unwrap();
+    match backend
+        .describe_packages(REGION, PackageFilter::Id(id.clone()))
+        .await
+    {
+        Ok(found) => assert!(found.is_empty(), "{found:?}"),
+        Err(err) => assert!(matches!(err, BackendError::NotFound(_)), "{err:?}"),
+    }
+    let err = backend
+        .package_version_history(REGION, &id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::NotFound(_)), "{err:?}");
+
+    let calls: BTreeMap<String, u64> = admin.calls().await.unwrap();
+    assert_eq!(calls.get("CreatePackage"), Some(&1));
+    assert_eq!(calls.get("UpdatePackage"), Some(&1));
+}
+
+#[tokio::test]
+async fn service_errors_become_backend_errors() {
+    let (sim, backend) = start().await;
+    let admin = sim.admin();
+    admin.put_object(BUCKET, "a.txt", "a\n").await.unwrap();
+
+    // Unknown ids.
+    for err in [
+        backend
+            .delete_package(REGION, "F999999999")
+            .await
+            .unwrap_err(),
+        backend
+            .package_version_history(REGION, "F999999999")
+            .await
+            .unwrap_err(),
+        backend
+            .list_domains_for_package(REGION, "F999999999")
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, BackendError::NotFound(_)), "{err:?}");
+        assert!(err.message().contains("F999999999"), "{err:?}");
+    }
+
+    // Duplicate name.
+    let first = backend
+        .create_package(REGION, dictionary("words", "a.txt"))
+        .await
+        .unwrap();
+    let err = backend
+        .create_package(REGION, dictionary("words", "a.txt"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::AlreadyExists(_)), "{err:?}");
+
+    // A plugin without an engine version is rejected with the service's message.
+    let mut plugin = dictionary("plugin", "a.txt");
+    plugin.package_type = PackageType::ZipPlugin;
+    let err = backend.create_package(REGION, plugin).await.unwrap_err();
+    assert!(matches!(err, BackendError::Invalid(_)), "{err:?}");
+    assert!(err.message().contains("EngineVersion"), "{err:?}");
+
+    // Not AVAILABLE yet: no association; unknown domain: not found.
+    let err = backend
+        .associate_package(
+            REGION,
+            AssociatePackage {
+                package_id: first.id.clone(),
+                domain_name: "search".into(),
+                prerequisites: vec![],
+                key_store_access: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Invalid(_)), "{err:?}");
+    let err = backend
+        .associate_package(
+            REGION,
+            AssociatePackage {
+                package_id: first.id.clone(),
+                domain_name: "nowhere".into(),
+                prerequisites: vec![],
+                key_store_access: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::NotFound(_)), "{err:?}");
+
+    // Injected throttling and internal errors.
+    let mut faults = FaultConfig::default();
+    faults.operations.insert(
+        "DescribePackages".into(),
+        OperationFaults {
+            throttle: 1.0,
+            ..OperationFaults::default()
+        },
+    );
+    faults.operations.insert(
+        "GetPackageVersionHistory".into(),
+        OperationFaults {
+            internal: 1.0,
+            ..OperationFaults::default()
+        },
+    );
+    faults.operations.insert(
+        "ListDomainsForPackage".into(),
+        OperationFaults {
+            unavailable: 1.0,
+            ..OperationFaults::default()
+        },
+    );
+    admin.set_faults(&faults).await.unwrap();
+    let err = backend
+        .describe_packages(REGION, PackageFilter::All)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Throttled(_)), "{err:?}");
+    let err = backend
+        .package_version_history(REGION, &first.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
+    let err = backend
+        .list_domains_for_package(REGION, &first.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn regions_are_separate_and_scope_overrides_the_allow_list() {
+    let (sim, backend) = start().await;
+    let admin = sim.admin();
+    admin.put_object(BUCKET, "a.txt", "a\n").await.unwrap();
+
+    let mut vended = dictionary("shared", "a.txt");
+    vended.vending_enabled = Some(true);
+    let package = backend.create_package(REGION, vended).await.unwrap();
+
+    // The same name in another region is another package.
+    let elsewhere = backend
+        .create_package("us-west-2", dictionary("shared", "a.txt"))
+        .await
+        .unwrap();
+    assert_ne!(elsewhere.id, package.id);
+    let west: Vec<String> = backend
+        .describe_packages("us-west-2", PackageFilter::Name("shared".into()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(west, vec![elsewhere.id.clone()]);
+
+    let users = backend
+        .update_package_scope(
+            REGION,
+            &package.id,
+            vec!["111122223333".into(), "444455556666".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(users, vec!["111122223333", "444455556666"]);
+    let users = backend
+        .update_package_scope(REGION, &package.id, vec!["444455556666".into()])
+        .await
+        .unwrap();
+    assert_eq!(users, vec!["444455556666"]);
+    let described = describe(&backend, &package.id).await;
+    assert_eq!(
+        described.allow_listed_users,
+        Some(vec!["444455556666".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn listings_span_pages() {
+    // More packages than the largest page (100), so the backend must follow NextToken.
+    let (sim, backend) = start_with(SimConfig::default().package_quota(150)).await;
+    let admin = sim.admin();
+    admin.put_object(BUCKET, "a.txt", "a\n").await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..105 {
+        let package = backend
+            .create_package(REGION, dictionary(&format!("dict-{n:03}"), "a.txt"))
+            .await
+            .unwrap();
+        ids.push(package.id);
+    }
+    let mut seen: Vec<String> = backend
+        .describe_packages(REGION, PackageFilter::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| !p.is_aws_owned())
+        .map(|p| p.id)
+        .collect();
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids);
+    let calls = admin.calls().await.unwrap();
+    assert_eq!(calls.get("DescribePackages"), Some(&2), "{calls:?}");
+}
