@@ -112,6 +112,11 @@ async fn invalid_objects_are_rejected_at_admission() {
             Ok(out) => failures.push(format!("{}: accepted ({})", case.what, out.trim())),
             Err(error) => {
                 let text = format!("{error:#}");
+                eprintln!(
+                    "rejected {}: {}",
+                    case.what,
+                    text.lines().last().unwrap_or_default()
+                );
                 if !text.contains(case.field) || !text.contains(case.message) {
                     failures.push(format!(
                         "{}: the error does not name {:?} with {:?}:\n    {text}",

@@ -176,6 +176,16 @@ async fn apply_reaches_ready_with_every_status_field() {
         "{by_category}"
     );
 
+    let operator = env.operator.as_ref().expect("operator");
+    let (code, body) = operator.http_get("/readyz").await.expect("GET /readyz");
+    assert_eq!(code, 200, "/readyz: {body}");
+    let (code, metrics) = operator.http_get("/metrics").await.expect("GET /metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("CreatePackage"),
+        "AWS calls are counted: {metrics}"
+    );
+
     env.capture_fixture(
         "product-synonyms",
         "ready.yaml",
