@@ -101,7 +101,8 @@ async fn run(
     let started = Instant::now();
     let deadline = started + length;
     let mut tasks = Vec::new();
-    for id in ids.iter().cloned() {
+    for id in ids {
+        let id = id.clone();
         let client = client.clone();
         let source = source.clone();
         let done = done.clone();

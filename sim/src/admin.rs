@@ -66,11 +66,11 @@ fn bad_request(message: String) -> Response {
 }
 
 /// Parses an optional JSON body (empty means the type's default).
-fn body_or_default<T: for<'de> Deserialize<'de> + Default>(bytes: &[u8]) -> Result<T, Response> {
+fn body_or_default<T: for<'de> Deserialize<'de> + Default>(bytes: &[u8]) -> Result<T, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON body: {e}"))
 }
 
 async fn health() -> Json<Value> {
@@ -80,7 +80,7 @@ async fn health() -> Json<Value> {
 async fn reset(State(sim): State<Sim>, body: Bytes) -> Response {
     let options: ResetOptions = match body_or_default(&body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(message) => return bad_request(message),
     };
     sim.lock().reset(options.keep_domains, options.keep_objects);
     Json(json!({ "reset": true })).into_response()
@@ -155,7 +155,7 @@ async fn faults(State(sim): State<Sim>) -> Json<FaultConfig> {
 async fn set_faults(State(sim): State<Sim>, body: Bytes) -> Response {
     let config: FaultConfig = match body_or_default(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(message) => return bad_request(message),
     };
     for (op, f) in &config.operations {
         for p in [f.throttle, f.internal, f.unavailable] {
@@ -180,7 +180,7 @@ async fn clock(State(sim): State<Sim>) -> Json<ClockSettings> {
 async fn set_clock(State(sim): State<Sim>, body: Bytes) -> Response {
     let settings: ClockSettings = match body_or_default(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(message) => return bad_request(message),
     };
     let mut service = sim.lock();
     service.clock.apply(&settings);

@@ -572,7 +572,10 @@ async fn associate_and_dissociate_several_with_prerequisites_and_configuration()
         list.iter()
             .all(|d| d.domain_package_status().unwrap().as_str() == "ASSOCIATING")
     );
-    assert_eq!(list[1].prerequisite_package_id_list(), &[license.clone()]);
+    assert_eq!(
+        list[1].prerequisite_package_id_list(),
+        std::slice::from_ref(&license)
+    );
     assert_eq!(list[1].association_configuration(), Some(&key_store));
     admin.advance_clock(3000).await.unwrap();
     let listed = client
