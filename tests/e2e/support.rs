@@ -492,13 +492,39 @@ pub fn capture_fixture(obj: Option<&OpenSearchPackage>, file: &str, comment: &st
             metadata.remove("annotations");
         }
     }
-    let yaml = serde_yaml::to_string(&value).expect("yaml");
+    let yaml = quote_timestamps(&serde_yaml::to_string(&value).expect("yaml"));
     let dir = Path::new(REPO).join("tests/fixtures/e2e");
     std::fs::create_dir_all(&dir).expect("fixture dir");
     let text = format!(
         "# Captured from a real run of the end-to-end suite (OSPKG_CAPTURE_FIXTURES=1 cargo test --test e2e).\n# {comment}\n{yaml}"
     );
     std::fs::write(dir.join(file), text).expect("write fixture");
+}
+
+/// Quotes RFC 3339 scalars (`key: 2026-11-20T10:02:11Z`) as kubectl does, so YAML 1.1
+/// readers see strings, not timestamps.
+fn quote_timestamps(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.lines() {
+        match line.rsplit_once(": ") {
+            Some((key, value)) if is_timestamp(value) => {
+                out.push_str(&format!("{key}: \"{value}\""));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn is_timestamp(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.len() >= 20
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+        && bytes[4] == b'-'
+        && bytes[10] == b'T'
+        && value.ends_with('Z')
+        && value.parse::<jiff::Timestamp>().is_ok()
 }
 
 /// The operator binary running as the chart's ServiceAccount against the simulator.
