@@ -206,16 +206,8 @@ mapfile -t EXAMPLES < <(ls examples/*.yaml)
 for ns in $(grep -h '^  namespace:' "${EXAMPLES[@]}" | awk '{print $2}' | sort -u); do
   k create namespace "$ns" --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
 done
-# A plugin's prerequisite (its licence) must be associated with the domain before the plugin
-# (or in the same request); examples/package-license.yaml lists no domain, so the demo adds the
-# one zip-plugin.yaml uses when the file has none.
 for file in "${EXAMPLES[@]}"; do
-  if [[ "$(basename "$file")" == package-license.yaml ]] && ! grep -q '^  domains:' "$file"; then
-    echo "demo: adding domain catalog-prod to $file (a prerequisite must be on the plugin's domain)" >&2
-    { cat "$file"; printf '  domains:\n    - name: catalog-prod\n'; } | k apply --server-side -f -
-  else
-    k apply --server-side -f "$file"
-  fi
+  k apply --server-side -f "$file"
 done
 WANT="${#EXAMPLES[@]}"
 

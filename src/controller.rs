@@ -728,7 +728,9 @@ async fn apply<B: PackageBackend>(
                             obj,
                             EventType::Normal,
                             "Associating",
-                            "AssociatePackage",
+                            // The recorder folds events with the same reason and action into
+                            // one series: name the domain so each rollout step shows.
+                            &format!("AssociatePackage/{domain}"),
                             format!("applying {version} to domain {domain}"),
                         )
                         .await;
@@ -766,7 +768,7 @@ async fn apply<B: PackageBackend>(
                         obj,
                         EventType::Normal,
                         "Dissociating",
-                        "DissociatePackage",
+                        &format!("DissociatePackage/{domain}"),
                         format!("dissociating from domain {domain}, no longer in spec.domains"),
                     )
                     .await;
@@ -1044,7 +1046,7 @@ async fn cleanup<B: PackageBackend>(
                         obj,
                         EventType::Normal,
                         "Dissociating",
-                        "DissociatePackage",
+                        &format!("DissociatePackage/{domain}"),
                         format!("dissociating from domain {domain} before deleting the package"),
                     )
                     .await;
