@@ -434,7 +434,13 @@ async fn observe<B: PackageBackend>(
         Some(id) => {
             let from_snapshot = if is_settled(obj) && !deleting {
                 let all = ctx.snapshots.get(&ctx.backend, region).await?;
-                all.iter().find(|p| &p.id == id).cloned()
+                // A snapshot taken before this object's last change is older than its status:
+                // read the package itself rather than act on the stale version.
+                all.iter()
+                    .find(|p| {
+                        &p.id == id && p.available_version == status.available_package_version
+                    })
+                    .cloned()
             } else {
                 None
             };
