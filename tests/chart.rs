@@ -937,3 +937,98 @@ async fn helm_install_grants_the_operator_exactly_its_rights() {
         }
     }
 }
+
+/// The whole Helm path: install the chart, run the operator with the token of the chart's
+/// ServiceAccount (so only the chart's RBAC applies), and bring a package to Ready against the
+/// simulator.
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_installed_operator_brings_a_package_to_ready() {
+    let cp = testenv::ControlPlane::start()
+        .await
+        .expect("starting the test API server");
+    let kubeconfig = cp.kubeconfig_path().to_str().unwrap().to_owned();
+    let output = run_helm(&[
+        "install",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    assert!(
+        output.status.success(),
+        "helm install failed: {}",
+        stderr(&output)
+    );
+
+    let sim = ospkg_sim::start(
+        ospkg_sim::SimConfig::default().durations(ospkg_sim::Durations::instant()),
+    )
+    .await
+    .expect("simulator");
+    sim.admin()
+        .put_object("helm-dicts", "synonyms.txt", b"tv, television\n".to_vec())
+        .await
+        .expect("upload");
+
+    let operator_kubeconfig = cp.dir().join("operator.kubeconfig");
+    cp.service_account_kubeconfig(NAMESPACE, SERVICE_ACCOUNT, &operator_kubeconfig)
+        .await
+        .expect("service-account kubeconfig");
+    let metrics_port = testenv::free_port().expect("port");
+    let mut operator = testenv::Process::spawn(
+        "operator",
+        Command::new(env!("CARGO_BIN_EXE_opensearch-package-operator"))
+            .args(["run", "--region", "us-east-1", "--resync-interval", "30s"])
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
+            .env("KUBECONFIG", &operator_kubeconfig)
+            .env("AWS_ENDPOINT_URL_OPENSEARCH", sim.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+        cp.dir().join("operator.log"),
+    )
+    .expect("operator starts");
+
+    cp.create_namespace("search").await.expect("namespace");
+    cp.apply_yaml(
+        "apiVersion: ospkg.dev/v1alpha1
+kind: OpenSearchPackage
+metadata:
+  name: helm-synonyms
+  namespace: search
+spec:
+  packageType: TXT-DICTIONARY
+  source:
+    s3BucketName: helm-dicts
+    s3Key: synonyms.txt
+",
+    )
+    .await
+    .expect("package applied");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let jsonpath = r#"-o=jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.availablePackageVersion}"#;
+    loop {
+        let out = cp
+            .kubectl(&["get", "ospkg", "-n", "search", "helm-synonyms", jsonpath])
+            .await
+            .expect("kubectl");
+        let seen = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if seen == "True v1" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not Ready with v1 (saw {seen:?}); operator log:\n{}",
+            operator.log_tail(60)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        operator.try_status().expect("status").is_none(),
+        "operator exited"
+    );
+}
