@@ -401,3 +401,70 @@ async fn a_crash_after_update_does_not_update_twice() {
     let status = &status_patches(&sent).last().expect("status").body["status"];
     assert_eq!(status["appliedDigest"], new_digest.as_str());
 }
+
+#[tokio::test]
+async fn a_region_snapshot_older_than_status_is_not_trusted() {
+    let backend = FakeBackend::new();
+    let base = object(json!({}));
+    let created = backend
+        .create_package(
+            REGION,
+            ospkg::plan::create_request(&base.spec, "product-synonyms".into()),
+        )
+        .await
+        .expect("create");
+    let (client, sent) = mock_client(base.clone());
+    let ctx = context(client, backend.clone());
+    // The shared snapshot is taken while the package is at v1...
+    ctx.snapshots
+        .get(&ctx.backend, REGION)
+        .await
+        .expect("snapshot");
+    // ...then a new version becomes available and this object records it.
+    backend
+        .update_package(
+            REGION,
+            ospkg::backend::UpdatePackage {
+                package_id: created.id.clone(),
+                source: ospkg::backend::Source {
+                    bucket: "acme-dicts".into(),
+                    key: "synonyms.txt".into(),
+                },
+                description: None,
+                commit_message: "v2".into(),
+                configuration: None,
+                encryption: None,
+            },
+        )
+        .await
+        .expect("update");
+    let mut obj = with_finalizer(base);
+    let mut status = OpenSearchPackageStatus {
+        package_id: Some(created.id.clone()),
+        region: Some(REGION.into()),
+        observed_generation: Some(1),
+        applied_digest: Some(ospkg::digest::SpecDigest::of(&obj.spec).as_str().into()),
+        package_status: Some("AVAILABLE".into()),
+        available_package_version: Some("v2".into()),
+        ..Default::default()
+    };
+    ospkg::status::apply_outcome(
+        &mut status,
+        &ospkg::status::Outcome::Ready,
+        Some(1),
+        Timestamp::now(),
+    );
+    obj.status = Some(status);
+
+    reconcile(Arc::new(obj), ctx).await.expect("reconcile");
+    let sent = sent.lock().expect("log").clone();
+    for patch in status_patches(&sent) {
+        assert_eq!(
+            patch.body["status"]["availablePackageVersion"], "v2",
+            "status went back to the snapshot's version: {:#?}",
+            patch.body
+        );
+    }
+    // The snapshot disagreed with status, so the package was read directly.
+    assert_eq!(backend.calls(Operation::DescribePackages), 2);
+}
