@@ -61,6 +61,10 @@ pub struct Context<B> {
     pub stores: Vec<Store<OpenSearchPackage>>,
     pub snapshots: RegionSnapshots,
     backoff: Mutex<HashMap<String, u32>>,
+    /// Per object: the fingerprint of the last reconcile and when the next one is due. A watch
+    /// event that changes nothing the user controls (the operator's own status write) waits
+    /// for that time instead of costing another round of AWS reads.
+    due: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 impl<B: PackageBackend> Context<B> {
@@ -85,6 +89,7 @@ impl<B: PackageBackend> Context<B> {
             // served by at most two DescribePackages per region.
             snapshots: RegionSnapshots::new(resync / 2),
             backoff: Mutex::new(HashMap::new()),
+            due: Mutex::new(HashMap::new()),
         }
     }
 
@@ -105,6 +110,40 @@ impl<B: PackageBackend> Context<B> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+
+    /// Time left until this object's next reconcile is due, when nothing the user controls
+    /// changed since the last one.
+    fn not_yet_due(&self, key: &str, fingerprint: u64) -> Option<Duration> {
+        let due = self.due.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, at) = due.get(key)?;
+        (*last == fingerprint)
+            .then(|| at.checked_duration_since(Instant::now()))
+            .flatten()
+    }
+
+    fn schedule(&self, key: &str, fingerprint: u64, delay: Duration) {
+        self.due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), (fingerprint, Instant::now() + delay));
+    }
+
+    /// Drops the object's schedule so its next reconcile runs in full, as when its requeue
+    /// timer fires (tests stand in for the timer with it).
+    pub fn make_due(&self, obj: &OpenSearchPackage) {
+        self.due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&object_key(obj));
+    }
+
+    fn forget(&self, key: &str) {
+        self.due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        self.reset_backoff(key);
     }
 
     fn resync_delay(&self) -> Duration {
@@ -208,6 +247,10 @@ pub async fn reconcile<B: PackageBackend>(
     obj: Arc<OpenSearchPackage>,
     ctx: Arc<Context<B>>,
 ) -> Result<Action, Error> {
+    let key = object_key(&obj);
+    if let Some(remaining) = ctx.not_yet_due(&key, fingerprint(&obj)) {
+        return Ok(Action::requeue(remaining));
+    }
     let started = Instant::now();
     let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let result = reconcile_object(&obj, &ctx).instrument(span).await;
@@ -218,6 +261,21 @@ pub async fn reconcile<B: PackageBackend>(
     };
     ctx.metrics.observe_reconcile(label, started.elapsed());
     result
+}
+
+/// What the user controls that should trigger a reconcile: the spec (generation), the
+/// reconcile request, deletion and the finalizer. Status writes change none of it.
+fn fingerprint(obj: &OpenSearchPackage) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut hasher);
+    reconcile_request(obj).hash(&mut hasher);
+    obj.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    obj.finalizers()
+        .iter()
+        .any(|f| f == FINALIZER)
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Requeue policy for errors that escaped the reconcile (Kubernetes API failures).
@@ -984,13 +1042,15 @@ async fn finish<B: PackageBackend>(
     if !matches!(next, Next::Backoff) {
         ctx.reset_backoff(&key);
     }
-    Ok(match next {
-        Next::Soon => Action::requeue(Duration::from_millis(200)),
-        Next::Poll => Action::requeue(poll_delay(obj, now)),
-        Next::Resync => Action::requeue(ctx.resync_delay()),
-        Next::Backoff => Action::requeue(ctx.next_backoff(&key)),
-        Next::Slowly => Action::requeue(Duration::from_secs(60)),
-    })
+    let delay = match next {
+        Next::Soon => Duration::from_millis(200),
+        Next::Poll => poll_delay(obj, now),
+        Next::Resync => ctx.resync_delay(),
+        Next::Backoff => ctx.next_backoff(&key),
+        Next::Slowly => Duration::from_secs(60),
+    };
+    ctx.schedule(&key, fingerprint(obj), delay);
+    Ok(Action::requeue(delay))
 }
 
 async fn cleanup<B: PackageBackend>(
@@ -1032,7 +1092,7 @@ async fn cleanup<B: PackageBackend>(
         CleanupStep::Done => {
             remove_finalizer(api, obj).await?;
             ctx.metrics.forget(&key);
-            ctx.reset_backoff(&key);
+            ctx.forget(&key);
             return Ok(Action::await_change());
         }
         CleanupStep::Dissociate { domain } => {
@@ -1091,7 +1151,7 @@ async fn cleanup<B: PackageBackend>(
                     .await;
                     remove_finalizer(api, obj).await?;
                     ctx.metrics.forget(&key);
-                    ctx.reset_backoff(&key);
+                    ctx.forget(&key);
                     return Ok(Action::await_change());
                 }
                 Err(error) => {

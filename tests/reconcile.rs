@@ -245,6 +245,7 @@ async fn an_unchanged_status_is_not_written_again() {
     // Reconcile until Ready, feeding each written status back like the watch would.
     for _ in 0..4 {
         let before = sent.lock().expect("log").len();
+        ctx.make_due(&obj);
         reconcile(Arc::new(obj.clone()), ctx.clone())
             .await
             .expect("reconcile");
@@ -263,6 +264,7 @@ async fn an_unchanged_status_is_not_written_again() {
     assert_eq!(status.available_package_version.as_deref(), Some("v1"));
 
     let before = sent.lock().expect("log").len();
+    ctx.make_due(&obj);
     reconcile(Arc::new(obj), ctx).await.expect("steady state");
     let log = sent.lock().expect("log").clone();
     assert!(
@@ -467,4 +469,37 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
     }
     // The snapshot disagreed with status, so the package was read directly.
     assert_eq!(backend.calls(Operation::DescribePackages), 2);
+}
+
+#[tokio::test]
+async fn the_operators_own_status_write_does_not_trigger_another_round_of_reads() {
+    let obj = with_finalizer(object(json!({})));
+    let backend = FakeBackend::new();
+    backend.hold_imports(true);
+    let (client, sent) = mock_client(obj.clone());
+    let ctx = context(client, backend.clone());
+    reconcile(Arc::new(obj.clone()), ctx.clone())
+        .await
+        .expect("create");
+    let written = status_patches(&sent.lock().expect("log"))
+        .last()
+        .expect("status")
+        .body["status"]
+        .clone();
+    let reads = backend.calls(Operation::DescribePackages);
+
+    // The watch delivers the object with the status just written: nothing the user controls
+    // changed, so the reconcile waits for its poll instead of reading AWS again.
+    let mut echoed = obj.clone();
+    echoed.status = Some(serde_json::from_value(written).expect("status"));
+    reconcile(Arc::new(echoed.clone()), ctx.clone())
+        .await
+        .expect("echo");
+    assert_eq!(backend.calls(Operation::DescribePackages), reads);
+
+    // A spec change is acted on at once.
+    echoed.spec.description = Some("changed".into());
+    echoed.metadata.generation = Some(2);
+    reconcile(Arc::new(echoed), ctx).await.expect("change");
+    assert_eq!(backend.calls(Operation::DescribePackages), reads + 1);
 }
