@@ -5,6 +5,7 @@
 //! the API server is shared while tests run, except where a test restarts it.
 
 mod admission;
+mod domains;
 mod support;
 
 use std::collections::BTreeMap;
