@@ -532,3 +532,123 @@ async fn allow_listed_users_update_scope_once_per_change() {
         "{package}"
     );
 }
+
+/// A plugin zip the simulator accepts: a descriptor and a jar.
+fn plugin_zip() -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    zip.start_file("plugin-descriptor.properties", options)
+        .expect("zip entry");
+    zip.write_all(
+        b"name=acme-analysis\ndescription=ACME analysis\nversion=1.4.0\nclassname=com.acme.AnalysisPlugin\n",
+    )
+    .expect("descriptor");
+    zip.start_file("acme-analysis.jar", options)
+        .expect("zip entry");
+    zip.write_all(&[7u8; 64]).expect("jar");
+    zip.finish().expect("zip").into_inner()
+}
+
+fn package_object(name: &str, package_type: &str, key: &str, extra: &str) -> String {
+    let mut yaml = format!(
+        "apiVersion: ospkg.dev/v1alpha1
+kind: OpenSearchPackage
+metadata:
+  name: {name}
+spec:
+  packageType: {package_type}
+  source:
+    s3BucketName: {bucket}
+    s3Key: {key}
+",
+        bucket = support::BUCKET
+    );
+    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+        yaml.push_str("  ");
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    yaml
+}
+
+// A ZIP-PLUGIN whose licence and configuration packages are other objects: it waits until
+// they are Ready, then is associated with them as prerequisites.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_waits_for_its_prerequisites_and_is_associated_with_them() {
+    let env = start("e2e-prerequisites", fast_durations(), &[]).await;
+    env.put_object("plugins/acme-analysis.zip", &plugin_zip())
+        .await;
+    env.put_object("licenses/acme.lic", b"licensee: e2e\n")
+        .await;
+    env.put_object("config/acme.yml", b"tokens: 512\n").await;
+
+    let plugin_domains = format!(
+        "domains:\n  - name: {DOMAIN}\n    prerequisites:\n      - acme-license\n      - acme-config\n"
+    );
+    env.apply(&package_object(
+        "acme-plugin",
+        "ZIP-PLUGIN",
+        "plugins/acme-analysis.zip",
+        &format!(
+            "engineVersion: OpenSearch_2.19\nconfiguration:\n  licenseRequirement: REQUIRED\n  configurationRequirement: REQUIRED\n  licenseFilepath: config/license.lic\n{plugin_domains}"
+        ),
+    ))
+    .await;
+    // The prerequisites do not exist yet: the plugin is imported but not associated.
+    env.wait_for(
+        "acme-plugin",
+        "waiting for its prerequisites",
+        CONVERGE,
+        |o| {
+            o.and_then(|o| condition(o, "Reconciling"))
+                .is_some_and(|c| c.reason == "WaitingForPrerequisites")
+        },
+    )
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(count(&env.calls().await, "AssociatePackage"), 0);
+
+    let on_domain = format!("domains:\n  - name: {DOMAIN}\n");
+    env.apply(&package_object(
+        "acme-license",
+        "PACKAGE-LICENSE",
+        "licenses/acme.lic",
+        &on_domain,
+    ))
+    .await;
+    env.apply(&package_object(
+        "acme-config",
+        "PACKAGE-CONFIG",
+        "config/acme.yml",
+        &on_domain,
+    ))
+    .await;
+    let license = env.wait_ready("acme-license").await;
+    let config = env.wait_ready("acme-config").await;
+    let plugin = env.wait_ready("acme-plugin").await;
+    assert!(
+        all_active(&plugin, &[DOMAIN], "v1"),
+        "{:?}",
+        status_of(&plugin)
+    );
+
+    let mut wanted: Vec<String> = [&license, &config]
+        .iter()
+        .map(|o| status_of(o).package_id.clone().expect("prerequisite id"))
+        .collect();
+    wanted.sort();
+    let plugin_id = status_of(&plugin).package_id.clone().expect("plugin id");
+    let backend = AwsBackend::for_endpoint(&env.sim.endpoint());
+    let associations = backend
+        .list_domains_for_package("us-east-1", &plugin_id)
+        .await
+        .expect("list domains");
+    let association = associations
+        .iter()
+        .find(|a| a.domain_name == DOMAIN)
+        .expect("plugin associated with the domain");
+    let mut prerequisites = association.prerequisites.clone();
+    prerequisites.sort();
+    assert_eq!(prerequisites, wanted);
+}
