@@ -386,6 +386,30 @@ mod tests {
     }
 
     #[test]
+    fn domains_behind_counts_listed_domains_not_on_the_current_version() {
+        let domain = |name: &str, state: &str, version: &str, unmanaged: bool| DomainStatus {
+            domain_name: name.into(),
+            domain_package_status: Some(state.into()),
+            package_version: Some(version.into()),
+            reference_path: None,
+            last_updated: None,
+            error_details: None,
+            unmanaged,
+        };
+        let status = OpenSearchPackageStatus {
+            available_package_version: Some("v2".into()),
+            domains: vec![
+                domain("current", "ACTIVE", "v2", false),
+                domain("old", "ACTIVE", "v1", false),
+                domain("moving", "ASSOCIATING", "v2", false),
+                domain("someone-elses", "ACTIVE", "v1", true),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(domains_behind(&status), 2);
+    }
+
+    #[test]
     fn outcomes_map_to_kstatus_conditions() {
         let now = Timestamp::UNIX_EPOCH;
         let mut status = OpenSearchPackageStatus::default();

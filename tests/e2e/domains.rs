@@ -576,7 +576,7 @@ spec:
 // they are Ready, then is associated with them as prerequisites.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_waits_for_its_prerequisites_and_is_associated_with_them() {
-    let env = start("e2e-prerequisites", fast_durations(), &[]).await;
+    let mut env = start("e2e-prerequisites", fast_durations(), &[]).await;
     env.put_object("plugins/acme-analysis.zip", &plugin_zip())
         .await;
     env.put_object("licenses/acme.lic", b"licensee: e2e\n")
@@ -651,4 +651,12 @@ async fn plugin_waits_for_its_prerequisites_and_is_associated_with_them() {
     let mut prerequisites = association.prerequisites.clone();
     prerequisites.sort();
     assert_eq!(prerequisites, wanted);
+
+    // Every domain is on its package's current version: the lag metric says so.
+    let (code, metrics) = env.operator().http_get("/metrics").await.expect("metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.lines().any(|l| l == "ospkg_domains_behind 0"),
+        "{metrics}"
+    );
 }
