@@ -1,4 +1,4 @@
-//! Input validation (aws-packages-api.md §3 and §7): every refusal is a ValidationException
+//! Input validation (the rules listed in docs/aws-api.md): every refusal is a ValidationException
 //! whose message names the member, in the wire's spelling (`PackageSource.S3Key`).
 
 use serde_json::{Map, Value};

@@ -1,4 +1,4 @@
-//! Every validation rule of aws-packages-api.md §7, the modelled errors (not found, already
+//! Every input validation rule of docs/aws-api.md, the modelled errors (not found, already
 //! exists, conflict, limits), AWS-owned packages and authentication.
 
 mod common;
