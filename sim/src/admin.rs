@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::clock::ClockSettings;
-use crate::faults::{FaultConfig, FaultInjector};
+use crate::faults::{FaultConfig, FaultInjector, ScriptedFault};
 use crate::journal::LogEntry;
 use crate::service::Sim;
 use crate::state::DomainDecl;
@@ -43,6 +43,13 @@ pub struct Advance {
     pub ms: u64,
 }
 
+/// Body of `POST /_sim/faults/script`: one fault for the next unscripted call of `operation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptRequest {
+    pub operation: String,
+    pub fault: ScriptedFault,
+}
+
 /// Routes to nest under `/_sim`; the caller supplies the state.
 pub fn router() -> Router<Sim> {
     Router::new()
@@ -54,6 +61,7 @@ pub fn router() -> Router<Sim> {
             put(put_object).delete(delete_object).get(get_object),
         )
         .route("/faults", get(faults).put(set_faults))
+        .route("/faults/script", post(script_fault))
         .route("/clock", get(clock).put(set_clock))
         .route("/clock/advance", post(advance_clock))
         .route("/calls", get(calls))
@@ -157,20 +165,32 @@ async fn set_faults(State(sim): State<Sim>, body: Bytes) -> Response {
         Ok(c) => c,
         Err(message) => return bad_request(message),
     };
-    for (op, f) in &config.operations {
-        for p in [f.throttle, f.internal, f.unavailable] {
-            if !(0.0..=1.0).contains(&p) {
-                return bad_request(format!("probabilities of {op} must be within [0, 1]"));
-            }
-        }
-    }
-    if let Some(limit) = config.rate_limit
-        && (limit.per_second.is_nan() || limit.per_second < 0.0 || limit.burst == 0)
-    {
-        return bad_request("rateLimit needs perSecond >= 0 and burst >= 1".to_string());
+    if let Err(message) = config.check() {
+        return bad_request(message);
     }
     sim.lock().faults = FaultInjector::new(config.clone());
     Json(config).into_response()
+}
+
+/// Appends one fault to an operation's script; the rest of the configuration and the RNG
+/// are left alone. Answers the whole configuration.
+async fn script_fault(State(sim): State<Sim>, body: Bytes) -> Response {
+    let request: ScriptRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad_request(format!(
+                "expected {{\"operation\": NAME, \"fault\": {{\"kind\": …}}}}: {e}"
+            ));
+        }
+    };
+    let mut service = sim.lock();
+    if let Err(message) = service
+        .faults
+        .push_script(&request.operation, request.fault)
+    {
+        return bad_request(message);
+    }
+    Json(service.faults.config().clone()).into_response()
 }
 
 async fn clock(State(sim): State<Sim>) -> Json<ClockSettings> {

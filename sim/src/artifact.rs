@@ -1,5 +1,6 @@
 //! What the service finds when it copies a package's S3 object: whether it can be read, and
-//! whether its contents fit the package type (plugin zip with a descriptor, UTF-8 dictionary).
+//! whether its contents fit the package type (plugin zip with a descriptor built for the
+//! package's engine version, UTF-8 dictionary).
 
 use std::io::{Cursor, Read};
 
@@ -16,8 +17,10 @@ pub enum Inspection {
     ValidationFailed(ErrorDetails),
 }
 
+/// `engine_version` is the package's `EngineVersion` (ZIP-PLUGIN only).
 pub fn inspect(
     package_type: PackageType,
+    engine_version: Option<&str>,
     bucket: &str,
     key: &str,
     bytes: Option<&[u8]>,
@@ -41,7 +44,10 @@ pub fn inspect(
                 ),
             }),
         },
-        PackageType::ZipPlugin => match read_plugin(bytes) {
+        PackageType::ZipPlugin => match read_plugin(bytes).and_then(|(plugin, built_for)| {
+            check_engine(built_for.as_deref(), engine_version)?;
+            Ok(plugin)
+        }) {
             Ok(plugin) => Inspection::Valid {
                 plugin: Some(plugin),
             },
@@ -57,8 +63,9 @@ pub fn inspect(
     }
 }
 
-/// Reads the plugin descriptor out of a zip; the error is the human reason for the failure.
-pub fn read_plugin(bytes: &[u8]) -> Result<PluginProperties, String> {
+/// Reads the plugin descriptor out of a zip: the properties and the descriptor's
+/// `opensearch.version`, if it has one. The error is the human reason for the failure.
+pub fn read_plugin(bytes: &[u8]) -> Result<(PluginProperties, Option<String>), String> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| format!("The plugin file is not a valid zip archive ({e})."))?;
     let mut uncompressed: u64 = 0;
@@ -92,13 +99,38 @@ pub fn read_plugin(bytes: &[u8]) -> Result<PluginProperties, String> {
             format!("{PLUGIN_DESCRIPTOR} is missing the required property '{name}'.")
         })
     };
-    Ok(PluginProperties {
+    let plugin = PluginProperties {
         name: required("name")?,
         description: field("description").unwrap_or_default(),
         version: required("version")?,
         class_name: required("classname")?,
         uncompressed_size_in_bytes: uncompressed,
-    })
+    };
+    Ok((plugin, field("opensearch.version")))
+}
+
+/// A plugin is built for one OpenSearch release; the service refuses it for a package of
+/// another engine version (major.minor compared; a descriptor without `opensearch.version`
+/// is not checked).
+fn check_engine(built_for: Option<&str>, engine_version: Option<&str>) -> Result<(), String> {
+    let (Some(built_for), Some(engine)) = (built_for, engine_version) else {
+        return Ok(());
+    };
+    let engine_release = engine.strip_prefix("OpenSearch_").and_then(major_minor);
+    if engine_release.is_some() && engine_release == major_minor(built_for) {
+        return Ok(());
+    }
+    Err(format!(
+        "The plugin was built for OpenSearch {built_for} (opensearch.version in {PLUGIN_DESCRIPTOR}), which does not match the package's engine version {engine}."
+    ))
+}
+
+/// `2.15.0` → (2, 15).
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// Java `.properties` lines: `key=value` or `key: value`, `#`/`!` comments.
@@ -136,20 +168,50 @@ mod tests {
     #[test]
     fn missing_object_is_copy_failure_and_bad_text_is_validation_failure() {
         assert!(matches!(
-            inspect(PackageType::TxtDictionary, "b", "k", None),
+            inspect(PackageType::TxtDictionary, None, "b", "k", None),
             Inspection::CopyFailed(_)
         ));
         assert!(matches!(
-            inspect(PackageType::TxtDictionary, "b", "k", Some(&[0xff, 0xfe])),
+            inspect(
+                PackageType::TxtDictionary,
+                None,
+                "b",
+                "k",
+                Some(&[0xff, 0xfe])
+            ),
             Inspection::ValidationFailed(_)
         ));
         assert!(matches!(
-            inspect(PackageType::ZipPlugin, "b", "k", Some(b"not a zip")),
+            inspect(
+                PackageType::ZipPlugin,
+                Some("OpenSearch_2.19"),
+                "b",
+                "k",
+                Some(b"not a zip")
+            ),
             Inspection::ValidationFailed(_)
         ));
         assert!(matches!(
-            inspect(PackageType::PackageConfig, "b", "k", Some(&[0xff])),
+            inspect(PackageType::PackageConfig, None, "b", "k", Some(&[0xff])),
             Inspection::Valid { plugin: None }
         ));
+    }
+
+    #[test]
+    fn plugin_must_be_built_for_the_engine_release() {
+        assert_eq!(
+            check_engine(Some("2.19.0"), Some("OpenSearch_2.19")),
+            Ok(())
+        );
+        assert_eq!(
+            check_engine(Some("2.19.3"), Some("OpenSearch_2.19")),
+            Ok(())
+        );
+        assert_eq!(check_engine(None, Some("OpenSearch_2.19")), Ok(()));
+        let e = check_engine(Some("2.15.0"), Some("OpenSearch_2.19")).unwrap_err();
+        assert!(e.contains("2.15.0") && e.contains("OpenSearch_2.19"), "{e}");
+        assert!(check_engine(Some("2.1.0"), Some("OpenSearch_2.19")).is_err());
+        assert!(check_engine(Some("7.10.2"), Some("Elasticsearch_7.10")).is_err());
+        assert!(check_engine(Some("latest"), Some("OpenSearch_2.19")).is_err());
     }
 }

@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::admin::{Advance, ResetOptions};
+use crate::admin::{Advance, ResetOptions, ScriptRequest};
 use crate::clock::ClockSettings;
-use crate::faults::FaultConfig;
+use crate::faults::{FaultConfig, ScriptedFault};
 use crate::journal::LogEntry;
 use crate::state::DomainDecl;
 
@@ -137,6 +137,22 @@ impl AdminClient {
     /// Replaces the fault configuration (and restarts its RNG from `seed`).
     pub async fn set_faults(&self, faults: &FaultConfig) -> Result<FaultConfig, AdminError> {
         self.json(Method::PUT, "/faults", Some(faults)).await
+    }
+
+    /// Queues `fault` for the next call of `operation` that has no earlier scripted fault
+    /// (behind those already queued), leaving the rest of the configuration as it is.
+    /// Answers the whole configuration.
+    pub async fn script_fault(
+        &self,
+        operation: &str,
+        fault: ScriptedFault,
+    ) -> Result<FaultConfig, AdminError> {
+        let request = ScriptRequest {
+            operation: operation.to_string(),
+            fault,
+        };
+        self.json(Method::POST, "/faults/script", Some(&request))
+            .await
     }
 
     pub async fn faults(&self) -> Result<FaultConfig, AdminError> {

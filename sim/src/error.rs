@@ -19,6 +19,8 @@ pub enum ApiError {
     #[error("{0}")]
     DisabledOperation(String),
     #[error("{0}")]
+    AccessDenied(String),
+    #[error("{0}")]
     Internal(String),
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -44,6 +46,7 @@ impl ApiError {
             ApiError::Conflict(_) => "ConflictException",
             ApiError::LimitExceeded(_) => "LimitExceededException",
             ApiError::DisabledOperation(_) => "DisabledOperationException",
+            ApiError::AccessDenied(_) => "AccessDeniedException",
             ApiError::Internal(_) => "InternalException",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailableException",
             ApiError::Throttling(_) => "ThrottlingException",
@@ -64,7 +67,8 @@ impl ApiError {
             | ApiError::DisabledOperation(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::MissingAuthenticationToken(_)
+            ApiError::AccessDenied(_)
+            | ApiError::MissingAuthenticationToken(_)
             | ApiError::IncompleteSignature(_)
             | ApiError::InvalidSignature(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownOperation(_) => StatusCode::NOT_FOUND,

@@ -1,6 +1,8 @@
 //! Fault injection. Reproducible: one ChaCha draw per request, in arrival order, from an RNG
 //! seeded with `seed`, decides that request's fault; the same seed and the same request
-//! sequence give the same faults. The rate limiter is a token bucket in real time.
+//! sequence give the same faults. Scripted faults ("fail the next call") are queued per
+//! operation and consumed in order, ahead of the draw (which is still made). The rate limiter
+//! is a token bucket in real time.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -9,8 +11,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::server::Operation;
+
 /// Settings for one operation (or for all, under the key `"*"`). Probabilities are in [0, 1]
-/// and are checked in this order on the same draw: throttle, internal, unavailable.
+/// and are checked in this order on the same draw: throttle, internal, unavailable,
+/// accessDenied, errorAfterEffect, closeAfterEffect.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct OperationFaults {
@@ -20,10 +25,29 @@ pub struct OperationFaults {
     pub internal: f64,
     /// Probability of HTTP 503 `ServiceUnavailableException`.
     pub unavailable: f64,
+    /// Probability of `AccessDeniedException` (HTTP 403), without effect.
+    pub access_denied: f64,
+    /// Probability that the operation takes effect and the caller gets `InternalException`.
+    pub error_after_effect: f64,
+    /// Probability that the operation takes effect and the connection is closed unanswered.
+    pub close_after_effect: f64,
     /// Added before the operation runs.
     pub latency_ms: u64,
     /// The operation takes effect, then the response is held this long before it is sent.
     pub hold_response_ms: u64,
+}
+
+impl OperationFaults {
+    fn probabilities(&self) -> [(&'static str, f64); 6] {
+        [
+            ("throttle", self.throttle),
+            ("internal", self.internal),
+            ("unavailable", self.unavailable),
+            ("accessDenied", self.access_denied),
+            ("errorAfterEffect", self.error_after_effect),
+            ("closeAfterEffect", self.close_after_effect),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -33,6 +57,33 @@ pub struct RateLimit {
     pub per_second: f64,
     /// Bucket size (requests that may arrive at once).
     pub burst: u32,
+}
+
+/// One scripted outcome for the next call of an operation (JSON: `{"kind":"throttle"}`,
+/// `{"kind":"validation","message":"…"}`, `{"kind":"holdAfterEffect","ms":2000}`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum ScriptedFault {
+    /// `ThrottlingException` (HTTP 400, "Rate exceeded"); no effect.
+    Throttle,
+    /// `InternalException` (HTTP 500); no effect.
+    Internal,
+    /// `ServiceUnavailableException` (HTTP 503); no effect.
+    Unavailable,
+    /// `AccessDeniedException` (HTTP 403) naming the operation; no effect.
+    AccessDenied,
+    /// `ValidationException` (HTTP 400) with this message; no effect.
+    Validation { message: String },
+    /// The operation takes effect, then the caller gets `InternalException` (HTTP 500).
+    ErrorAfterEffect,
+    /// The operation takes effect, then the connection is closed without an HTTP response.
+    CloseAfterEffect,
+    /// The operation takes effect, then its answer is held `ms` milliseconds.
+    HoldAfterEffect { ms: u64 },
 }
 
 /// What `PUT /_sim/faults` accepts and `GET /_sim/faults` shows.
@@ -46,19 +97,99 @@ pub struct FaultConfig {
     /// Domain name → message: associations started on that domain (in any account or region)
     /// end in ASSOCIATION_FAILED with this message.
     pub fail_associations: BTreeMap<String, String>,
+    /// Operation name → faults for its next calls, in order: each call of the operation takes
+    /// the head of its queue instead of the probabilistic outcome. `GET /_sim/faults` shows
+    /// what is left.
+    pub script: BTreeMap<String, Vec<ScriptedFault>>,
+    /// A package made by CreatePackage is missing from DescribePackages listings (no
+    /// `PackageID` filter) for this many simulated milliseconds.
+    pub read_after_write_lag_ms: u64,
+    /// Domain name → message: dissociations started on that domain (in any account or region)
+    /// end in DISSOCIATION_FAILED with this message; the association stays.
+    pub fail_dissociations: BTreeMap<String, String>,
+    /// Package name or ID → message: DeletePackage of that package ends in DELETE_FAILED with
+    /// this message after the deleting time, instead of removing it.
+    pub fail_deletes: BTreeMap<String, String>,
+}
+
+impl FaultConfig {
+    /// Appends `fault` to the queue of `operation` (builder style, for `SimConfig::faults`).
+    pub fn scripted(mut self, operation: &str, fault: ScriptedFault) -> Self {
+        self.script
+            .entry(operation.to_string())
+            .or_default()
+            .push(fault);
+        self
+    }
+
+    /// Refuses what the injector cannot honour: unknown operation names, probabilities
+    /// outside [0, 1], an impossible rate limit.
+    pub fn check(&self) -> Result<(), String> {
+        for (op, f) in &self.operations {
+            if op != "*" {
+                known_operation(op)?;
+            }
+            for (name, p) in f.probabilities() {
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(format!("{op}.{name} must be within [0, 1] (got {p})"));
+                }
+            }
+        }
+        for op in self.script.keys() {
+            known_operation(op)?;
+        }
+        if let Some(limit) = self.rate_limit
+            && (limit.per_second.is_nan() || limit.per_second < 0.0 || limit.burst == 0)
+        {
+            return Err("rateLimit needs perSecond >= 0 and burst >= 1".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// `Ok` for one of the twelve operation names.
+pub fn known_operation(name: &str) -> Result<(), String> {
+    match Operation::from_name(name) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "unknown operation '{name}'; expected one of: {}",
+            Operation::ALL.map(Operation::name).join(", ")
+        )),
+    }
 }
 
 /// What the injector decided for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Proceed,
     RateLimited,
     Throttle,
     Internal,
     Unavailable,
+    AccessDenied,
+    Validation(String),
+    ErrorAfterEffect,
+    CloseAfterEffect,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Verdict {
+    /// The fault's name as written in the configuration (`None` for no fault).
+    pub fn fault_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Verdict::Proceed => return None,
+            Verdict::RateLimited => "rateLimit",
+            Verdict::Throttle => "throttle",
+            Verdict::Internal => "internal",
+            Verdict::Unavailable => "unavailable",
+            Verdict::AccessDenied => "accessDenied",
+            Verdict::Validation(_) => "validation",
+            Verdict::ErrorAfterEffect => "errorAfterEffect",
+            Verdict::CloseAfterEffect => "closeAfterEffect",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
     pub latency_ms: u64,
@@ -100,9 +231,39 @@ impl FaultInjector {
         self.config.fail_associations.get(domain).cloned()
     }
 
+    pub fn dissociation_failure(&self, domain: &str) -> Option<String> {
+        self.config.fail_dissociations.get(domain).cloned()
+    }
+
+    pub fn delete_failure(&self, package_name: &str, package_id: &str) -> Option<String> {
+        self.config
+            .fail_deletes
+            .get(package_id)
+            .or_else(|| self.config.fail_deletes.get(package_name))
+            .cloned()
+    }
+
+    pub fn read_after_write_lag_ms(&self) -> u64 {
+        self.config.read_after_write_lag_ms
+    }
+
+    /// Appends one fault to an operation's script, leaving the rest of the configuration (and
+    /// the RNG) as it is.
+    pub fn push_script(&mut self, operation: &str, fault: ScriptedFault) -> Result<(), String> {
+        known_operation(operation)?;
+        self.config
+            .script
+            .entry(operation.to_string())
+            .or_default()
+            .push(fault);
+        Ok(())
+    }
+
     /// Decides one request. Always makes exactly one draw, so that the sequence of draws
-    /// depends only on the number of requests, not on which ones were faulted.
-    pub fn decide(&mut self, operation: &str) -> Decision {
+    /// depends only on the number of requests, not on which ones were faulted or scripted.
+    /// An unauthenticated request (`authenticated: false`) is refused before the rate limiter
+    /// and the fault stage, so it takes no token and consumes no scripted fault.
+    pub fn decide(&mut self, operation: &str, authenticated: bool) -> Decision {
         let draw: f64 = self.rng.random();
         let faults = self
             .config
@@ -118,22 +279,55 @@ impl FaultInjector {
             latency_ms,
             hold_response_ms,
         };
+        if !authenticated {
+            return decision(Verdict::Proceed);
+        }
         if !self.take_token() {
             return decision(Verdict::RateLimited);
+        }
+        if let Some(fault) = self.pop_script(operation) {
+            return match fault {
+                ScriptedFault::Throttle => decision(Verdict::Throttle),
+                ScriptedFault::Internal => decision(Verdict::Internal),
+                ScriptedFault::Unavailable => decision(Verdict::Unavailable),
+                ScriptedFault::AccessDenied => decision(Verdict::AccessDenied),
+                ScriptedFault::Validation { message } => decision(Verdict::Validation(message)),
+                ScriptedFault::ErrorAfterEffect => decision(Verdict::ErrorAfterEffect),
+                ScriptedFault::CloseAfterEffect => decision(Verdict::CloseAfterEffect),
+                ScriptedFault::HoldAfterEffect { ms } => Decision {
+                    hold_response_ms: ms,
+                    ..decision(Verdict::Proceed)
+                },
+            };
         }
         let Some(f) = faults else {
             return decision(Verdict::Proceed);
         };
-        let verdict = if draw < f.throttle {
-            Verdict::Throttle
-        } else if draw < f.throttle + f.internal {
-            Verdict::Internal
-        } else if draw < f.throttle + f.internal + f.unavailable {
-            Verdict::Unavailable
-        } else {
-            Verdict::Proceed
-        };
-        decision(verdict)
+        let verdicts = [
+            Verdict::Throttle,
+            Verdict::Internal,
+            Verdict::Unavailable,
+            Verdict::AccessDenied,
+            Verdict::ErrorAfterEffect,
+            Verdict::CloseAfterEffect,
+        ];
+        let mut bound = 0.0;
+        for ((_, p), verdict) in f.probabilities().into_iter().zip(verdicts) {
+            bound += p;
+            if draw < bound {
+                return decision(verdict);
+            }
+        }
+        decision(Verdict::Proceed)
+    }
+
+    fn pop_script(&mut self, operation: &str) -> Option<ScriptedFault> {
+        let queue = self.config.script.get_mut(operation)?;
+        let fault = (!queue.is_empty()).then(|| queue.remove(0));
+        if queue.is_empty() {
+            self.config.script.remove(operation);
+        }
+        fault
     }
 
     fn take_token(&mut self) -> bool {
@@ -176,7 +370,7 @@ mod tests {
     fn run(seed: u64) -> Vec<Verdict> {
         let mut injector = FaultInjector::new(config(seed));
         (0..200)
-            .map(|_| injector.decide("DescribePackages").verdict)
+            .map(|_| injector.decide("DescribePackages", true).verdict)
             .collect()
     }
 
@@ -197,8 +391,139 @@ mod tests {
             }),
             ..Default::default()
         });
-        let verdicts: Vec<_> = (0..5).map(|_| injector.decide("X").verdict).collect();
-        assert_eq!(&verdicts[..3], &[Verdict::Proceed; 3]);
-        assert_eq!(&verdicts[3..], &[Verdict::RateLimited; 2]);
+        let verdicts: Vec<_> = (0..5)
+            .map(|_| injector.decide("DescribePackages", true).verdict)
+            .collect();
+        assert_eq!(
+            &verdicts[..3],
+            &[Verdict::Proceed, Verdict::Proceed, Verdict::Proceed]
+        );
+        assert_eq!(
+            &verdicts[3..],
+            &[Verdict::RateLimited, Verdict::RateLimited]
+        );
+    }
+
+    #[test]
+    fn script_is_consumed_in_order_and_keeps_the_draw_sequence() {
+        let plain = run(7);
+        let mut injector = FaultInjector::new(
+            config(7)
+                .scripted("DescribePackages", ScriptedFault::AccessDenied)
+                .scripted("DescribePackages", ScriptedFault::HoldAfterEffect { ms: 5 })
+                .scripted("UpdatePackage", ScriptedFault::Internal),
+        );
+        let first = injector.decide("DescribePackages", true);
+        assert_eq!(first.verdict, Verdict::AccessDenied);
+        let second = injector.decide("DescribePackages", true);
+        assert_eq!(
+            (second.verdict, second.hold_response_ms),
+            (Verdict::Proceed, 5)
+        );
+        // The queue of DescribePackages is spent; UpdatePackage's is untouched.
+        assert_eq!(
+            injector.config().script.keys().collect::<Vec<_>>(),
+            ["UpdatePackage"]
+        );
+        let rest: Vec<Verdict> = (2..200)
+            .map(|_| injector.decide("DescribePackages", true).verdict)
+            .collect();
+        assert_eq!(rest, plain[2..]);
+    }
+
+    #[test]
+    fn unauthenticated_calls_leave_the_script_alone() {
+        let mut injector = FaultInjector::new(
+            FaultConfig::default().scripted("DeletePackage", ScriptedFault::Throttle),
+        );
+        assert_eq!(
+            injector.decide("DeletePackage", false).verdict,
+            Verdict::Proceed
+        );
+        assert_eq!(
+            injector.decide("DeletePackage", true).verdict,
+            Verdict::Throttle
+        );
+        assert_eq!(
+            injector.decide("DeletePackage", true).verdict,
+            Verdict::Proceed
+        );
+    }
+
+    #[test]
+    fn probabilities_are_checked_in_the_documented_order() {
+        let only = |f: OperationFaults| {
+            let mut injector = FaultInjector::new(FaultConfig {
+                operations: BTreeMap::from([("*".to_string(), f)]),
+                ..Default::default()
+            });
+            injector.decide("DeletePackage", true).verdict
+        };
+        let certain = |name: &str| {
+            let mut f = OperationFaults::default();
+            match name {
+                "accessDenied" => f.access_denied = 1.0,
+                "errorAfterEffect" => f.error_after_effect = 1.0,
+                _ => f.close_after_effect = 1.0,
+            }
+            f
+        };
+        assert_eq!(only(certain("accessDenied")), Verdict::AccessDenied);
+        assert_eq!(only(certain("errorAfterEffect")), Verdict::ErrorAfterEffect);
+        assert_eq!(only(certain("closeAfterEffect")), Verdict::CloseAfterEffect);
+        // Earlier kinds win on the same draw.
+        assert_eq!(
+            only(OperationFaults {
+                throttle: 1.0,
+                close_after_effect: 1.0,
+                ..Default::default()
+            }),
+            Verdict::Throttle
+        );
+    }
+
+    #[test]
+    fn config_check_names_unknown_operations_and_bad_probabilities() {
+        let bad_op = FaultConfig::default().scripted("UpdatePackages", ScriptedFault::Throttle);
+        assert!(bad_op.check().unwrap_err().contains("UpdatePackages"));
+        let bad_p = FaultConfig {
+            operations: BTreeMap::from([(
+                "*".to_string(),
+                OperationFaults {
+                    access_denied: 1.5,
+                    ..Default::default()
+                },
+            )]),
+            ..Default::default()
+        };
+        assert!(bad_p.check().unwrap_err().contains("accessDenied"));
+        assert!(config(1).check().is_ok());
+    }
+
+    #[test]
+    fn scripted_faults_have_tagged_json() {
+        let faults: Vec<ScriptedFault> = serde_json::from_str(
+            r#"[{"kind":"throttle"},{"kind":"validation","message":"no"},{"kind":"holdAfterEffect","ms":20},{"kind":"closeAfterEffect"},{"kind":"accessDenied"},{"kind":"errorAfterEffect"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            faults,
+            [
+                ScriptedFault::Throttle,
+                ScriptedFault::Validation {
+                    message: "no".into()
+                },
+                ScriptedFault::HoldAfterEffect { ms: 20 },
+                ScriptedFault::CloseAfterEffect,
+                ScriptedFault::AccessDenied,
+                ScriptedFault::ErrorAfterEffect,
+            ]
+        );
+        let config: FaultConfig = serde_json::from_str(
+            r#"{"script":{"UpdatePackage":[{"kind":"internal"}]},"readAfterWriteLagMs":5,"failDissociations":{"d":"m"},"failDeletes":{"p":"m"}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.script["UpdatePackage"], [ScriptedFault::Internal]);
+        assert_eq!(config.read_after_write_lag_ms, 5);
     }
 }

@@ -30,6 +30,10 @@ pub struct LogEntry {
     pub operation: Option<String>,
     pub account: String,
     pub region: String,
+    /// The access key id of the SigV4 credential that signed a call (calls that passed
+    /// authentication only), so tests can tell two clients apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,6 +46,11 @@ pub struct LogEntry {
     /// State an association entered (association entries only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub association_status: Option<String>,
+    /// The fault injected into a call, named as in the fault configuration (`throttle`,
+    /// `accessDenied`, `errorAfterEffect`, `closeAfterEffect`, `holdAfterEffect`,
+    /// `rateLimit`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 #[derive(Debug, Default)]

@@ -28,10 +28,10 @@ use axum::extract::DefaultBodyLimit;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use admin::ResetOptions;
+pub use admin::{ResetOptions, ScriptRequest};
 pub use client::{AdminClient, AdminError};
 pub use clock::{ClockMode, ClockSettings, Durations};
-pub use faults::{FaultConfig, OperationFaults, RateLimit};
+pub use faults::{FaultConfig, OperationFaults, RateLimit, ScriptedFault};
 pub use journal::{EntryKind, LogEntry};
 pub use state::DomainDecl;
 
@@ -187,6 +187,10 @@ impl Drop for RunningSim {
 
 /// Binds both listeners and serves until the returned handle is dropped or shut down.
 pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
+    config
+        .faults
+        .check()
+        .map_err(|e| anyhow::anyhow!("invalid fault configuration: {e}"))?;
     let mut service = Service::new(
         Settings {
             default_account: config.default_account.clone(),

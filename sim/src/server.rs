@@ -34,6 +34,25 @@ pub enum Operation {
 }
 
 impl Operation {
+    pub const ALL: [Operation; 12] = [
+        Operation::CreatePackage,
+        Operation::UpdatePackage,
+        Operation::DescribePackages,
+        Operation::GetPackageVersionHistory,
+        Operation::DeletePackage,
+        Operation::AssociatePackage,
+        Operation::AssociatePackages,
+        Operation::DissociatePackage,
+        Operation::DissociatePackages,
+        Operation::ListDomainsForPackage,
+        Operation::ListPackagesForDomain,
+        Operation::UpdatePackageScope,
+    ];
+
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Operation::CreatePackage => "CreatePackage",
@@ -152,9 +171,21 @@ fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Who made a request: the state it addresses and the access key that signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub scope: Scope,
+    pub access_key_id: String,
+}
+
 /// Region and account from the SigV4 credential scope
 /// (`Credential=AKID/DATE/REGION/es/aws4_request`). Signatures are not verified.
 pub fn scope_from_headers(headers: &HeaderMap, default_account: &str) -> Result<Scope, ApiError> {
+    caller_from_headers(headers, default_account).map(|c| c.scope)
+}
+
+/// The caller named by the SigV4 `Authorization` header; see [`scope_from_headers`].
+pub fn caller_from_headers(headers: &HeaderMap, default_account: &str) -> Result<Caller, ApiError> {
     let Some(auth) = headers.get(header::AUTHORIZATION) else {
         return Err(ApiError::MissingAuthenticationToken(
             "Missing Authentication Token".to_string(),
@@ -203,9 +234,12 @@ pub fn scope_from_headers(headers: &HeaderMap, default_account: &str) -> Result<
     } else {
         default_account.to_string()
     };
-    Ok(Scope {
-        account,
-        region: region.to_string(),
+    Ok(Caller {
+        scope: Scope {
+            account,
+            region: region.to_string(),
+        },
+        access_key_id: key_id.to_string(),
     })
 }
 
@@ -291,12 +325,12 @@ pub async fn handle(
         )));
     };
     let operation = route.operation.name();
-    let (decision, scope) = {
+    let (decision, caller) = {
         let mut service = sim.lock();
         service.journal.count_call(operation);
-        let decision = service.faults.decide(operation);
-        let scope = scope_from_headers(&headers, &service.settings.default_account);
-        (decision, scope)
+        let caller = caller_from_headers(&headers, &service.settings.default_account);
+        let decision = service.faults.decide(operation, caller.is_ok());
+        (decision, caller)
     };
     let mut record = CallRecord {
         operation,
@@ -304,41 +338,39 @@ pub async fn handle(
             account: String::new(),
             region: String::new(),
         },
+        access_key_id: None,
         package_id: route.package_id.clone(),
         domain_name: route.domain_name.clone(),
+        fault: None,
     };
-    let scope = match scope {
-        Ok(scope) => scope,
+    let caller = match caller {
+        Ok(caller) => caller,
         Err(e) => return record.finish(&sim, Err(e)),
     };
-    record.scope = scope.clone();
+    record.scope = caller.scope.clone();
+    record.access_key_id = Some(caller.access_key_id.clone());
+    record.fault = decision
+        .verdict
+        .fault_name()
+        .or((decision.hold_response_ms > 0).then_some("holdAfterEffect"));
     if decision.verdict == Verdict::RateLimited {
         return record.finish(&sim, Err(ApiError::Throttling("Rate exceeded".to_string())));
     }
     if decision.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
     }
-    let injected = match decision.verdict {
-        Verdict::Throttle => Some(ApiError::Throttling("Rate exceeded".to_string())),
-        Verdict::Internal => Some(ApiError::Internal(
-            "Internal error (injected by ospkg-sim)".to_string(),
-        )),
-        Verdict::Unavailable => Some(ApiError::ServiceUnavailable(
-            "Service unavailable (injected by ospkg-sim)".to_string(),
-        )),
-        Verdict::Proceed | Verdict::RateLimited => None,
-    };
-    if let Some(e) = injected {
+    if let Some(e) = injected_error(&decision.verdict, operation, &caller) {
         return record.finish(&sim, Err(e));
     }
-    let request = match parse_request(&route, &uri, &body) {
-        Ok(r) => r,
-        Err(e) => return record.finish(&sim, Err(e)),
+    let result = match parse_request(&route, &uri, &body) {
+        Ok(request) => {
+            let (package_id, domain_name) = request.subject();
+            record.package_id = record.package_id.or(package_id);
+            record.domain_name = record.domain_name.or(domain_name);
+            sim.lock().execute(&caller.scope, request)
+        }
+        Err(e) => Err(e),
     };
-    let (package_id, domain_name) = request.subject();
-    record.package_id = record.package_id.or(package_id);
-    record.domain_name = record.domain_name.or(domain_name);
-    let result = sim.lock().execute(&scope, request);
     if let Ok(value) = &result
         && record.package_id.is_none()
         && route.operation == Operation::CreatePackage
@@ -347,7 +379,18 @@ pub async fn handle(
             .as_str()
             .map(str::to_string);
     }
-    let response = record.finish(&sim, result);
+    // After-effect faults replace whatever the operation answered.
+    let response = match decision.verdict {
+        Verdict::ErrorAfterEffect => record.finish(
+            &sim,
+            Err(ApiError::Internal(
+                "Internal error (injected by ospkg-sim after the operation took effect)"
+                    .to_string(),
+            )),
+        ),
+        Verdict::CloseAfterEffect => record.close(&sim),
+        _ => record.finish(&sim, result),
+    };
     if decision.hold_response_ms > 0 {
         // The operation has taken effect; the caller just does not hear of it yet.
         tokio::time::sleep(Duration::from_millis(decision.hold_response_ms)).await;
@@ -355,11 +398,35 @@ pub async fn handle(
     response
 }
 
+/// The error a before-effect fault answers instead of running the operation.
+fn injected_error(verdict: &Verdict, operation: &str, caller: &Caller) -> Option<ApiError> {
+    Some(match verdict {
+        Verdict::Throttle => ApiError::Throttling("Rate exceeded".to_string()),
+        Verdict::Internal => {
+            ApiError::Internal("Internal error (injected by ospkg-sim)".to_string())
+        }
+        Verdict::Unavailable => {
+            ApiError::ServiceUnavailable("Service unavailable (injected by ospkg-sim)".to_string())
+        }
+        Verdict::AccessDenied => ApiError::AccessDenied(format!(
+            "User: arn:aws:iam::{}:user/{} is not authorized to perform: es:{operation} because no identity-based policy allows the es:{operation} action (injected by ospkg-sim)",
+            caller.scope.account, caller.access_key_id
+        )),
+        Verdict::Validation(message) => ApiError::Validation(message.clone()),
+        Verdict::Proceed
+        | Verdict::RateLimited
+        | Verdict::ErrorAfterEffect
+        | Verdict::CloseAfterEffect => return None,
+    })
+}
+
 struct CallRecord {
     operation: &'static str,
     scope: Scope,
+    access_key_id: Option<String>,
     package_id: Option<String>,
     domain_name: Option<String>,
+    fault: Option<&'static str>,
 }
 
 impl CallRecord {
@@ -369,23 +436,7 @@ impl CallRecord {
             Ok(_) => (StatusCode::OK, None),
             Err(e) => (e.status(), Some(e.code().to_string())),
         };
-        {
-            let mut service = sim.lock();
-            let at_ms = service.elapsed(service.now());
-            service.journal.push(LogEntry {
-                seq: 0,
-                at_ms,
-                kind: EntryKind::Call,
-                operation: Some(self.operation.to_string()),
-                account: self.scope.account,
-                region: self.scope.region,
-                package_id: self.package_id,
-                domain_name: self.domain_name,
-                status: Some(status.as_u16()),
-                error_code,
-                association_status: None,
-            });
-        }
+        self.log(sim, Some(status.as_u16()), error_code);
         match result {
             Ok(value) => {
                 let mut response = (StatusCode::OK, axum::Json(value)).into_response();
@@ -396,6 +447,53 @@ impl CallRecord {
             }
             Err(e) => error_response(&e),
         }
+    }
+
+    /// Logs the call (without a status: none is sent) and builds an answer that makes the
+    /// server drop the connection before writing anything.
+    fn close(self, sim: &Sim) -> Response {
+        self.log(sim, None, None);
+        Response::new(axum::body::Body::new(AbortedBody))
+    }
+
+    fn log(self, sim: &Sim, status: Option<u16>, error_code: Option<String>) {
+        let mut service = sim.lock();
+        let at_ms = service.elapsed(service.now());
+        service.journal.push(LogEntry {
+            seq: 0,
+            at_ms,
+            kind: EntryKind::Call,
+            operation: Some(self.operation.to_string()),
+            account: self.scope.account,
+            region: self.scope.region,
+            access_key_id: self.access_key_id,
+            package_id: self.package_id,
+            domain_name: self.domain_name,
+            status,
+            error_code,
+            association_status: None,
+            fault: self.fault.map(str::to_string),
+        });
+    }
+}
+
+/// A response body that fails on its first poll. hyper then ends the connection before
+/// flushing the status line it has buffered, so the client reads no response at all (an
+/// empty reply, as when the service's connection breaks after it acted).
+struct AbortedBody;
+
+impl hyper::body::Body for AbortedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "connection closed by ospkg-sim (closeAfterEffect)",
+        ))))
     }
 }
 

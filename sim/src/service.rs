@@ -219,7 +219,14 @@ impl Service {
                         AssociationPhase::Associating { phase, .. } => {
                             (a.status(now).0, phase.until_ms)
                         }
-                        AssociationPhase::Dissociating { phase } => ("DISSOCIATED", phase.until_ms),
+                        AssociationPhase::Dissociating { phase, failure } => (
+                            if failure.is_some() {
+                                "DISSOCIATION_FAILED"
+                            } else {
+                                "DISSOCIATED"
+                            },
+                            phase.until_ms,
+                        ),
                     };
                     events.push((
                         at,
@@ -255,11 +262,13 @@ impl Service {
             operation: None,
             account: scope.account.clone(),
             region: scope.region.clone(),
+            access_key_id: None,
             package_id: Some(package_id.to_string()),
             domain_name: Some(domain.to_string()),
             status: None,
             error_code: None,
             association_status: Some(status.to_string()),
+            fault: None,
         });
     }
 
@@ -309,6 +318,7 @@ impl Service {
     fn revision(
         &self,
         package_type: PackageType,
+        engine_version: Option<&str>,
         source: PackageSource,
         version: u32,
         commit_message: Option<String>,
@@ -319,6 +329,7 @@ impl Service {
         let object = self.objects.get(&source.s3_bucket_name, &source.s3_key);
         let inspection = inspect(
             package_type,
+            engine_version,
             &source.s3_bucket_name,
             &source.s3_key,
             object.map(|o| o.bytes.as_ref()),
@@ -361,12 +372,17 @@ impl Service {
         }
         let revision = self.revision(
             input.package_type,
+            input.engine_version.as_deref(),
             input.source,
             1,
             None,
             input.configuration,
         );
         self.next_package += 1;
+        let listed_from_ms = revision
+            .copying
+            .since_ms
+            .saturating_add(self.faults.read_after_write_lag_ms());
         let package = Package {
             id: format!("F{}", 100_000_000 + self.next_package),
             name: input.name,
@@ -380,6 +396,8 @@ impl Service {
             allow_list: Vec::new(),
             revisions: vec![revision],
             deleting: None,
+            delete_failure: None,
+            listed_from_ms,
         };
         let now = self.now();
         let details = package.details(now);
@@ -413,8 +431,10 @@ impl Service {
             .configuration
             .or_else(|| package.latest().and_then(|r| r.configuration.clone()));
         let (package_type, version) = (package.package_type, package.next_version());
+        let engine_version = package.engine_version.clone();
         let revision = self.revision(
             package_type,
+            engine_version.as_deref(),
             input.source,
             version,
             input.commit_message,
@@ -430,6 +450,9 @@ impl Service {
         if input.encryption.is_some() {
             package.encryption = input.encryption;
         }
+        // An update after a failed deletion makes the package an ordinary one again.
+        package.deleting = None;
+        package.delete_failure = None;
         package.revisions.push(revision);
         Ok(json!({ "PackageDetails": package.details(now) }))
     }
@@ -440,8 +463,18 @@ impl Service {
         input: DescribePackagesInput,
     ) -> Result<Value, ApiError> {
         let now = self.now();
+        // Listings lag behind CreatePackage (when configured); lookups by ID do not.
+        let by_id = input
+            .filters
+            .iter()
+            .any(|f| f.name == FilterName::PackageId);
         let region = self.region(scope);
-        let all: Vec<PackageDetails> = region.packages.iter().map(|p| p.details(now)).collect();
+        let all: Vec<PackageDetails> = region
+            .packages
+            .iter()
+            .filter(|p| by_id || p.listed(now))
+            .map(|p| p.details(now))
+            .collect();
         // A lookup by exact IDs that finds none of them is "not found", as for the other
         // by-ID operations.
         for filter in &input.filters {
@@ -497,14 +530,22 @@ impl Service {
                 domains.join(", ")
             )));
         }
-        let package = region
+        let name = package.name.clone();
+        let failure = self.faults.delete_failure(&name, package_id);
+        let package = self
+            .region(scope)
             .package_mut(package_id)
             .ok_or_else(|| ApiError::package_not_found(package_id))?;
-        if package.deleting.is_none() {
+        // A deletion under way goes on; a failed one can be tried again.
+        if package.status(now) != "DELETING" {
             package.deleting = Some(Phase::new(now, deleting_ms));
+            package.delete_failure = failure;
         }
         // The answer shows DELETING even when deletion takes no time.
-        Ok(json!({ "PackageDetails": package.details(now) }))
+        let mut details = package.details(now);
+        details.package_status = "DELETING";
+        details.error_details = None;
+        Ok(json!({ "PackageDetails": details }))
     }
 
     fn associate(
@@ -626,6 +667,7 @@ impl Service {
             return Err(ApiError::domain_not_found(domain));
         }
         let dissociating_ms = self.clock.durations.dissociating_ms;
+        let failure = self.faults.dissociation_failure(domain);
         let region = self.region(scope);
         let existing = region
             .associations
@@ -656,6 +698,7 @@ impl Service {
             {
                 a.phase = AssociationPhase::Dissociating {
                     phase: Phase::new(now, dissociating_ms),
+                    failure: failure.clone(),
                 };
                 a.settled = false;
             }

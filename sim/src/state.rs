@@ -110,6 +110,13 @@ pub struct Package {
     /// Oldest first; never empty.
     pub revisions: Vec<Revision>,
     pub deleting: Option<Phase>,
+    /// Set when the deletion under way will fail: DELETE_FAILED with this message once
+    /// `deleting` is over, instead of disappearing.
+    #[serde(default)]
+    pub delete_failure: Option<String>,
+    /// Simulated epoch ms from which listings show the package (read-after-write lag).
+    #[serde(default)]
+    pub listed_from_ms: u64,
 }
 
 impl Package {
@@ -122,10 +129,25 @@ impl Package {
     }
 
     pub fn status(&self, now: u64) -> &'static str {
-        if self.deleting.is_some() {
-            return "DELETING";
+        if let Some(deleting) = self.deleting {
+            return self.deletion_status(deleting, now).0;
         }
         self.latest().map_or("AVAILABLE", |r| r.status(now).0)
+    }
+
+    /// DELETING, then DELETE_FAILED when the deletion was made to fail (a deletion that
+    /// succeeds ends with the package gone).
+    fn deletion_status(&self, deleting: Phase, now: u64) -> (&'static str, u64) {
+        if deleting.done(now) && self.delete_failure.is_some() {
+            ("DELETE_FAILED", deleting.until_ms)
+        } else {
+            ("DELETING", deleting.since_ms)
+        }
+    }
+
+    /// Whether listings that are not by `PackageID` show the package yet.
+    pub fn listed(&self, now: u64) -> bool {
+        now >= self.listed_from_ms
     }
 
     /// The newest revision that has become available by `now`.
@@ -144,19 +166,23 @@ impl Package {
     }
 
     pub fn gone(&self, now: u64) -> bool {
-        self.deleting.is_some_and(|d| d.done(now))
+        self.deleting.is_some_and(|d| d.done(now)) && self.delete_failure.is_none()
     }
 
     pub fn details(&self, now: u64) -> PackageDetails {
         let latest = self.latest();
         let (status, since) = match (self.deleting, latest) {
-            (Some(d), _) => ("DELETING", d.since_ms),
+            (Some(d), _) => self.deletion_status(d, now),
             (None, Some(r)) => r.status(now),
             (None, None) => ("AVAILABLE", self.created_ms),
         };
         let available = self.available_revision(now);
         let error_details = match status {
             "COPY_FAILED" | "VALIDATION_FAILED" => latest.and_then(|r| r.error().cloned()),
+            "DELETE_FAILED" => self.delete_failure.as_ref().map(|message| ErrorDetails {
+                error_type: "DeleteFailure".to_string(),
+                error_message: message.clone(),
+            }),
             _ => None,
         };
         PackageDetails {
@@ -209,8 +235,12 @@ pub enum AssociationPhase {
         phase: Phase,
         failure: Option<String>,
     },
+    /// Ends with the association gone, or DISSOCIATION_FAILED with this message (the
+    /// association stays).
     Dissociating {
         phase: Phase,
+        #[serde(default)]
+        failure: Option<String>,
     },
 }
 
@@ -238,7 +268,13 @@ impl Association {
                     ("ACTIVE", phase.until_ms)
                 }
             }
-            AssociationPhase::Dissociating { phase } => ("DISSOCIATING", phase.since_ms),
+            AssociationPhase::Dissociating { phase, failure } => {
+                if phase.done(now) && failure.is_some() {
+                    ("DISSOCIATION_FAILED", phase.until_ms)
+                } else {
+                    ("DISSOCIATING", phase.since_ms)
+                }
+            }
         }
     }
 
@@ -246,12 +282,15 @@ impl Association {
     pub fn in_flight(&self, now: u64) -> bool {
         match &self.phase {
             AssociationPhase::Associating { phase, .. }
-            | AssociationPhase::Dissociating { phase } => !phase.done(now),
+            | AssociationPhase::Dissociating { phase, .. } => !phase.done(now),
         }
     }
 
     pub fn gone(&self, now: u64) -> bool {
-        matches!(&self.phase, AssociationPhase::Dissociating { phase } if phase.done(now))
+        matches!(
+            &self.phase,
+            AssociationPhase::Dissociating { phase, failure: None } if phase.done(now)
+        )
     }
 
     pub fn details(&self, domain: &str, package: &Package, now: u64) -> DomainPackageDetails {
@@ -262,6 +301,13 @@ impl Association {
                 ..
             } if status == "ASSOCIATION_FAILED" => Some(ErrorDetails {
                 error_type: "AssociationFailure".to_string(),
+                error_message: message.clone(),
+            }),
+            AssociationPhase::Dissociating {
+                failure: Some(message),
+                ..
+            } if status == "DISSOCIATION_FAILED" => Some(ErrorDetails {
+                error_type: "DissociationFailure".to_string(),
                 error_message: message.clone(),
             }),
             _ => None,
@@ -375,6 +421,8 @@ pub fn aws_packages(now: u64) -> Vec<Package> {
                 configuration: None,
             }],
             deleting: None,
+            delete_failure: None,
+            listed_from_ms: 0,
         }
     };
     vec![
