@@ -15,11 +15,13 @@ import zipfile
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 ENDPOINT = os.environ["OSPKG_SIM_ENDPOINT"]
 S3_ENDPOINT = os.environ["OSPKG_SIM_S3"]
-NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
+# botocore's `max_attempts` counts retries only; `total_max_attempts` includes the first call.
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 DESCRIPTOR = (
     "name=example-plugin\ndescription=Example plugin\nversion=1.0.0\n"
     "classname=org.example.ExamplePlugin\n"
@@ -225,3 +227,32 @@ def test_regions_are_separate():
     names = [p["PackageName"] for p in west.describe_packages()["PackageDetailsList"]]
     assert "regional" not in names
     west.create_package(PackageName="regional", PackageType="TXT-DICTIONARY", PackageSource=source("r.txt"))
+
+
+def test_scripted_faults_through_the_admin_api():
+    c = opensearch(key="AKIDBOTO")
+    admin("PUT", "/objects/pkgs/s.txt", None)
+    for fault in ({"kind": "accessDenied"}, {"kind": "closeAfterEffect"}, {"kind": "errorAfterEffect"}):
+        admin("POST", "/faults/script", {"operation": "CreatePackage", "fault": fault})
+    assert len(admin("GET", "/faults")["script"]["CreatePackage"]) == 3
+
+    def create(name):
+        return c.create_package(PackageName=name, PackageType="TXT-DICTIONARY", PackageSource=source("s.txt"))
+
+    with pytest.raises(c.exceptions.AccessDeniedException) as e:
+        create("denied")
+    assert "es:CreatePackage" in str(e.value)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # No response at all: botocore reports a connection error, yet the package was made.
+    with pytest.raises((HTTPClientError, BotoConnectionError)):
+        create("closed")
+    with pytest.raises(c.exceptions.InternalException):
+        create("errored")
+    names = {p["PackageName"] for p in c.describe_packages()["PackageDetailsList"]}
+    assert {"closed", "errored"} <= names and "denied" not in names
+    calls = [e for e in admin("GET", "/log") if e.get("operation") == "CreatePackage"]
+    assert [(e.get("status"), e.get("fault"), e["accessKeyId"]) for e in calls] == [
+        (403, "accessDenied", "AKIDBOTO"),
+        (None, "closeAfterEffect", "AKIDBOTO"),
+        (500, "errorAfterEffect", "AKIDBOTO"),
+    ]
