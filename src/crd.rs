@@ -11,6 +11,9 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Operation;
+use crate::vocabulary::{DomainPackageStatus, PackageStatus};
+
 /// API group of every resource this operator serves.
 pub const GROUP: &str = "ospkg.dev";
 /// Finalizer that holds an object until its package is cleaned up.
@@ -362,7 +365,7 @@ pub struct OpenSearchPackageStatus {
     /// The service's PackageStatus as last seen (COPYING, VALIDATING, AVAILABLE, COPY_FAILED,
     /// VALIDATION_FAILED, DELETING, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package_status: Option<String>,
+    pub package_status: Option<PackageStatus>,
 
     /// Newest available package version, e.g. v3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -452,7 +455,7 @@ pub struct DomainStatus {
     /// The service's DomainPackageStatus (ASSOCIATING, ACTIVE, ASSOCIATION_FAILED,
     /// DISSOCIATING, DISSOCIATION_FAILED).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain_package_status: Option<String>,
+    pub domain_package_status: Option<DomainPackageStatus>,
     /// Package version the domain runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_version: Option<String>,
@@ -476,7 +479,7 @@ pub struct DomainStatus {
 #[serde(rename_all = "camelCase")]
 pub struct InFlight {
     /// The operation, e.g. CreatePackage.
-    pub operation: String,
+    pub operation: Operation,
     /// The spec digest sent with it.
     pub digest: String,
     /// When it was started (RFC 3339).

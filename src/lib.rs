@@ -9,6 +9,8 @@ pub mod crd;
 pub mod digest;
 pub mod metrics;
 pub mod plan;
+pub mod runtime;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod vocabulary;

@@ -16,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::backend::Operation;
+
 /// Reconcile durations span a no-op resync (about a millisecond) to a slow chain of AWS
 /// calls (up to a minute).
 const RECONCILE_BUCKETS: [f64; 16] = [
@@ -120,7 +122,8 @@ impl Metrics {
     }
 
     /// Counts one AWS call; `outcome` is "ok" or a `BackendError::label()`.
-    pub fn aws_call(&self, operation: &'static str, outcome: &'static str) {
+    pub fn aws_call(&self, operation: Operation, outcome: &'static str) {
+        let operation = operation.as_str();
         self.aws_calls
             .get_or_create(&AwsCallLabels { operation, outcome })
             .inc();
@@ -242,10 +245,10 @@ mod tests {
     #[test]
     fn aws_calls_are_counted_by_operation_and_outcome() {
         let metrics = Metrics::new();
-        metrics.aws_call("DescribePackages", "ok");
-        metrics.aws_call("DescribePackages", "ok");
-        metrics.aws_call("DescribePackages", "throttled");
-        metrics.aws_call("CreatePackage", "ok");
+        metrics.aws_call(Operation::DescribePackages, "ok");
+        metrics.aws_call(Operation::DescribePackages, "ok");
+        metrics.aws_call(Operation::DescribePackages, "throttled");
+        metrics.aws_call(Operation::CreatePackage, "ok");
 
         let count = |operation, outcome| {
             metrics
@@ -318,7 +321,7 @@ mod tests {
     fn encode_names_every_family_with_the_prefix() {
         let metrics = Metrics::new();
         metrics.observe_reconcile("success", Duration::from_millis(10));
-        metrics.aws_call("DescribePackages", "ok");
+        metrics.aws_call(Operation::DescribePackages, "ok");
         metrics.set_package_status("ns/a", Some("AVAILABLE"));
         metrics.set_domains_behind("ns/a", 1);
 

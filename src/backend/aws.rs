@@ -6,7 +6,7 @@
 //!
 //! Errors are identified by the service's error *code* ([`ProvideErrorMetadata::code`]),
 //! never by HTTP status: the status the service sends for a code is not stable (see
-//! `aws-packages-api.md` §1). [`classify_service_error`] is the single place that turns a code
+//! docs/aws-api.md, "Errors"). [`classify_service_error`] is the single place that turns a code
 //! into a [`BackendError`].
 
 use std::collections::HashMap;
@@ -14,7 +14,10 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::{PoisonError, RwLock};
 
-use aws_config::SdkConfig;
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_sdk_opensearch::Client;
 use aws_sdk_opensearch::config::{Config, Credentials, Region};
 use aws_sdk_opensearch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -33,6 +36,28 @@ use crate::crd::{KeyStoreAccess, PackageConfiguration, PackageEncryption};
 
 /// Largest page the service accepts; fewer round trips for the same answer.
 const PAGE_SIZE: i32 = 100;
+
+/// Longest wait for a TCP connection to the AWS endpoint.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest single HTTP attempt (one page of a listing, one mutating call).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest operation, retries included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The AWS SDK settings the operator ships with: credentials and region from the default
+/// chain, its retry policy and its timeouts. Tests build their configuration from this too
+/// (adding an endpoint and static credentials), so they exercise what ships.
+pub fn sdk_defaults() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::adaptive())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+}
 
 /// [`PackageBackend`] over the Amazon OpenSearch Service API.
 pub struct AwsBackend {
@@ -69,17 +94,16 @@ impl AwsBackend {
         }
     }
 
-    /// A backend that talks to `endpoint_url` (a simulator) with static dummy credentials and
-    /// the SDK's retries disabled, so tests see every response and can count calls.
-    pub fn for_endpoint(endpoint_url: &str) -> Self {
-        let conf = Config::builder()
-            .behavior_version_latest()
+    /// A backend that talks to `endpoint_url` (the simulator, in tests and the demo) with
+    /// static dummy credentials and otherwise exactly the SDK settings the operator ships with.
+    pub async fn for_endpoint(endpoint_url: &str) -> Self {
+        let conf = sdk_defaults()
             .endpoint_url(endpoint_url)
             .region(Region::from_static("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .retry_config(RetryConfig::disabled())
-            .build();
-        Self::from_conf(conf)
+            .load()
+            .await;
+        Self::new(conf)
     }
 
     /// The client for `region`, built on first use.
@@ -413,7 +437,7 @@ fn package_from_sdk(details: &sdk::PackageDetails) -> Package {
             .package_type()
             .map(|t| t.as_str().to_owned())
             .unwrap_or_default(),
-        status: PackageStatus::parse(
+        status: PackageStatus::from_service(
             details
                 .package_status()
                 .map(sdk::PackageStatus::as_str)
@@ -428,7 +452,6 @@ fn package_from_sdk(details: &sdk::PackageDetails) -> Package {
         // The getter turns "absent" into an empty slice; the field keeps the difference
         // (the list is only shown to the owner).
         allow_listed_users: details.allow_listed_user_list.clone(),
-        owner: details.package_owner().map(str::to_owned),
     }
 }
 
@@ -436,7 +459,7 @@ fn association_from_sdk(details: &sdk::DomainPackageDetails) -> DomainAssociatio
     DomainAssociation {
         domain_name: details.domain_name().unwrap_or_default().to_owned(),
         package_id: details.package_id().unwrap_or_default().to_owned(),
-        status: DomainPackageStatus::parse(
+        status: DomainPackageStatus::from_service(
             details
                 .domain_package_status()
                 .map(sdk::DomainPackageStatus::as_str)
@@ -444,7 +467,6 @@ fn association_from_sdk(details: &sdk::DomainPackageDetails) -> DomainAssociatio
         ),
         package_version: details.package_version().map(str::to_owned),
         reference_path: details.reference_path().map(str::to_owned),
-        prerequisites: details.prerequisite_package_id_list().to_vec(),
         last_updated: timestamp(details.last_updated()),
         error: service_error(details.error_details()),
     }
@@ -527,8 +549,11 @@ pub fn classify_service_error(
         | "InvalidClientTokenId"
         | "InvalidSignatureException"
         | "SignatureDoesNotMatch"
+        // Both spellings are seen for the two signature errors (with and without the suffix).
         | "MissingAuthenticationToken"
-        | "IncompleteSignature" => BackendError::AccessDenied(text),
+        | "MissingAuthenticationTokenException"
+        | "IncompleteSignature"
+        | "IncompleteSignatureException" => BackendError::AccessDenied(text),
         "LimitExceededException" | "ServiceQuotaExceededException" => {
             BackendError::LimitExceeded(text)
         }
@@ -594,6 +619,16 @@ mod tests {
             ),
             ("ConflictException", 409, BackendError::Conflict),
             ("AccessDeniedException", 403, BackendError::AccessDenied),
+            (
+                "MissingAuthenticationTokenException",
+                403,
+                BackendError::AccessDenied,
+            ),
+            (
+                "IncompleteSignatureException",
+                403,
+                BackendError::AccessDenied,
+            ),
             ("LimitExceededException", 409, BackendError::LimitExceeded),
             ("ThrottlingException", 400, BackendError::Throttled),
             ("TooManyRequestsException", 429, BackendError::Throttled),
@@ -670,9 +705,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn regional_clients_are_built_once() {
-        let backend = AwsBackend::for_endpoint("http://127.0.0.1:1");
+    #[tokio::test]
+    async fn regional_clients_are_built_once() {
+        let backend = AwsBackend::for_endpoint("http://127.0.0.1:1").await;
         let a = backend.client("eu-west-1");
         let _ = backend.client("eu-west-1");
         let b = backend.client("us-east-2");

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::{
-    AssociatePackage, BackendResult, CreatePackage, DomainAssociation, Package, PackageBackend,
-    PackageFilter, PackageVersion, UpdatePackage,
+    AssociatePackage, BackendResult, CreatePackage, DomainAssociation, Operation, Package,
+    PackageBackend, PackageFilter, PackageVersion, UpdatePackage,
 };
 use crate::metrics::Metrics;
 
@@ -48,11 +48,6 @@ impl<B> Metered<B> {
         }
     }
 
-    /// The wrapped backend (tests inspect a fake through it).
-    pub fn inner(&self) -> &B {
-        &self.inner
-    }
-
     /// The region's limiter, created on first use: the regions in play are only known from
     /// the objects' specs.
     fn limiter(&self, region: &str) -> Arc<DefaultDirectRateLimiter> {
@@ -68,12 +63,7 @@ impl<B> Metered<B> {
 
     /// Waits for the region's limiter, makes the call and counts its outcome. The call is
     /// built only after the wait so no request work starts before a token is granted.
-    async fn call<T, F, Fut>(
-        &self,
-        region: &str,
-        operation: &'static str,
-        call: F,
-    ) -> BackendResult<T>
+    async fn call<T, F, Fut>(&self, region: &str, operation: Operation, call: F) -> BackendResult<T>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = BackendResult<T>>,
@@ -95,28 +85,28 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
         region: &str,
         filter: PackageFilter,
     ) -> BackendResult<Vec<Package>> {
-        self.call(region, "DescribePackages", || {
+        self.call(region, Operation::DescribePackages, || {
             self.inner.describe_packages(region, filter)
         })
         .await
     }
 
     async fn create_package(&self, region: &str, request: CreatePackage) -> BackendResult<Package> {
-        self.call(region, "CreatePackage", || {
+        self.call(region, Operation::CreatePackage, || {
             self.inner.create_package(region, request)
         })
         .await
     }
 
     async fn update_package(&self, region: &str, request: UpdatePackage) -> BackendResult<Package> {
-        self.call(region, "UpdatePackage", || {
+        self.call(region, Operation::UpdatePackage, || {
             self.inner.update_package(region, request)
         })
         .await
     }
 
     async fn delete_package(&self, region: &str, package_id: &str) -> BackendResult<Package> {
-        self.call(region, "DeletePackage", || {
+        self.call(region, Operation::DeletePackage, || {
             self.inner.delete_package(region, package_id)
         })
         .await
@@ -127,7 +117,7 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
         region: &str,
         package_id: &str,
     ) -> BackendResult<Vec<PackageVersion>> {
-        self.call(region, "GetPackageVersionHistory", || {
+        self.call(region, Operation::GetPackageVersionHistory, || {
             self.inner.package_version_history(region, package_id)
         })
         .await
@@ -138,7 +128,7 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
         region: &str,
         request: AssociatePackage,
     ) -> BackendResult<DomainAssociation> {
-        self.call(region, "AssociatePackage", || {
+        self.call(region, Operation::AssociatePackage, || {
             self.inner.associate_package(region, request)
         })
         .await
@@ -150,7 +140,7 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
         package_id: &str,
         domain_name: &str,
     ) -> BackendResult<DomainAssociation> {
-        self.call(region, "DissociatePackage", || {
+        self.call(region, Operation::DissociatePackage, || {
             self.inner
                 .dissociate_package(region, package_id, domain_name)
         })
@@ -162,7 +152,7 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
         region: &str,
         package_id: &str,
     ) -> BackendResult<Vec<DomainAssociation>> {
-        self.call(region, "ListDomainsForPackage", || {
+        self.call(region, Operation::ListDomainsForPackage, || {
             self.inner.list_domains_for_package(region, package_id)
         })
         .await
@@ -174,7 +164,7 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
         package_id: &str,
         users: Vec<String>,
     ) -> BackendResult<Vec<String>> {
-        self.call(region, "UpdatePackageScope", || {
+        self.call(region, Operation::UpdatePackageScope, || {
             self.inner.update_package_scope(region, package_id, users)
         })
         .await
@@ -183,50 +173,67 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use ospkg_sim::{FaultConfig, OperationFaults, RunningSim, SimConfig};
+
     use super::*;
     use crate::backend::BackendError;
-    use crate::backend::fake::{FakeBackend, Operation};
+    use crate::backend::aws::AwsBackend;
 
-    /// A backend whose limiter allows a burst of `burst` calls per region and then one call
-    /// an hour, so a spent budget stays spent however slowly the test runs.
-    fn metered(burst: u32) -> (Metered<FakeBackend>, Arc<Metrics>) {
+    /// The production backend against an in-process simulator, metered with a limiter that
+    /// allows a burst of `burst` calls per region and then one call an hour, so a spent budget
+    /// stays spent however slowly the test runs.
+    async fn metered(burst: u32) -> (Metered<AwsBackend>, Arc<Metrics>, RunningSim) {
+        let sim = ospkg_sim::start(SimConfig::default())
+            .await
+            .expect("simulator starts");
         let metrics = Arc::new(Metrics::new());
         let burst = NonZeroU32::new(burst).expect("test burst is non-zero");
         let quota = Quota::per_hour(burst);
+        let backend = AwsBackend::for_endpoint(&sim.endpoint()).await;
         (
-            Metered::with_quota(FakeBackend::new(), Arc::clone(&metrics), quota),
+            Metered::with_quota(backend, Arc::clone(&metrics), quota),
             metrics,
+            sim,
         )
     }
 
     #[tokio::test]
     async fn calls_are_counted_by_operation_and_outcome() {
-        let (backend, metrics) = metered(10);
-        backend
-            .describe_packages("eu-west-1", PackageFilter::All)
-            .await
-            .expect("describe succeeds");
-        backend
-            .describe_packages("eu-west-1", PackageFilter::All)
-            .await
-            .expect("describe succeeds");
-        backend.inner().fail_next(
-            Operation::DescribePackages,
-            BackendError::Throttled("slow down".into()),
-        );
+        let (backend, metrics, sim) = metered(10).await;
+        for _ in 0..2 {
+            backend
+                .describe_packages("eu-west-1", PackageFilter::All)
+                .await
+                .expect("describe succeeds");
+        }
+        // The service throttles every DescribePackages: the SDK's own retries give up and
+        // the one backend call ends throttled.
+        let throttle = OperationFaults {
+            throttle: 1.0,
+            ..OperationFaults::default()
+        };
+        let faults = FaultConfig {
+            operations: BTreeMap::from([("DescribePackages".to_owned(), throttle)]),
+            ..FaultConfig::default()
+        };
+        sim.admin().set_faults(&faults).await.expect("faults set");
         let throttled = backend
             .describe_packages("eu-west-1", PackageFilter::All)
             .await;
-        assert_eq!(throttled, Err(BackendError::Throttled("slow down".into())));
-        let missing = backend.delete_package("eu-west-1", "F404").await;
+        assert!(
+            matches!(throttled, Err(BackendError::Throttled(_))),
+            "{throttled:?}"
+        );
+        let missing = backend.delete_package("eu-west-1", "F404404404").await;
         assert!(
             matches!(missing, Err(BackendError::NotFound(_))),
             "{missing:?}"
         );
-
-        // Each call reached the inner backend exactly once.
-        assert_eq!(backend.inner().calls(Operation::DescribePackages), 3);
-        assert_eq!(backend.inner().calls(Operation::DeletePackage), 1);
+        let calls = sim.admin().calls().await.expect("calls");
+        assert_eq!(calls.get("DeletePackage"), Some(&1));
+        assert!(calls.get("DescribePackages").is_some_and(|n| *n >= 3));
 
         let text = metrics.encode();
         for line in [
@@ -240,7 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_operation_is_named_as_in_the_aws_api() {
-        let (backend, metrics) = metered(10);
+        let (backend, metrics, _sim) = metered(10).await;
         let region = "eu-west-1";
         // Outcomes do not matter here, only that each method records its operation.
         let _ = backend.describe_packages(region, PackageFilter::All).await;
@@ -258,14 +265,14 @@ mod tests {
             Operation::DissociatePackage,
             Operation::ListDomainsForPackage,
         ] {
-            let label = format!("operation=\"{}\"", operation.as_str());
+            let label = format!("operation=\"{operation}\"");
             assert!(text.contains(&label), "missing {label} in\n{text}");
         }
     }
 
     #[tokio::test]
     async fn calls_spend_the_region_budget() {
-        let (backend, _metrics) = metered(3);
+        let (backend, _metrics, _sim) = metered(3).await;
         for _ in 0..3 {
             backend
                 .describe_packages("eu-west-1", PackageFilter::All)
@@ -282,10 +289,11 @@ mod tests {
         assert!(other.check().is_err());
     }
 
-    #[test]
-    fn rate_per_second_is_both_rate_and_burst() {
+    #[tokio::test]
+    async fn rate_per_second_is_both_rate_and_burst() {
         let rate = NonZeroU32::new(5).expect("non-zero");
-        let backend = Metered::new(FakeBackend::new(), Arc::new(Metrics::new()), rate);
+        let inner = AwsBackend::for_endpoint("http://127.0.0.1:1").await;
+        let backend = Metered::new(inner, Arc::new(Metrics::new()), rate);
         assert_eq!(backend.quota.burst_size(), rate);
         assert_eq!(
             backend.quota.replenish_interval(),
@@ -293,9 +301,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn limiter_is_created_once_per_region() {
-        let (backend, _metrics) = metered(1);
+    #[tokio::test]
+    async fn limiter_is_created_once_per_region() {
+        let (backend, _metrics, _sim) = metered(1).await;
         let first = backend.limiter("eu-west-1");
         assert!(Arc::ptr_eq(&first, &backend.limiter("eu-west-1")));
         assert!(!Arc::ptr_eq(&first, &backend.limiter("eu-central-1")));

@@ -1,18 +1,67 @@
 //! The narrow seam between the reconciler and the OpenSearch Service package APIs.
 //!
-//! [`PackageBackend`] has one method per AWS operation the operator uses and speaks the
-//! operator's own types. [`aws::AwsBackend`] implements it over `aws-sdk-opensearch`;
-//! [`fake::FakeBackend`] is an in-memory stand-in for unit tests.
+//! [`PackageBackend`] has one method per AWS [`Operation`] the operator uses and speaks the
+//! operator's own types. [`aws::AwsBackend`] is its one implementation, over
+//! `aws-sdk-opensearch`; [`metered::Metered`] wraps it with the rate limiter and call metrics.
+//! Tests run it against the simulator in `sim/`, the project's only model of the service.
 
 pub mod aws;
-pub mod fake;
 pub mod metered;
 
 use std::future::Future;
 
 use jiff::Timestamp;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use strum::{Display, EnumIter, EnumString, IntoStaticStr};
 
 use crate::crd::{KeyStoreAccess, PackageConfiguration, PackageEncryption, PackageType};
+pub use crate::vocabulary::{DomainPackageStatus, PackageStatus};
+
+/// The AWS operations behind [`PackageBackend`], named as in the AWS API, IAM actions and the
+/// `operation` label of the call metrics.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Display,
+    EnumString,
+    EnumIter,
+    IntoStaticStr,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+pub enum Operation {
+    DescribePackages,
+    CreatePackage,
+    UpdatePackage,
+    DeletePackage,
+    GetPackageVersionHistory,
+    AssociatePackage,
+    DissociatePackage,
+    ListDomainsForPackage,
+    UpdatePackageScope,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether the call changes something in AWS (and so must never be sent blindly twice).
+    pub fn is_mutating(self) -> bool {
+        !matches!(
+            self,
+            Self::DescribePackages | Self::GetPackageVersionHistory | Self::ListDomainsForPackage
+        )
+    }
+}
 
 /// A package as the service describes it.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,8 +76,8 @@ pub struct Package {
     pub error: Option<ServiceError>,
     pub created_at: Option<Timestamp>,
     pub last_updated_at: Option<Timestamp>,
+    /// Accounts the package is shared with (vending-enabled packages only).
     pub allow_listed_users: Option<Vec<String>>,
-    pub owner: Option<String>,
 }
 
 impl Package {
@@ -42,61 +91,6 @@ impl Package {
 /// Whether a package id names an AWS-owned package.
 pub fn is_aws_owned_id(id: &str) -> bool {
     id.starts_with('G')
-}
-
-/// The service's `PackageStatus`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PackageStatus {
-    Copying,
-    CopyFailed,
-    Validating,
-    ValidationFailed,
-    Available,
-    Deleting,
-    Deleted,
-    DeleteFailed,
-    /// A status this operator does not know (the service added one).
-    Other(String),
-}
-
-impl PackageStatus {
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Copying => "COPYING",
-            Self::CopyFailed => "COPY_FAILED",
-            Self::Validating => "VALIDATING",
-            Self::ValidationFailed => "VALIDATION_FAILED",
-            Self::Available => "AVAILABLE",
-            Self::Deleting => "DELETING",
-            Self::Deleted => "DELETED",
-            Self::DeleteFailed => "DELETE_FAILED",
-            Self::Other(s) => s,
-        }
-    }
-
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "COPYING" => Self::Copying,
-            "COPY_FAILED" => Self::CopyFailed,
-            "VALIDATING" => Self::Validating,
-            "VALIDATION_FAILED" => Self::ValidationFailed,
-            "AVAILABLE" => Self::Available,
-            "DELETING" => Self::Deleting,
-            "DELETED" => Self::Deleted,
-            "DELETE_FAILED" => Self::DeleteFailed,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-
-    /// The import of the newest version failed; only a new version can fix it.
-    pub fn is_failed(&self) -> bool {
-        matches!(self, Self::CopyFailed | Self::ValidationFailed)
-    }
-
-    /// The service is still importing a version.
-    pub fn is_importing(&self) -> bool {
-        matches!(self, Self::Copying | Self::Validating)
-    }
 }
 
 /// Error details the service attaches to a package or an association.
@@ -114,41 +108,6 @@ pub struct PackageVersion {
     pub created_at: Option<Timestamp>,
 }
 
-/// The service's `DomainPackageStatus`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DomainPackageStatus {
-    Associating,
-    AssociationFailed,
-    Active,
-    Dissociating,
-    DissociationFailed,
-    Other(String),
-}
-
-impl DomainPackageStatus {
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Associating => "ASSOCIATING",
-            Self::AssociationFailed => "ASSOCIATION_FAILED",
-            Self::Active => "ACTIVE",
-            Self::Dissociating => "DISSOCIATING",
-            Self::DissociationFailed => "DISSOCIATION_FAILED",
-            Self::Other(s) => s,
-        }
-    }
-
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "ASSOCIATING" => Self::Associating,
-            "ASSOCIATION_FAILED" => Self::AssociationFailed,
-            "ACTIVE" => Self::Active,
-            "DISSOCIATING" => Self::Dissociating,
-            "DISSOCIATION_FAILED" => Self::DissociationFailed,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-}
-
 /// An association of a package with a domain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DomainAssociation {
@@ -157,7 +116,6 @@ pub struct DomainAssociation {
     pub status: DomainPackageStatus,
     pub package_version: Option<String>,
     pub reference_path: Option<String>,
-    pub prerequisites: Vec<String>,
     pub last_updated: Option<Timestamp>,
     pub error: Option<ServiceError>,
 }

@@ -10,7 +10,7 @@ use ospkg::backend::{AssociatePackage, PackageBackend};
 use ospkg::crd::OpenSearchPackage;
 use ospkg_sim::{Durations, EntryKind, FaultConfig, LogEntry, SimConfig};
 
-use crate::support::{
+use super::support::{
     self, CONVERGE, DOMAIN, TestEnv, condition, dictionary, fast_durations, is_current, status_of,
 };
 
@@ -61,7 +61,7 @@ fn all_active(obj: &OpenSearchPackage, domains: &[&str], version: &str) -> bool 
     domains.iter().all(|name| {
         status.domains.iter().any(|d| {
             d.domain_name == *name
-                && d.domain_package_status.as_deref() == Some("ACTIVE")
+                && d.domain_package_status.as_ref().map(|s| s.as_str()) == Some("ACTIVE")
                 && d.package_version.as_deref() == Some(version)
         })
     })
@@ -167,7 +167,10 @@ async fn two_domains_reach_active_then_ready() {
             .iter()
             .find(|d| d.domain_name == name)
             .unwrap_or_else(|| panic!("{name} missing from status.domains: {:?}", s.domains));
-        assert_eq!(d.domain_package_status.as_deref(), Some("ACTIVE"));
+        assert_eq!(
+            d.domain_package_status.as_ref().map(|s| s.as_str()),
+            Some("ACTIVE")
+        );
         assert_eq!(d.package_version.as_deref(), Some("v1"));
         assert_eq!(
             d.reference_path.as_deref(),
@@ -407,7 +410,7 @@ async fn deletion_dissociates_and_waits_for_foreign_domains() {
     let obj = wait_ready_only_when_active(&env, "gone", &[DOMAIN, SECOND], "v1").await;
     let id = status_of(&obj).package_id.clone().expect("id");
 
-    let backend = AwsBackend::for_endpoint(&env.sim.endpoint());
+    let backend = AwsBackend::for_endpoint(&env.sim.endpoint()).await;
     backend
         .associate_package(
             "us-east-1",
@@ -639,16 +642,21 @@ async fn plugin_waits_for_its_prerequisites_and_is_associated_with_them() {
         .collect();
     wanted.sort();
     let plugin_id = status_of(&plugin).package_id.clone().expect("plugin id");
-    let backend = AwsBackend::for_endpoint(&env.sim.endpoint());
-    let associations = backend
-        .list_domains_for_package("us-east-1", &plugin_id)
-        .await
-        .expect("list domains");
-    let association = associations
-        .iter()
-        .find(|a| a.domain_name == DOMAIN)
+    // What the service recorded for the association, read from the simulator's state.
+    let state = env.sim.admin().packages().await.expect("simulator state");
+    let association = state["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|scope| scope["associations"].as_array().into_iter().flatten())
+        .find(|a| a["PackageID"] == plugin_id.as_str() && a["DomainName"] == DOMAIN)
         .expect("plugin associated with the domain");
-    let mut prerequisites = association.prerequisites.clone();
+    let mut prerequisites: Vec<String> = association["PrerequisitePackageIDList"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str().map(str::to_owned))
+        .collect();
     prerequisites.sort();
     assert_eq!(prerequisites, wanted);
 

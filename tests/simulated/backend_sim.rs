@@ -28,7 +28,7 @@ async fn start_with(config: SimConfig) -> (RunningSim, AwsBackend) {
     )
     .await
     .unwrap();
-    let backend = AwsBackend::for_endpoint(&sim.endpoint());
+    let backend = AwsBackend::for_endpoint(&sim.endpoint()).await;
     (sim, backend)
 }
 

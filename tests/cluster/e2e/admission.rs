@@ -1,9 +1,9 @@
-//! (c) Invalid objects are rejected at admission by the real API server (OpenAPI schema and
+//! Admission: invalid objects are rejected at admission by the real API server (OpenAPI schema and
 //! CEL rules of the generated CRD), with a message naming the field.
 
 use ospkg_sim::SimConfig;
 
-use crate::support::{self, TestEnv};
+use super::support::{self, TestEnv};
 
 /// A valid object to start from; `spec` lines replace the defaults below.
 fn object(name: &str, spec: &str) -> String {

@@ -1,5 +1,6 @@
-//! Reconcile tests: the fake AWS backend and a mock Kubernetes API (tower-test) that records
-//! every request the reconcile makes, so the tests assert what is sent to the API server.
+//! Reconcile tests: the production AWS backend against an in-process simulator, and a mock
+//! Kubernetes API (tower-test) that records every request the reconcile makes, so the tests
+//! assert what is sent to the API server and what reached AWS.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,11 +12,12 @@ use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::{Client, Resource};
-use ospkg::backend::fake::{FakeBackend, Operation};
-use ospkg::backend::{PackageBackend, PackageFilter};
+use ospkg::backend::aws::AwsBackend;
+use ospkg::backend::{Operation, PackageBackend, PackageFilter};
 use ospkg::controller::{Context, reconcile};
 use ospkg::crd::{FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
 use ospkg::metrics::Metrics;
+use ospkg_sim::{Durations, RunningSim, SimConfig};
 use serde_json::{Value, json};
 
 const REGION: &str = "us-east-1";
@@ -76,7 +78,47 @@ fn mock_client(object: OpenSearchPackage) -> (Client, Arc<Mutex<Vec<Sent>>>) {
     (Client::new(service, "default"), sent)
 }
 
-fn context(client: Client, backend: FakeBackend) -> Arc<Context<FakeBackend>> {
+/// The AWS side of a test: the simulator and the operator's backend configured as shipped.
+struct Aws {
+    sim: RunningSim,
+    backend: AwsBackend,
+}
+
+impl Aws {
+    /// Imports and associations finish at once.
+    async fn immediate() -> Self {
+        Self::start(SimConfig::default().durations(Durations::instant())).await
+    }
+
+    /// Time stands still: imports stay COPYING until the test advances the clock.
+    async fn held() -> Self {
+        Self::start(SimConfig::default().manual_clock()).await
+    }
+
+    async fn start(config: SimConfig) -> Self {
+        let sim = ospkg_sim::start(config).await.expect("simulator starts");
+        // The file every test object imports.
+        sim.admin()
+            .put_object("acme-dicts", "synonyms.txt", b"tv, television\n".to_vec())
+            .await
+            .expect("object stored");
+        let backend = AwsBackend::for_endpoint(&sim.endpoint()).await;
+        Self { sim, backend }
+    }
+
+    /// A second backend on the same simulator, for the reconcile's context.
+    async fn backend(&self) -> AwsBackend {
+        AwsBackend::for_endpoint(&self.sim.endpoint()).await
+    }
+
+    /// Requests the simulator has seen for this operation.
+    async fn calls(&self, operation: Operation) -> u64 {
+        let calls = self.sim.admin().calls().await.expect("call counts");
+        calls.get(operation.as_str()).copied().unwrap_or_default()
+    }
+}
+
+fn context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> {
     let (store, _writer) = reflector::store::<OpenSearchPackage>();
     let recorder = Recorder::new(
         client.clone(),
@@ -138,8 +180,8 @@ fn status_patches(sent: &[Sent]) -> Vec<&Sent> {
 async fn a_new_object_gets_the_finalizer_first() {
     let obj = object(json!({}));
     let (client, sent) = mock_client(obj.clone());
-    let backend = FakeBackend::new();
-    reconcile(Arc::new(obj), context(client, backend.clone()))
+    let aws = Aws::immediate().await;
+    reconcile(Arc::new(obj), context(client, aws.backend().await))
         .await
         .expect("reconcile");
 
@@ -156,21 +198,20 @@ async fn a_new_object_gets_the_finalizer_first() {
         ])
     );
     // Nothing was asked of AWS before the finalizer was in place.
-    assert_eq!(backend.calls(Operation::CreatePackage), 0);
-    assert_eq!(backend.calls(Operation::DescribePackages), 0);
+    assert_eq!(aws.calls(Operation::CreatePackage).await, 0);
+    assert_eq!(aws.calls(Operation::DescribePackages).await, 0);
 }
 
 #[tokio::test]
 async fn create_records_the_create_then_writes_status_by_server_side_apply() {
     let obj = with_finalizer(object(json!({})));
     let (client, sent) = mock_client(obj.clone());
-    let backend = FakeBackend::new();
-    backend.hold_imports(true);
-    reconcile(Arc::new(obj), context(client, backend.clone()))
+    let aws = Aws::held().await;
+    reconcile(Arc::new(obj), context(client, aws.backend().await))
         .await
         .expect("reconcile");
 
-    assert_eq!(backend.calls(Operation::CreatePackage), 1);
+    assert_eq!(aws.calls(Operation::CreatePackage).await, 1);
     let sent = sent.lock().expect("log").clone();
     let patches = status_patches(&sent);
     assert_eq!(patches.len(), 2, "{sent:#?}");
@@ -199,7 +240,10 @@ async fn create_records_the_create_then_writes_status_by_server_side_apply() {
     assert!(after.in_flight.is_none());
     let id = after.package_id.clone().expect("package id");
     assert!(id.starts_with('F'), "{id}");
-    assert_eq!(after.package_status.as_deref(), Some("COPYING"));
+    assert_eq!(
+        after.package_status,
+        Some(ospkg::vocabulary::PackageStatus::Copying)
+    );
     assert!(
         after
             .applied_digest
@@ -226,11 +270,11 @@ async fn create_records_the_create_then_writes_status_by_server_side_apply() {
 
 #[tokio::test]
 async fn an_unchanged_status_is_not_written_again() {
-    // First reconcile brings the object to Ready against an immediate fake.
+    // First reconcile brings the object to Ready against a simulator that imports at once.
     let obj = with_finalizer(object(json!({})));
-    let backend = FakeBackend::new();
+    let aws = Aws::immediate().await;
     let (client, sent) = mock_client(obj.clone());
-    let ctx = context(client, backend.clone());
+    let ctx = context(client, aws.backend().await);
     reconcile(Arc::new(obj.clone()), ctx.clone())
         .await
         .expect("create");
@@ -272,14 +316,15 @@ async fn an_unchanged_status_is_not_written_again() {
         "{:#?}",
         &log[before..]
     );
-    assert_eq!(backend.calls(Operation::CreatePackage), 1);
-    assert_eq!(backend.calls(Operation::UpdatePackage), 0);
+    assert_eq!(aws.calls(Operation::CreatePackage).await, 1);
+    assert_eq!(aws.calls(Operation::UpdatePackage).await, 0);
 }
 
 #[tokio::test]
 async fn deletion_deletes_the_package_then_removes_the_finalizer() {
-    let backend = FakeBackend::new();
-    let created = backend
+    let aws = Aws::immediate().await;
+    let created = aws
+        .backend
         .create_package(
             REGION,
             ospkg::plan::create_request(&object(json!({})).spec, "product-synonyms".into()),
@@ -294,12 +339,13 @@ async fn deletion_deletes_the_package_then_removes_the_finalizer() {
         ..Default::default()
     });
     let (client, sent) = mock_client(obj.clone());
-    reconcile(Arc::new(obj), context(client, backend.clone()))
+    reconcile(Arc::new(obj), context(client, aws.backend().await))
         .await
         .expect("reconcile");
 
-    assert_eq!(backend.calls(Operation::DeletePackage), 1);
-    let remaining = backend
+    assert_eq!(aws.calls(Operation::DeletePackage).await, 1);
+    let remaining = aws
+        .backend
         .describe_packages(REGION, PackageFilter::Id(created.id.clone()))
         .await
         .unwrap_or_default();
@@ -324,8 +370,9 @@ async fn deletion_deletes_the_package_then_removes_the_finalizer() {
 
 #[tokio::test]
 async fn deletion_with_retain_only_removes_the_finalizer() {
-    let backend = FakeBackend::new();
-    let created = backend
+    let aws = Aws::immediate().await;
+    let created = aws
+        .backend
         .create_package(
             REGION,
             ospkg::plan::create_request(&object(json!({})).spec, "product-synonyms".into()),
@@ -341,12 +388,12 @@ async fn deletion_with_retain_only_removes_the_finalizer() {
         ..Default::default()
     });
     let (client, sent) = mock_client(obj.clone());
-    backend.reset_calls();
-    reconcile(Arc::new(obj), context(client, backend.clone()))
+    let describes = aws.calls(Operation::DescribePackages).await;
+    reconcile(Arc::new(obj), context(client, aws.backend().await))
         .await
         .expect("reconcile");
-    assert_eq!(backend.calls(Operation::DeletePackage), 0);
-    assert_eq!(backend.calls(Operation::DescribePackages), 0);
+    assert_eq!(aws.calls(Operation::DeletePackage).await, 0);
+    assert_eq!(aws.calls(Operation::DescribePackages).await, describes);
     let sent = sent.lock().expect("log").clone();
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(sent[0].path, OBJECT_PATH);
@@ -355,9 +402,10 @@ async fn deletion_with_retain_only_removes_the_finalizer() {
 #[tokio::test]
 async fn a_crash_after_update_does_not_update_twice() {
     // The update happened (its marker is in the history) but status still has the old digest.
-    let backend = FakeBackend::new();
+    let aws = Aws::immediate().await;
     let base = object(json!({}));
-    let created = backend
+    let created = aws
+        .backend
         .create_package(
             REGION,
             ospkg::plan::create_request(&base.spec, "product-synonyms".into()),
@@ -369,20 +417,10 @@ async fn a_crash_after_update_does_not_update_twice() {
     obj.spec.description = Some("now with winter terms".into());
     obj.metadata.generation = Some(2);
     let new_digest = ospkg::digest::SpecDigest::of(&obj.spec);
-    backend
+    aws.backend
         .update_package(
             REGION,
-            ospkg::backend::UpdatePackage {
-                package_id: created.id.clone(),
-                source: ospkg::backend::Source {
-                    bucket: "acme-dicts".into(),
-                    key: "synonyms.txt".into(),
-                },
-                description: obj.spec.description.clone(),
-                commit_message: new_digest.commit_message(None),
-                configuration: None,
-                encryption: None,
-            },
+            ospkg::plan::update_request(&obj.spec, created.id.clone(), &new_digest),
         )
         .await
         .expect("update before the crash");
@@ -392,13 +430,17 @@ async fn a_crash_after_update_does_not_update_twice() {
         applied_digest: Some(old_digest.as_str().into()),
         ..Default::default()
     });
-    backend.reset_calls();
+    let updates = aws.calls(Operation::UpdatePackage).await;
+    let histories = aws.calls(Operation::GetPackageVersionHistory).await;
     let (client, sent) = mock_client(obj.clone());
-    reconcile(Arc::new(obj), context(client, backend.clone()))
+    reconcile(Arc::new(obj), context(client, aws.backend().await))
         .await
         .expect("reconcile");
-    assert_eq!(backend.calls(Operation::UpdatePackage), 0);
-    assert_eq!(backend.calls(Operation::GetPackageVersionHistory), 1);
+    assert_eq!(aws.calls(Operation::UpdatePackage).await, updates);
+    assert_eq!(
+        aws.calls(Operation::GetPackageVersionHistory).await,
+        histories + 1
+    );
     let sent = sent.lock().expect("log").clone();
     let status = &status_patches(&sent).last().expect("status").body["status"];
     assert_eq!(status["appliedDigest"], new_digest.as_str());
@@ -406,9 +448,10 @@ async fn a_crash_after_update_does_not_update_twice() {
 
 #[tokio::test]
 async fn a_region_snapshot_older_than_status_is_not_trusted() {
-    let backend = FakeBackend::new();
+    let aws = Aws::immediate().await;
     let base = object(json!({}));
-    let created = backend
+    let created = aws
+        .backend
         .create_package(
             REGION,
             ospkg::plan::create_request(&base.spec, "product-synonyms".into()),
@@ -416,27 +459,19 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
         .await
         .expect("create");
     let (client, sent) = mock_client(base.clone());
-    let ctx = context(client, backend.clone());
+    let ctx = context(client, aws.backend().await);
+    let describes = aws.calls(Operation::DescribePackages).await;
     // The shared snapshot is taken while the package is at v1...
     ctx.snapshots
         .get(&ctx.backend, REGION)
         .await
         .expect("snapshot");
     // ...then a new version becomes available and this object records it.
-    backend
+    let digest = ospkg::digest::SpecDigest::of(&base.spec);
+    aws.backend
         .update_package(
             REGION,
-            ospkg::backend::UpdatePackage {
-                package_id: created.id.clone(),
-                source: ospkg::backend::Source {
-                    bucket: "acme-dicts".into(),
-                    key: "synonyms.txt".into(),
-                },
-                description: None,
-                commit_message: "v2".into(),
-                configuration: None,
-                encryption: None,
-            },
+            ospkg::plan::update_request(&base.spec, created.id.clone(), &digest),
         )
         .await
         .expect("update");
@@ -445,8 +480,8 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
         package_id: Some(created.id.clone()),
         region: Some(REGION.into()),
         observed_generation: Some(1),
-        applied_digest: Some(ospkg::digest::SpecDigest::of(&obj.spec).as_str().into()),
-        package_status: Some("AVAILABLE".into()),
+        applied_digest: Some(digest.as_str().into()),
+        package_status: Some(ospkg::vocabulary::PackageStatus::Available),
         available_package_version: Some("v2".into()),
         ..Default::default()
     };
@@ -468,16 +503,15 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
         );
     }
     // The snapshot disagreed with status, so the package was read directly.
-    assert_eq!(backend.calls(Operation::DescribePackages), 2);
+    assert_eq!(aws.calls(Operation::DescribePackages).await, describes + 2);
 }
 
 #[tokio::test]
 async fn the_operators_own_status_write_does_not_trigger_another_round_of_reads() {
     let obj = with_finalizer(object(json!({})));
-    let backend = FakeBackend::new();
-    backend.hold_imports(true);
+    let aws = Aws::held().await;
     let (client, sent) = mock_client(obj.clone());
-    let ctx = context(client, backend.clone());
+    let ctx = context(client, aws.backend().await);
     reconcile(Arc::new(obj.clone()), ctx.clone())
         .await
         .expect("create");
@@ -486,7 +520,7 @@ async fn the_operators_own_status_write_does_not_trigger_another_round_of_reads(
         .expect("status")
         .body["status"]
         .clone();
-    let reads = backend.calls(Operation::DescribePackages);
+    let reads = aws.calls(Operation::DescribePackages).await;
 
     // The watch delivers the object with the status just written: nothing the user controls
     // changed, so the reconcile waits for its poll instead of reading AWS again.
@@ -495,11 +529,11 @@ async fn the_operators_own_status_write_does_not_trigger_another_round_of_reads(
     reconcile(Arc::new(echoed.clone()), ctx.clone())
         .await
         .expect("echo");
-    assert_eq!(backend.calls(Operation::DescribePackages), reads);
+    assert_eq!(aws.calls(Operation::DescribePackages).await, reads);
 
     // A spec change is acted on at once.
     echoed.spec.description = Some("changed".into());
     echoed.metadata.generation = Some(2);
     reconcile(Arc::new(echoed), ctx).await.expect("change");
-    assert_eq!(backend.calls(Operation::DescribePackages), reads + 1);
+    assert_eq!(aws.calls(Operation::DescribePackages).await, reads + 1);
 }

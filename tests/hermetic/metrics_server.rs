@@ -146,8 +146,12 @@ async fn metrics_shows_every_family_in_openmetrics_format() {
     server
         .metrics
         .observe_reconcile("stalled", Duration::from_secs(1));
-    server.metrics.aws_call("CreatePackage", "ok");
-    server.metrics.aws_call("AssociatePackage", "conflict");
+    server
+        .metrics
+        .aws_call(ospkg::backend::Operation::CreatePackage, "ok");
+    server
+        .metrics
+        .aws_call(ospkg::backend::Operation::AssociatePackage, "conflict");
     server
         .metrics
         .set_package_status("search/synonyms", Some("AVAILABLE"));

@@ -36,7 +36,7 @@ async fn assert_event(env: &TestEnv, name: &str, type_: &str, reason: &str, text
     );
 }
 
-// (a) apply → Ready with v1, every status field filled, printer columns.
+// ## Create: apply → Ready with v1, every status field filled, printer columns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_reaches_ready_with_every_status_field() {
     let env = TestEnv::start("e2e-ready").await;
@@ -70,7 +70,10 @@ async fn apply_reaches_ready_with_every_status_field() {
     assert_eq!(s.package_name.as_deref(), Some("product-synonyms"));
     assert_eq!(s.package_type.as_deref(), Some("TXT-DICTIONARY"));
     assert_eq!(s.region.as_deref(), Some("us-east-1"));
-    assert_eq!(s.package_status.as_deref(), Some("AVAILABLE"));
+    assert_eq!(
+        s.package_status.as_ref().map(|s| s.as_str()),
+        Some("AVAILABLE")
+    );
     assert_eq!(s.available_package_version.as_deref(), Some("v1"));
     assert_eq!(s.error_details, None);
     for (field, value) in [
@@ -94,7 +97,10 @@ async fn apply_reaches_ready_with_every_status_field() {
     assert_eq!(s.domains.len(), 1, "{:?}", s.domains);
     let domain = &s.domains[0];
     assert_eq!(domain.domain_name, DOMAIN);
-    assert_eq!(domain.domain_package_status.as_deref(), Some("ACTIVE"));
+    assert_eq!(
+        domain.domain_package_status.as_ref().map(|s| s.as_str()),
+        Some("ACTIVE")
+    );
     assert_eq!(domain.package_version.as_deref(), Some("v1"));
     assert_eq!(
         domain.reference_path.as_deref(),
@@ -216,7 +222,7 @@ async fn expect_version(env: &TestEnv, name: &str, yaml: &str, version: &str) {
     .await;
 }
 
-// (b) each update-relevant field makes exactly one new version; commitMessage alone none.
+// ## Update: each update-relevant field makes exactly one new version; commitMessage alone none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_relevant_fields_each_make_one_version() {
     let env = TestEnv::start("e2e-versions").await;
@@ -322,7 +328,7 @@ async fn update_relevant_fields_each_make_one_version() {
     assert!(condition(&obj, "Ready").is_some_and(|c| c.status == "True"));
 }
 
-// (d) a missing S3 object → Stalled (CopyFailed) with errorDetails; fixing it → Ready.
+// ## Failed import: a missing S3 object → Stalled (CopyFailed) with errorDetails; fixing it → Ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_object_stalls_until_the_source_changes() {
     let env = TestEnv::start("e2e-copy-failed").await;
@@ -332,7 +338,10 @@ async fn missing_object_stalls_until_the_source_changes() {
 
     let obj = env.wait_stalled(name, "CopyFailed").await;
     let s = status_of(&obj);
-    assert_eq!(s.package_status.as_deref(), Some("COPY_FAILED"));
+    assert_eq!(
+        s.package_status.as_ref().map(|s| s.as_str()),
+        Some("COPY_FAILED")
+    );
     let details = s.error_details.clone().expect("status.errorDetails");
     assert!(details.error_type.is_some(), "{details:?}");
     assert!(
@@ -380,7 +389,10 @@ async fn missing_object_stalls_until_the_source_changes() {
     env.apply(&dictionary(name, key, Some("2"), "")).await;
     let obj = env.wait_ready(name).await;
     let s = status_of(&obj);
-    assert_eq!(s.package_status.as_deref(), Some("AVAILABLE"));
+    assert_eq!(
+        s.package_status.as_ref().map(|s| s.as_str()),
+        Some("AVAILABLE")
+    );
     assert_eq!(s.error_details, None);
     assert!(s.available_package_version.is_some());
     assert!(condition(&obj, "Stalled").is_none_or(|c| c.status == "False"));
@@ -389,7 +401,7 @@ async fn missing_object_stalls_until_the_source_changes() {
     assert_event(&env, name, "Normal", "Ready", "").await;
 }
 
-// (e) SIGKILL after UpdatePackage took effect and before status was written → exactly one
+// ## Crash during an update: SIGKILL after UpdatePackage took effect and before status was written → exactly one
 // new version after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_update_makes_exactly_one_version() {
@@ -473,7 +485,7 @@ async fn crash_after_update_makes_exactly_one_version() {
     assert_eq!(count(&env.calls().await, "UpdatePackage"), 1);
 }
 
-// (f) deletionPolicy Delete removes the package (after dissociating); Retain keeps it.
+// ## Deletion: deletionPolicy Delete removes the package (after dissociating); Retain keeps it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_policies() {
     let env = TestEnv::start("e2e-delete").await;
@@ -527,7 +539,7 @@ async fn deletion_policies() {
     assert_eq!(count(&calls, "DeletePackage"), 1, "{calls:?}");
 }
 
-// (g) two objects naming the same package: the later one Stalled (NameConflict), no calls.
+// ## Name conflict: two objects naming the same package: the later one Stalled (NameConflict), no calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_object_for_a_package_name_is_stalled() {
     let env = TestEnv::start("e2e-conflict").await;
@@ -603,7 +615,7 @@ async fn second_object_for_a_package_name_is_stalled() {
     assert!(env.sim_package("shared-words").await.is_some());
 }
 
-// (h) the API server restarted under a running operator: it recovers on its own.
+// ## API server restart: the API server restarted under a running operator: it recovers on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_survives_an_api_server_restart() {
     let cp = Arc::new(start_control_plane().await.expect("control plane"));
@@ -675,7 +687,9 @@ async fn copying_validation_failure_and_suspend() {
         .wait_for("copying", "COPYING", support::CONVERGE, |o| {
             o.is_some_and(|o| {
                 support::is_current(o)
-                    && o.status.as_ref().and_then(|s| s.package_status.as_deref())
+                    && o.status
+                        .as_ref()
+                        .and_then(|s| s.package_status.as_ref().map(|s| s.as_str()))
                         == Some("COPYING")
                     && condition(o, "Reconciling").is_some_and(|c| c.status == "True")
             })
@@ -708,7 +722,10 @@ async fn copying_validation_failure_and_suspend() {
     env.wait_ready("copying").await;
     let obj = env.wait_stalled("not-utf8", "ValidationFailed").await;
     let s = status_of(&obj);
-    assert_eq!(s.package_status.as_deref(), Some("VALIDATION_FAILED"));
+    assert_eq!(
+        s.package_status.as_ref().map(|s| s.as_str()),
+        Some("VALIDATION_FAILED")
+    );
     assert!(s.error_details.is_some(), "{s:?}");
     assert_event(&env, "not-utf8", "Warning", "ValidationFailed", "").await;
     env.capture_fixture(

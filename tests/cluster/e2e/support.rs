@@ -496,7 +496,7 @@ pub fn capture_fixture(obj: Option<&OpenSearchPackage>, file: &str, comment: &st
     let dir = Path::new(REPO).join("tests/fixtures/e2e");
     std::fs::create_dir_all(&dir).expect("fixture dir");
     let text = format!(
-        "# Captured from a real run of the end-to-end suite (OSPKG_CAPTURE_FIXTURES=1 cargo test --test e2e).\n# {comment}\n{yaml}"
+        "# Captured from a real run of the end-to-end suite (OSPKG_CAPTURE_FIXTURES=1 cargo test --test cluster e2e::).\n# {comment}\n{yaml}"
     );
     std::fs::write(dir.join(file), text).expect("write fixture");
 }

@@ -9,8 +9,8 @@ use ospkg::crd::{
     DomainStatus, InFlight, OpenSearchPackage, OpenSearchPackageSpec, OpenSearchPackageStatus,
 };
 use ospkg::digest::SpecDigest;
-use ospkg::plan::{CleanupStep, Observation, Step, plan, plan_cleanup};
-use ospkg::status::{StallReason, WaitReason};
+use ospkg::plan::{Action, Decision, Observation, Verdict, plan, plan_cleanup};
+use ospkg::vocabulary::{StallReason, WaitReason};
 use serde_json::json;
 
 const ID: &str = "F111";
@@ -70,7 +70,6 @@ fn package(status: PackageStatus) -> Package {
         created_at: None,
         last_updated_at: None,
         allow_listed_users: None,
-        owner: None,
     }
 }
 
@@ -81,9 +80,9 @@ fn seen(status: PackageStatus) -> Observation {
     }
 }
 
-fn stalled(step: &Step) -> Option<StallReason> {
+fn stalled(step: &Decision) -> Option<StallReason> {
     match step {
-        Step::Stall { reason, .. } => Some(*reason),
+        Decision::Settle(Verdict::Stall { reason, .. }) => Some(*reason),
         _ => None,
     }
 }
@@ -91,7 +90,8 @@ fn stalled(step: &Step) -> Option<StallReason> {
 #[test]
 fn creates_a_package_that_does_not_exist() {
     let obj = fresh(json!({"description": "Product synonyms", "encryption": {"enabled": true}}));
-    let Step::Create { request, recreate } = plan(&obj, &Observation::default()) else {
+    let Decision::Act(Action::Create { request, recreate }) = plan(&obj, &Observation::default())
+    else {
         panic!("expected Create");
     };
     assert!(!recreate);
@@ -105,7 +105,7 @@ fn creates_a_package_that_does_not_exist() {
 #[test]
 fn spec_package_name_wins_over_metadata_name() {
     let obj = fresh(json!({"packageName": "custom-name"}));
-    let Step::Create { request, .. } = plan(&obj, &Observation::default()) else {
+    let Decision::Act(Action::Create { request, .. }) = plan(&obj, &Observation::default()) else {
         panic!("expected Create");
     };
     assert_eq!(request.name, "custom-name");
@@ -116,7 +116,7 @@ fn a_vanished_package_is_created_again() {
     let obj = owning(json!({}), json!({}));
     let step = plan(&obj, &Observation::default());
     assert!(
-        matches!(step, Step::Create { recreate: true, .. }),
+        matches!(step, Decision::Act(Action::Create { recreate: true, .. })),
         "{step:?}"
     );
 }
@@ -146,7 +146,7 @@ fn each_update_relevant_field_triggers_an_update() {
     for (field, change) in cases {
         let obj = owning(change.clone(), json!({}));
         let step = plan(&obj, &seen(PackageStatus::Available));
-        let Step::Update { request, digest } = step else {
+        let Decision::Act(Action::Update { request, digest }) = step else {
             panic!("{field}: expected Update, got {step:?}");
         };
         assert_eq!(digest, SpecDigest::of(&obj.spec), "{field}");
@@ -166,7 +166,8 @@ fn update_request_carries_the_new_fields() {
         json!({"source": {"s3Key": "v2.txt"}, "description": "d2", "encryption": {"enabled": true}}),
         json!({}),
     );
-    let Step::Update { request, .. } = plan(&obj, &seen(PackageStatus::Available)) else {
+    let Decision::Act(Action::Update { request, .. }) = plan(&obj, &seen(PackageStatus::Available))
+    else {
         panic!("expected Update");
     };
     assert_eq!(request.source.key, "v2.txt");
@@ -180,7 +181,10 @@ fn a_changed_commit_message_alone_makes_no_update() {
         json!({"commitMessage": "reworded"}),
         json!({"commitMessage": "first words"}),
     );
-    assert_eq!(plan(&obj, &seen(PackageStatus::Available)), Step::Done);
+    assert_eq!(
+        plan(&obj, &seen(PackageStatus::Available)),
+        Decision::Settle(Verdict::Done)
+    );
 }
 
 #[test]
@@ -194,7 +198,7 @@ fn waits_while_the_service_imports() {
             let obj = owning(json!({}), applied);
             let step = plan(&obj, &seen(status.clone()));
             assert!(
-                matches!(&step, Step::Wait { reason: r, .. } if *r == reason),
+                matches!(&step, Decision::Settle(Verdict::Wait { reason: r, .. }) if *r == reason),
                 "{status:?}: {step:?}"
             );
         }
@@ -218,7 +222,7 @@ fn failed_imports_stall_until_the_spec_changes() {
         });
         let step = plan(&obj, &observed);
         assert_eq!(stalled(&step), Some(reason), "{status:?}");
-        let Step::Stall { message, .. } = &step else {
+        let Decision::Settle(Verdict::Stall { message, .. }) = &step else {
             unreachable!()
         };
         assert!(message.contains("not a dictionary"), "{message}");
@@ -226,7 +230,10 @@ fn failed_imports_stall_until_the_spec_changes() {
         // The user fixes the source: an update is how a bad file is replaced.
         let fixed = owning(json!({"source": {"revision": "2"}}), json!({}));
         let step = plan(&fixed, &observed);
-        assert!(matches!(step, Step::Update { .. }), "{status:?}: {step:?}");
+        assert!(
+            matches!(step, Decision::Act(Action::Update { .. })),
+            "{status:?}: {step:?}"
+        );
     }
 }
 
@@ -249,16 +256,19 @@ fn a_marker_in_history_records_the_update_instead_of_repeating_it() {
     ]);
     assert_eq!(
         plan(&obj, &observed),
-        Step::RecordUpdate {
+        Decision::Act(Action::RecordUpdate {
             digest: digest.clone(),
             version: "v2".into()
-        }
+        })
     );
 
     // A marker of another digest does not count.
     observed.history.as_mut().expect("history")[0].commit_message =
         Some(SpecDigest::from_status("sha256:00000000").commit_message(None));
-    assert!(matches!(plan(&obj, &observed), Step::Update { .. }));
+    assert!(matches!(
+        plan(&obj, &observed),
+        Decision::Act(Action::Update { .. })
+    ));
 }
 
 #[test]
@@ -274,7 +284,7 @@ fn an_existing_package_is_refused_unless_adopted() {
     let obj = fresh(json!({"adoptExisting": true}));
     let step = plan(&obj, &found);
     assert!(
-        matches!(&step, Step::Adopt { ours: false, digest: None, package } if package.id == ID),
+        matches!(&step, Decision::Act(Action::Adopt { ours: false, digest: None, package }) if package.id == ID),
         "{step:?}"
     );
 
@@ -283,7 +293,7 @@ fn an_existing_package_is_refused_unless_adopted() {
     let mut obj = fresh(json!({}));
     obj.status = Some(OpenSearchPackageStatus {
         in_flight: Some(InFlight {
-            operation: "CreatePackage".into(),
+            operation: ospkg::backend::Operation::CreatePackage,
             digest: "sha256:abc".into(),
             started_at: "2026-11-26T00:00:00Z".into(),
         }),
@@ -291,7 +301,7 @@ fn an_existing_package_is_refused_unless_adopted() {
     });
     let step = plan(&obj, &found);
     assert!(
-        matches!(&step, Step::Adopt { ours: true, digest: Some(d), .. } if d.as_str() == "sha256:abc"),
+        matches!(&step, Decision::Act(Action::Adopt { ours: true, digest: Some(d), .. }) if d.as_str() == "sha256:abc"),
         "{step:?}"
     );
 }
@@ -316,7 +326,7 @@ fn a_second_object_naming_the_same_package_stalls() {
     };
     let step = plan(&obj, &observed);
     assert_eq!(stalled(&step), Some(StallReason::NameConflict));
-    let Step::Stall { message, .. } = step else {
+    let Decision::Settle(Verdict::Stall { message, .. }) = step else {
         unreachable!()
     };
     assert!(message.contains("search/first"), "{message}");
@@ -326,10 +336,13 @@ fn a_second_object_naming_the_same_package_stalls() {
 fn suspend_changes_nothing() {
     assert_eq!(
         plan(&fresh(json!({"suspend": true})), &Observation::default()),
-        Step::Suspended
+        Decision::Settle(Verdict::Suspended)
     );
     let obj = owning(json!({"suspend": true, "description": "new"}), json!({}));
-    assert_eq!(plan(&obj, &seen(PackageStatus::Available)), Step::Suspended);
+    assert_eq!(
+        plan(&obj, &seen(PackageStatus::Available)),
+        Decision::Settle(Verdict::Suspended)
+    );
 }
 
 #[test]
@@ -368,7 +381,7 @@ fn a_rejected_call_is_not_retried_until_the_user_acts() {
     next_gen.metadata.generation = Some(2);
     assert!(matches!(
         plan(&next_gen, &seen(PackageStatus::Available)),
-        Step::Update { .. }
+        Decision::Act(Action::Update { .. })
     ));
 
     // So does a reconcile request.
@@ -382,7 +395,7 @@ fn a_rejected_call_is_not_retried_until_the_user_acts() {
     );
     assert!(matches!(
         plan(&requested, &seen(PackageStatus::Available)),
-        Step::Update { .. }
+        Decision::Act(Action::Update { .. })
     ));
 }
 
@@ -394,12 +407,15 @@ fn allow_list_changes_update_the_scope_once() {
     );
     assert_eq!(
         plan(&obj, &seen(PackageStatus::Available)),
-        Step::UpdateScope {
+        Decision::Act(Action::UpdateScope {
             users: vec!["123456789012".into()]
-        }
+        })
     );
     obj.status.as_mut().expect("status").allow_listed_users = Some(vec!["123456789012".into()]);
-    assert_eq!(plan(&obj, &seen(PackageStatus::Available)), Step::Done);
+    assert_eq!(
+        plan(&obj, &seen(PackageStatus::Available)),
+        Decision::Settle(Verdict::Done)
+    );
 }
 
 fn association(domain: &str, status: DomainPackageStatus, version: &str) -> DomainAssociation {
@@ -409,7 +425,6 @@ fn association(domain: &str, status: DomainPackageStatus, version: &str) -> Doma
         status,
         package_version: Some(version.into()),
         reference_path: Some(format!("analyzers/{ID}")),
-        prerequisites: vec![],
         last_updated: None,
         error: None,
     }
@@ -426,7 +441,7 @@ fn with_domains(associations: Vec<DomainAssociation>) -> Observation {
 fn domains_are_associated_one_at_a_time_or_all_at_once() {
     let domains = json!({"domains": [{"name": "catalog-a"}, {"name": "catalog-b"}]});
     let obj = owning(domains.clone(), json!({}));
-    let Step::Associate { requests } = plan(&obj, &with_domains(vec![])) else {
+    let Decision::Act(Action::Associate { requests }) = plan(&obj, &with_domains(vec![])) else {
         panic!("expected Associate");
     };
     assert_eq!(requests.len(), 1);
@@ -440,16 +455,16 @@ fn domains_are_associated_one_at_a_time_or_all_at_once() {
     )]);
     assert!(matches!(
         plan(&obj, &busy),
-        Step::Wait {
+        Decision::Settle(Verdict::Wait {
             reason: WaitReason::RollingOut,
             ..
-        }
+        })
     ));
 
     let mut parallel = domains.clone();
     merge(&mut parallel, json!({"rollout": {"strategy": "Parallel"}}));
     let obj = owning(parallel, json!({}));
-    let Step::Associate { requests } = plan(&obj, &with_domains(vec![])) else {
+    let Decision::Act(Action::Associate { requests }) = plan(&obj, &with_domains(vec![])) else {
         panic!("expected Associate");
     };
     let names: Vec<&str> = requests.iter().map(|r| r.domain_name.as_str()).collect();
@@ -464,13 +479,16 @@ fn an_older_version_on_a_domain_is_reapplied() {
         DomainPackageStatus::Active,
         "v1",
     )]);
-    assert_eq!(plan(&obj, &observed), Step::Done);
+    assert_eq!(plan(&obj, &observed), Decision::Settle(Verdict::Done));
     observed
         .package
         .as_mut()
         .expect("package")
         .available_version = Some("v2".into());
-    assert!(matches!(plan(&obj, &observed), Step::Associate { .. }));
+    assert!(matches!(
+        plan(&obj, &observed),
+        Decision::Act(Action::Associate { .. })
+    ));
 }
 
 #[test]
@@ -485,7 +503,7 @@ fn a_failed_association_stalls_naming_the_domain() {
         error_message: Some("plugin conflict".into()),
     });
     let step = plan(&obj, &with_domains(vec![failed.clone()]));
-    let Step::Stall { reason, message } = step else {
+    let Decision::Settle(Verdict::Stall { reason, message }) = step else {
         panic!("expected Stall");
     };
     assert_eq!(reason, StallReason::AssociationFailed);
@@ -499,7 +517,8 @@ fn a_failed_association_stalls_naming_the_domain() {
     obj.status.as_mut().expect("status").conditions =
         vec![stalled_condition(StallReason::AssociationFailed, 1)];
     obj.metadata.generation = Some(2);
-    let Step::Associate { requests } = plan(&obj, &with_domains(vec![failed])) else {
+    let Decision::Act(Action::Associate { requests }) = plan(&obj, &with_domains(vec![failed]))
+    else {
         panic!("expected Associate");
     };
     assert_eq!(requests[0].domain_name, "catalog-a");
@@ -514,15 +533,15 @@ fn prerequisites_must_be_ready_first() {
     let mut observed = with_domains(vec![]);
     assert!(matches!(
         plan(&obj, &observed),
-        Step::Wait {
+        Decision::Settle(Verdict::Wait {
             reason: WaitReason::Prerequisites,
             ..
-        }
+        })
     ));
     observed
         .ready_prerequisites
         .insert("plugin-license".into(), "F222".into());
-    let Step::Associate { requests } = plan(&obj, &observed) else {
+    let Decision::Act(Action::Associate { requests }) = plan(&obj, &observed) else {
         panic!("expected Associate");
     };
     assert_eq!(requests[0].prerequisites, ["F222"]);
@@ -533,7 +552,7 @@ fn a_domain_removed_from_the_spec_is_dissociated() {
     let mut obj = owning(json!({}), json!({}));
     obj.status.as_mut().expect("status").domains = vec![DomainStatus {
         domain_name: "catalog-a".into(),
-        domain_package_status: Some("ACTIVE".into()),
+        domain_package_status: Some(DomainPackageStatus::Active),
         package_version: Some("v1".into()),
         reference_path: None,
         last_updated: None,
@@ -547,9 +566,11 @@ fn a_domain_removed_from_the_spec_is_dissociated() {
     )]);
     assert_eq!(
         plan(&obj, &observed),
-        Step::Dissociate {
-            domain: "catalog-a".into()
-        }
+        Decision::Act(Action::Dissociate {
+            package_id: ID.into(),
+            domain: "catalog-a".into(),
+            deleting: false,
+        })
     );
 }
 
@@ -560,7 +581,7 @@ fn associations_made_outside_are_left_alone() {
         association("catalog-a", DomainPackageStatus::Active, "v1"),
         association("someone-elses", DomainPackageStatus::Active, "v1"),
     ]);
-    assert_eq!(plan(&obj, &observed), Step::Done);
+    assert_eq!(plan(&obj, &observed), Decision::Settle(Verdict::Done));
 }
 
 fn deleting(extra: serde_json::Value) -> OpenSearchPackage {
@@ -574,7 +595,7 @@ fn deletion_with_retain_touches_nothing() {
     let obj = deleting(json!({"deletionPolicy": "Retain"}));
     assert_eq!(
         plan_cleanup(&obj, &seen(PackageStatus::Available)),
-        CleanupStep::Done
+        Decision::Settle(Verdict::Finished)
     );
 }
 
@@ -584,14 +605,14 @@ fn deletion_with_delete_removes_the_package() {
     let observed = with_domains(vec![]);
     assert_eq!(
         plan_cleanup(&obj, &observed),
-        CleanupStep::Delete {
+        Decision::Act(Action::Delete {
             package_id: ID.into()
-        }
+        })
     );
     // Already gone: nothing to do.
     assert_eq!(
         plan_cleanup(&obj, &Observation::default()),
-        CleanupStep::Done
+        Decision::Settle(Verdict::Finished)
     );
 }
 
@@ -605,9 +626,11 @@ fn deletion_dissociates_own_domains_first_and_waits() {
     )]);
     assert_eq!(
         plan_cleanup(&obj, &observed),
-        CleanupStep::Dissociate {
-            domain: "catalog-a".into()
-        }
+        Decision::Act(Action::Dissociate {
+            package_id: ID.into(),
+            domain: "catalog-a".into(),
+            deleting: true,
+        })
     );
     let observed = with_domains(vec![association(
         "catalog-a",
@@ -616,7 +639,7 @@ fn deletion_dissociates_own_domains_first_and_waits() {
     )]);
     assert!(matches!(
         plan_cleanup(&obj, &observed),
-        CleanupStep::Wait { .. }
+        Decision::Settle(Verdict::Wait { .. })
     ));
 }
 
@@ -630,9 +653,10 @@ fn deletion_waits_while_another_domain_uses_the_package() {
     )]);
     assert_eq!(
         plan_cleanup(&obj, &observed),
-        CleanupStep::InUse {
-            domains: vec!["other-team".into()]
-        }
+        Decision::Settle(Verdict::Stall {
+            reason: StallReason::InUse,
+            message: "the package is still associated with domains this object does not manage: other-team; dissociate them to finish deletion".into()
+        })
     );
 }
 
@@ -643,7 +667,7 @@ fn deletion_never_touches_a_package_it_does_not_own() {
     obj.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
     assert_eq!(
         plan_cleanup(&obj, &seen(PackageStatus::Available)),
-        CleanupStep::Done
+        Decision::Settle(Verdict::Finished)
     );
 
     // AWS-owned.
@@ -653,5 +677,8 @@ fn deletion_never_touches_a_package_it_does_not_own() {
     p.id = "G1".into();
     let mut obj = obj;
     obj.status.as_mut().expect("status").package_id = Some("G1".into());
-    assert_eq!(plan_cleanup(&obj, &observed), CleanupStep::Done);
+    assert_eq!(
+        plan_cleanup(&obj, &observed),
+        Decision::Settle(Verdict::Finished)
+    );
 }

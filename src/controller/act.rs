@@ -1,0 +1,245 @@
+//! One function per [`Action`]: it makes the AWS call (or records one an earlier attempt
+//! made), updates the package fields of status, and returns the effect.
+
+use tracing::info;
+
+use super::effect::{Effect, Failed};
+use super::events::Event;
+use super::{Context, Error, Job, kube_io};
+use crate::backend::{
+    AssociatePackage, BackendError, CreatePackage, Operation, Package, PackageBackend,
+    UpdatePackage,
+};
+use crate::crd::{InFlight, OpenSearchPackageStatus};
+use crate::digest::SpecDigest;
+use crate::plan::{Action, Requeue};
+use crate::status::{self, Outcome, apply_outcome};
+use crate::vocabulary::WaitReason;
+
+type Status = OpenSearchPackageStatus;
+
+pub async fn perform<B: PackageBackend>(
+    job: &Job<'_, B>,
+    status: &mut Status,
+    action: Action,
+) -> Result<Effect, Error> {
+    Ok(match action {
+        Action::Create { request, recreate } => create(job, status, request, recreate).await?,
+        Action::Adopt {
+            package,
+            ours,
+            digest,
+        } => adopt(status, &package, ours, digest),
+        Action::Update { request, digest } => update(job, status, request, digest).await,
+        Action::RecordUpdate { digest, version } => record_update(status, &digest, version),
+        Action::UpdateScope { users } => update_scope(job, status, users).await,
+        Action::Associate { requests } => associate(job, status, requests).await,
+        Action::Dissociate {
+            package_id,
+            domain,
+            deleting,
+        } => dissociate(job, status, &package_id, domain, deleting).await,
+        Action::Delete { package_id } => delete(job.ctx, job.region, package_id).await,
+    })
+}
+
+/// CreatePackage, written ahead: the create record (`status.inFlight`) is stored before the
+/// call, so that after a crash a package found by name is known to be this object's own.
+async fn create<B: PackageBackend>(
+    job: &Job<'_, B>,
+    status: &mut Status,
+    request: CreatePackage,
+    recreate: bool,
+) -> Result<Effect, Error> {
+    let digest = SpecDigest::of(&job.obj.spec);
+    let mut events = Vec::new();
+    if recreate {
+        let id = status.package_id.clone().unwrap_or_default();
+        events.push(Event::PackageVanished { id });
+        clear_package(status);
+    }
+    status.in_flight = Some(InFlight {
+        operation: Operation::CreatePackage,
+        digest: digest.as_str().to_owned(),
+        started_at: job.now.to_string(),
+    });
+    let creating = Outcome::progressing(
+        WaitReason::Creating,
+        format!("creating package {}", request.name),
+    );
+    apply_outcome(status, &creating, job.obj.metadata.generation, job.now);
+    kube_io::write_status(job.api, job.obj, status).await?;
+
+    let mut effect = match job.ctx.backend.create_package(job.region, request).await {
+        Ok(package) => {
+            status.in_flight = None;
+            status.applied_digest = Some(digest.as_str().to_owned());
+            status::record_package(status, &package);
+            Effect::progressing(WaitReason::Copying, "package is COPYING", Requeue::Poll).with(
+                Event::Created {
+                    name: package.name,
+                    id: package.id,
+                },
+            )
+        }
+        Err(error) => {
+            if !error.is_retryable() {
+                // The service answered: no package was made by this call.
+                status.in_flight = None;
+            }
+            Failed::new(Operation::CreatePackage, error).effect()
+        }
+    };
+    events.append(&mut effect.events);
+    effect.events = events;
+    Ok(effect)
+}
+
+/// Records a package found by name as this object's: one it created before a crash (`ours`),
+/// or an existing one it was asked to adopt.
+fn adopt(status: &mut Status, package: &Package, ours: bool, digest: Option<SpecDigest>) -> Effect {
+    status::record_package(status, package);
+    status.in_flight = None;
+    status.adopted = !ours;
+    status.applied_digest = digest.map(|d| d.as_str().to_owned());
+    let event = if ours {
+        Event::RecordedCreate {
+            id: package.id.clone(),
+        }
+    } else {
+        Event::Adopted {
+            name: package.name.clone(),
+            id: package.id.clone(),
+        }
+    };
+    Effect::progressing(WaitReason::Updating, "package recorded", Requeue::Soon).with(event)
+}
+
+async fn update<B: PackageBackend>(
+    job: &Job<'_, B>,
+    status: &mut Status,
+    request: UpdatePackage,
+    digest: SpecDigest,
+) -> Effect {
+    match job.ctx.backend.update_package(job.region, request).await {
+        Ok(package) => {
+            status.applied_digest = Some(digest.as_str().to_owned());
+            status::record_package(status, &package);
+            let message = format!("package is {}", package.status);
+            Effect::progressing(WaitReason::Updating, message, Requeue::Poll)
+                .with(Event::Updated { id: package.id })
+        }
+        Err(error) => Failed::new(Operation::UpdatePackage, error).effect(),
+    }
+}
+
+/// The newest version carries this spec's marker: the update was made before a crash.
+fn record_update(status: &mut Status, digest: &SpecDigest, version: String) -> Effect {
+    status.applied_digest = Some(digest.as_str().to_owned());
+    Effect::progressing(WaitReason::Updating, "update recorded", Requeue::Soon)
+        .with(Event::RecordedUpdate { version })
+}
+
+async fn update_scope<B: PackageBackend>(
+    job: &Job<'_, B>,
+    status: &mut Status,
+    users: Vec<String>,
+) -> Effect {
+    let package_id = status.package_id.clone().unwrap_or_default();
+    let result = job
+        .ctx
+        .backend
+        .update_package_scope(job.region, &package_id, users.clone())
+        .await;
+    match result {
+        Ok(_) => {
+            status.allow_listed_users = Some(users.clone());
+            Effect::progressing(WaitReason::Updating, "scope updated", Requeue::Soon)
+                .with(Event::ScopeUpdated { users })
+        }
+        Err(error) => Failed::new(Operation::UpdatePackageScope, error).effect(),
+    }
+}
+
+/// Associates each requested domain in turn, stopping at the first failure.
+async fn associate<B: PackageBackend>(
+    job: &Job<'_, B>,
+    status: &mut Status,
+    requests: Vec<AssociatePackage>,
+) -> Effect {
+    let version = status.available_package_version.clone().unwrap_or_default();
+    let mut events = Vec::new();
+    for request in requests {
+        let domain = request.domain_name.clone();
+        match job.ctx.backend.associate_package(job.region, request).await {
+            Ok(association) => {
+                status::upsert_domain(status, &job.obj.spec, association);
+                let version = version.clone();
+                events.push(Event::Associating { domain, version });
+            }
+            Err(error) => {
+                let mut effect = Failed::new(Operation::AssociatePackage, error).effect();
+                effect.events = events;
+                return effect;
+            }
+        }
+    }
+    let message = format!("rolling out {version}");
+    let mut effect = Effect::progressing(WaitReason::RollingOut, message, Requeue::Poll);
+    effect.events = events;
+    effect
+}
+
+/// Dissociates one domain: one that left the spec, or one of this object's domains before the
+/// package is deleted. An association already gone is fine.
+async fn dissociate<B: PackageBackend>(
+    job: &Job<'_, B>,
+    status: &mut Status,
+    package_id: &str,
+    domain: String,
+    deleting: bool,
+) -> Effect {
+    let result = job
+        .ctx
+        .backend
+        .dissociate_package(job.region, package_id, &domain)
+        .await;
+    match result {
+        Ok(association) => status::upsert_domain(status, &job.obj.spec, association),
+        Err(BackendError::NotFound(_)) if deleting => {}
+        Err(BackendError::NotFound(_)) => return Effect::only(Requeue::Soon),
+        Err(error) => return Failed::new(Operation::DissociatePackage, error).effect(),
+    }
+    let reason = if deleting {
+        WaitReason::Deleting
+    } else {
+        WaitReason::Dissociating
+    };
+    let message = format!("dissociating from domain {domain}");
+    Effect::progressing(reason, message, Requeue::Poll)
+        .with(Event::Dissociating { domain, deleting })
+}
+
+/// DeletePackage; a package already gone counts as deleted. `Requeue::Never` tells the
+/// cleanup that the finalizer can go.
+async fn delete<B: PackageBackend>(ctx: &Context<B>, region: &str, package_id: String) -> Effect {
+    match ctx.backend.delete_package(region, &package_id).await {
+        Ok(_) | Err(BackendError::NotFound(_)) => {
+            info!(package_id, "deleted package");
+            Effect::only(Requeue::Never).with(Event::Deleted { id: package_id })
+        }
+        Err(error) => Failed::new(Operation::DeletePackage, error).effect(),
+    }
+}
+
+/// Forgets a package that vanished outside the cluster before creating it again.
+fn clear_package(status: &mut Status) {
+    status.package_id = None;
+    status.package_status = None;
+    status.available_package_version = None;
+    status.applied_digest = None;
+    status.error_details = None;
+    status.version_history.clear();
+    status.created_at = None;
+    status.last_updated_at = None;
+}

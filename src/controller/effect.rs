@@ -1,0 +1,96 @@
+//! What a reconcile step leaves behind: the conditions to write, the events to publish and
+//! when to look again. Failed AWS calls map to an effect here, in one place.
+
+use tracing::warn;
+
+use super::events::Event;
+use crate::backend::{BackendError, Operation};
+use crate::plan::{Requeue, Verdict};
+use crate::status::Outcome;
+use crate::vocabulary::{StallReason, WaitReason};
+
+#[derive(Debug)]
+pub struct Effect {
+    /// The conditions to write; `None` leaves them as they are.
+    pub outcome: Option<Outcome>,
+    pub events: Vec<Event>,
+    pub requeue: Requeue,
+}
+
+impl Effect {
+    pub fn new(outcome: Outcome, requeue: Requeue) -> Self {
+        Self {
+            outcome: Some(outcome),
+            events: Vec::new(),
+            requeue,
+        }
+    }
+
+    pub fn progressing(reason: WaitReason, message: impl Into<String>, requeue: Requeue) -> Self {
+        Self::new(Outcome::progressing(reason, message), requeue)
+    }
+
+    /// Nothing to write; look again.
+    pub fn only(requeue: Requeue) -> Self {
+        Self {
+            outcome: None,
+            events: Vec::new(),
+            requeue,
+        }
+    }
+
+    pub fn with(mut self, event: Event) -> Self {
+        self.events.push(event);
+        self
+    }
+
+    /// The effect of settling on a verdict.
+    pub fn settle(verdict: Verdict) -> Self {
+        let requeue = verdict.requeue();
+        match verdict {
+            Verdict::Done => Self::new(Outcome::Ready, requeue),
+            Verdict::Wait { reason, message } => Self::progressing(reason, message, requeue),
+            Verdict::Stall { reason, message } => {
+                Self::new(Outcome::Stalled { reason, message }, requeue)
+            }
+            Verdict::Suspended => Self::new(Outcome::Suspended, requeue),
+            Verdict::Finished => Self::only(requeue),
+        }
+    }
+}
+
+/// An AWS call that failed, and which one.
+#[derive(Debug)]
+pub struct Failed {
+    pub operation: Operation,
+    pub error: BackendError,
+}
+
+impl Failed {
+    pub fn new(operation: Operation, error: BackendError) -> Self {
+        Self { operation, error }
+    }
+
+    /// Retryable failures back off; rejections stall until the user changes something.
+    pub fn effect(&self) -> Effect {
+        let Self { operation, error } = self;
+        let reason = match error {
+            BackendError::Throttled(_) | BackendError::Transient(_) | BackendError::Conflict(_) => {
+                warn!(%operation, %error, "retrying after a transient AWS error");
+                let message = format!("{operation}: {error}; retrying");
+                return Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff);
+            }
+            // The package vanished between reading and acting, or someone took the name
+            // between our lookup and our create: the next observation decides.
+            BackendError::NotFound(_) | BackendError::AlreadyExists(_) => {
+                let message = format!("{operation}: {error}");
+                return Effect::progressing(WaitReason::Retrying, message, Requeue::Soon);
+            }
+            BackendError::Invalid(_) => StallReason::InvalidRequest,
+            BackendError::AccessDenied(_) => StallReason::AccessDenied,
+            BackendError::LimitExceeded(_) => StallReason::LimitExceeded,
+        };
+        let message = format!("{operation} was rejected: {}", error.message());
+        Effect::new(Outcome::Stalled { reason, message }, Requeue::Resync)
+    }
+}

@@ -1,0 +1,131 @@
+//! Every Kubernetes Event the operator publishes, in one catalogue: each variant owns its
+//! type, reason, action and message.
+
+use kube::runtime::events::EventType;
+
+use crate::vocabulary::StallReason;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Created {
+        name: String,
+        id: String,
+    },
+    /// A recorded package was deleted outside the cluster and is created again.
+    PackageVanished {
+        id: String,
+    },
+    Adopted {
+        name: String,
+        id: String,
+    },
+    /// A package created before a restart was found and recorded.
+    RecordedCreate {
+        id: String,
+    },
+    Updated {
+        id: String,
+    },
+    /// A version made before a restart was found and recorded.
+    RecordedUpdate {
+        version: String,
+    },
+    ScopeUpdated {
+        users: Vec<String>,
+    },
+    Associating {
+        domain: String,
+        version: String,
+    },
+    Dissociating {
+        domain: String,
+        deleting: bool,
+    },
+    Deleted {
+        id: String,
+    },
+    Stalled {
+        reason: StallReason,
+        message: String,
+    },
+    Ready {
+        version: String,
+    },
+}
+
+impl Event {
+    pub fn type_(&self) -> EventType {
+        match self {
+            Self::PackageVanished { .. } | Self::Stalled { .. } => EventType::Warning,
+            _ => EventType::Normal,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "Created",
+            Self::PackageVanished { .. } => "PackageVanished",
+            Self::Adopted { .. } | Self::RecordedCreate { .. } => "Adopted",
+            Self::Updated { .. } | Self::RecordedUpdate { .. } => "Updated",
+            Self::ScopeUpdated { .. } => "ScopeUpdated",
+            Self::Associating { .. } => "Associating",
+            Self::Dissociating { .. } => "Dissociating",
+            Self::Deleted { .. } => "Deleted",
+            Self::Stalled { reason, .. } => reason.as_str(),
+            Self::Ready { .. } => "Ready",
+        }
+    }
+
+    /// The recorder folds events with the same reason and action into one series, so domain
+    /// steps name their domain in the action: each rollout step shows.
+    pub fn action(&self) -> String {
+        match self {
+            Self::Created { .. } => "CreatePackage".into(),
+            Self::PackageVanished { .. } => "Create".into(),
+            Self::Adopted { .. } | Self::RecordedCreate { .. } => "Adopt".into(),
+            Self::Updated { .. } => "UpdatePackage".into(),
+            Self::RecordedUpdate { .. } => "RecordUpdate".into(),
+            Self::ScopeUpdated { .. } => "UpdatePackageScope".into(),
+            Self::Associating { domain, .. } => format!("AssociatePackage/{domain}"),
+            Self::Dissociating { domain, .. } => format!("DissociatePackage/{domain}"),
+            Self::Deleted { .. } => "DeletePackage".into(),
+            Self::Stalled { .. } | Self::Ready { .. } => "Reconcile".into(),
+        }
+    }
+
+    pub fn note(&self) -> String {
+        match self {
+            Self::Created { name, id } => format!("created package {name} ({id})"),
+            Self::PackageVanished { id } => {
+                format!("package {id} was deleted outside the cluster; creating it again")
+            }
+            Self::Adopted { name, id } => format!("adopted existing package {name} ({id})"),
+            Self::RecordedCreate { id } => {
+                format!("recorded package {id} created before a restart")
+            }
+            Self::Updated { id } => format!("importing a new version of package {id}"),
+            Self::RecordedUpdate { version } => format!(
+                "version {version} was already imported for this spec; recorded it without a new update"
+            ),
+            Self::ScopeUpdated { users } => {
+                format!("package shared with: {}", users.join(", "))
+            }
+            Self::Associating { domain, version } => {
+                format!("applying {version} to domain {domain}")
+            }
+            Self::Dissociating {
+                domain,
+                deleting: true,
+            } => format!("dissociating from domain {domain} before deleting the package"),
+            Self::Dissociating {
+                domain,
+                deleting: false,
+            } => format!("dissociating from domain {domain}, no longer in spec.domains"),
+            Self::Deleted { id } => format!("deleted package {id}"),
+            Self::Stalled { message, .. } => message.clone(),
+            Self::Ready { version } => {
+                format!("package is available at {version} on every listed domain")
+            }
+        }
+    }
+}

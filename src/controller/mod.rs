@@ -1,0 +1,302 @@
+//! The reconcile loop: observe (AWS reads) → plan (pure) → act (one step) → status (server-side
+//! apply) → requeue.
+//!
+//! | file | what it does |
+//! |---|---|
+//! | `observe` | reads AWS and the watch cache into an [`Observation`](crate::plan::Observation) |
+//! | `act` | one function per [`Action`](crate::plan::Action): the AWS call and its effect |
+//! | `effect` | what a step leaves behind; failed calls mapped to effects |
+//! | `events` | the catalogue of Kubernetes Events |
+//! | `kube_io` | finalizer, status and event writes |
+//! | `schedule` | requeue delays, backoff, the "not yet due" gate |
+//! | `snapshot` | the shared per-region DescribePackages |
+
+mod act;
+mod effect;
+mod events;
+mod kube_io;
+mod observe;
+mod schedule;
+mod snapshot;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::Action as Requeued;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use tracing::{Instrument, debug, info_span, warn};
+
+pub use effect::Failed;
+pub use events::Event;
+pub use observe::region_of;
+pub use schedule::Schedule;
+pub use snapshot::RegionSnapshots;
+
+use crate::backend::PackageBackend;
+use crate::crd::{DeletionPolicy, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
+use crate::metrics::Metrics;
+use crate::plan::{self, Decision, Observation, Requeue};
+use crate::status::{self, Outcome, apply_outcome, reconcile_request};
+use crate::vocabulary::ConditionType;
+use effect::Effect;
+
+/// Errors that end a reconcile early. AWS errors are not among them: they are handled in the
+/// reconcile and written to status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("object has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::NoNamespace => "no_namespace",
+        }
+    }
+}
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context<B> {
+    pub client: Client,
+    pub backend: B,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Region for objects that name none.
+    pub default_region: String,
+    /// The watch caches: the only list of objects (name conflicts, prerequisites).
+    pub stores: Vec<Store<OpenSearchPackage>>,
+    pub snapshots: RegionSnapshots,
+    pub schedule: Schedule,
+}
+
+impl<B: PackageBackend> Context<B> {
+    pub fn new(
+        client: Client,
+        backend: B,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        default_region: String,
+        resync: Duration,
+        stores: Vec<Store<OpenSearchPackage>>,
+    ) -> Self {
+        Self {
+            client,
+            backend,
+            recorder,
+            metrics,
+            default_region,
+            stores,
+            // Half the resync: every object's steady-state check in one resync window is
+            // served by at most two DescribePackages per region.
+            snapshots: RegionSnapshots::new(resync / 2),
+            schedule: Schedule::new(resync),
+        }
+    }
+
+    /// Drops the object's schedule so its next reconcile runs in full, as when its requeue
+    /// timer fires (tests stand in for the timer with it).
+    pub fn make_due(&self, obj: &OpenSearchPackage) {
+        self.schedule.make_due(obj);
+    }
+}
+
+/// One reconcile of one object: what every step needs to know.
+pub struct Job<'a, B> {
+    pub ctx: &'a Context<B>,
+    pub obj: &'a OpenSearchPackage,
+    pub api: &'a Api<OpenSearchPackage>,
+    pub region: &'a str,
+    pub now: Timestamp,
+}
+
+fn object_key(obj: &OpenSearchPackage) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Entry point for kube-runtime.
+pub async fn reconcile<B: PackageBackend>(
+    obj: Arc<OpenSearchPackage>,
+    ctx: Arc<Context<B>>,
+) -> Result<Requeued, Error> {
+    if let Some(remaining) = ctx.schedule.not_yet_due(&obj) {
+        return Ok(Requeued::requeue(remaining));
+    }
+    let started = Instant::now();
+    let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
+    let result = reconcile_object(&obj, &ctx).instrument(span).await;
+    let stalled = obj
+        .status
+        .as_ref()
+        .is_some_and(|s| s.is_true(ConditionType::Stalled));
+    let label = match &result {
+        Ok(_) if stalled => "stalled",
+        Ok(_) => "success",
+        Err(e) => e.label(),
+    };
+    ctx.metrics.observe_reconcile(label, started.elapsed());
+    result
+}
+
+/// Requeue policy for errors that escaped the reconcile (Kubernetes API failures).
+pub fn error_policy<B: PackageBackend>(
+    obj: Arc<OpenSearchPackage>,
+    error: &Error,
+    ctx: Arc<Context<B>>,
+) -> Requeued {
+    warn!(object = %object_key(&obj), %error, "reconcile failed");
+    Requeued::requeue(ctx.schedule.after_error(&obj))
+}
+
+async fn reconcile_object<B: PackageBackend>(
+    obj: &OpenSearchPackage,
+    ctx: &Context<B>,
+) -> Result<Requeued, Error> {
+    let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<OpenSearchPackage> = Api::namespaced(ctx.client.clone(), &namespace);
+    let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
+    let region = region_of(obj, &ctx.default_region);
+    let job = Job {
+        ctx,
+        obj,
+        api: &api,
+        region: &region,
+        now: Timestamp::now(),
+    };
+    if obj.meta().deletion_timestamp.is_some() {
+        if !has_finalizer {
+            return Ok(Requeued::await_change());
+        }
+        return cleanup(&job).await;
+    }
+    if !has_finalizer {
+        kube_io::add_finalizer(&api, obj).await?;
+        // The patch is a change the watch delivers: the next reconcile starts from it.
+        return Ok(Requeued::await_change());
+    }
+    apply(&job).await
+}
+
+/// An object that is not being deleted: observe, plan, perform one action or settle.
+async fn apply<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error> {
+    let obj = job.obj;
+    let mut status = obj.status.clone().unwrap_or_default();
+    status.region = Some(job.region.to_owned());
+    status.observed_generation = obj.metadata.generation;
+    status.last_handled_reconcile_at = reconcile_request(obj).map(str::to_owned);
+
+    let effect = match observe::observe(job.ctx, obj, job.region, false).await {
+        Err(failed) => failed.effect(),
+        Ok(observed) => {
+            record_observation(&mut status, obj, &observed);
+            let decision = plan::plan(obj, &observed);
+            debug!(?decision, "planned");
+            match decision {
+                Decision::Settle(verdict) => Effect::settle(verdict),
+                Decision::Act(action) => act::perform(job, &mut status, action).await?,
+            }
+        }
+    };
+    finish(job, status, effect).await
+}
+
+/// An object being deleted: dissociate its domains, delete its package, drop the finalizer.
+async fn cleanup<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error> {
+    let obj = job.obj;
+    let mut status = obj.status.clone().unwrap_or_default();
+    let needs_aws = obj.spec.deletion_policy == DeletionPolicy::Delete
+        && (status.package_id.is_some() || status.in_flight.is_some());
+    let observed = if needs_aws {
+        match observe::observe(job.ctx, obj, job.region, true).await {
+            Ok(observed) => observed,
+            Err(failed) => return finish(job, status, failed.effect()).await,
+        }
+    } else {
+        Observation::default()
+    };
+    if let Some(associations) = &observed.associations {
+        status::record_domains(&mut status, &obj.spec, associations);
+    }
+    let effect = match plan::plan_cleanup(obj, &observed) {
+        Decision::Settle(verdict) => Effect::settle(verdict),
+        Decision::Act(action) => act::perform(job, &mut status, action).await?,
+    };
+    finish(job, status, effect).await
+}
+
+/// Copies what was read from AWS into status (only for a package this object owns).
+fn record_observation(
+    status: &mut OpenSearchPackageStatus,
+    obj: &OpenSearchPackage,
+    observed: &Observation,
+) {
+    let Some(package) = &observed.package else {
+        return;
+    };
+    if status.package_id.as_deref() != Some(package.id.as_str()) {
+        return;
+    }
+    status::record_package(status, package);
+    if let Some(history) = &observed.history {
+        status::record_history(status, history);
+    }
+    if let Some(associations) = &observed.associations {
+        status::record_domains(status, &obj.spec, associations);
+    }
+}
+
+/// Writes the effect: conditions, events, metrics, status; then the finalizer (when deletion
+/// finished) or the next requeue.
+async fn finish<B: PackageBackend>(
+    job: &Job<'_, B>,
+    mut status: OpenSearchPackageStatus,
+    mut effect: Effect,
+) -> Result<Requeued, Error> {
+    let (obj, ctx) = (job.obj, job.ctx);
+    let before = obj.status.clone().unwrap_or_default();
+    match &effect.outcome {
+        Some(Outcome::Stalled { reason, message }) if !before.is_stalled_for(*reason) => {
+            effect.events.push(Event::Stalled {
+                reason: *reason,
+                message: message.clone(),
+            });
+        }
+        Some(Outcome::Ready)
+            if before.stall().is_some() || !before.is_true(ConditionType::Ready) =>
+        {
+            let version = status.available_package_version.clone().unwrap_or_default();
+            effect.events.push(Event::Ready { version });
+        }
+        _ => {}
+    }
+    if let Some(outcome) = &effect.outcome {
+        apply_outcome(&mut status, outcome, obj.metadata.generation, job.now);
+    }
+    for event in &effect.events {
+        kube_io::publish(&ctx.recorder, obj, event).await;
+    }
+    let key = object_key(obj);
+    if effect.requeue == Requeue::Never && obj.meta().deletion_timestamp.is_some() {
+        kube_io::remove_finalizer(job.api, obj).await?;
+        ctx.metrics.forget(&key);
+        ctx.schedule.forget(obj);
+        return Ok(Requeued::await_change());
+    }
+    let package_status = status.package_status.as_ref().map(|s| s.as_str());
+    ctx.metrics.set_package_status(&key, package_status);
+    ctx.metrics
+        .set_domains_behind(&key, status::domains_behind(&status));
+    kube_io::write_status(job.api, obj, &status).await?;
+    Ok(Requeued::requeue(ctx.schedule.next(
+        obj,
+        effect.requeue,
+        job.now,
+    )))
+}

@@ -1,0 +1,189 @@
+//! When each object is reconciled again: backoff for transient failures, polling while AWS
+//! works, the jittered resync otherwise, and a per-object "not yet due" gate so the operator's
+//! own status writes (which the watch delivers back) do not cost another round of AWS reads.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use rand::Rng;
+
+use crate::crd::{FINALIZER, OpenSearchPackage};
+use crate::plan::Requeue;
+use crate::status::reconcile_request;
+use crate::vocabulary::ConditionType;
+
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+const SOON: Duration = Duration::from_millis(200);
+const SLOWLY: Duration = Duration::from_secs(60);
+const POLL_MIN: Duration = Duration::from_secs(2);
+const POLL_MAX: Duration = Duration::from_secs(30);
+
+/// Per-object scheduling state, keyed by the object's UID: a deleted and recreated object
+/// with the same name starts afresh.
+pub struct Schedule {
+    resync: Duration,
+    backoff: Mutex<HashMap<String, u32>>,
+    /// The fingerprint of the last reconcile and when the next one is due.
+    due: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl Schedule {
+    pub fn new(resync: Duration) -> Self {
+        Self {
+            resync,
+            backoff: Mutex::new(HashMap::new()),
+            due: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Time left until this object's next reconcile is due, when nothing the user controls
+    /// changed since the last one.
+    pub fn not_yet_due(&self, obj: &OpenSearchPackage) -> Option<Duration> {
+        let due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, at) = due.get(&key(obj))?;
+        (*last == fingerprint(obj))
+            .then(|| at.checked_duration_since(Instant::now()))
+            .flatten()
+    }
+
+    /// Records when the object is due next and returns the delay for kube-runtime.
+    pub fn next(&self, obj: &OpenSearchPackage, requeue: Requeue, now: Timestamp) -> Duration {
+        let key = key(obj);
+        if requeue != Requeue::Backoff {
+            self.reset_backoff(&key);
+        }
+        let delay = match requeue {
+            Requeue::Soon => SOON,
+            Requeue::Poll => poll_delay(obj, now),
+            Requeue::Resync | Requeue::Never => jitter(self.resync, 0.1),
+            Requeue::Backoff => self.next_backoff(&key),
+            Requeue::Slowly => SLOWLY,
+        };
+        self.due
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, (fingerprint(obj), Instant::now() + delay));
+        delay
+    }
+
+    /// The delay after a failure that escaped the reconcile (a Kubernetes API error).
+    pub fn after_error(&self, obj: &OpenSearchPackage) -> Duration {
+        self.next_backoff(&key(obj))
+    }
+
+    /// Drops the object's schedule so its next reconcile runs in full, as when its requeue
+    /// timer fires (tests stand in for the timer with it).
+    pub fn make_due(&self, obj: &OpenSearchPackage) {
+        self.due
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key(obj));
+    }
+
+    /// Forgets a deleted object.
+    pub fn forget(&self, obj: &OpenSearchPackage) {
+        self.make_due(obj);
+        self.reset_backoff(&key(obj));
+    }
+
+    /// 1 s doubling to 5 min, ±20 % jitter.
+    fn next_backoff(&self, key: &str) -> Duration {
+        let attempt = {
+            let mut map = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = map.entry(key.to_owned()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let base = BACKOFF_START.saturating_mul(1 << attempt.saturating_sub(1).min(9));
+        jitter(base.min(BACKOFF_CAP), 0.2)
+    }
+
+    fn reset_backoff(&self, key: &str) {
+        self.backoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+fn key(obj: &OpenSearchPackage) -> String {
+    obj.uid()
+        .unwrap_or_else(|| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()))
+}
+
+/// What the user controls that should trigger a reconcile: the spec (generation), the
+/// reconcile request, deletion and the finalizer. Status writes change none of it.
+fn fingerprint(obj: &OpenSearchPackage) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut hasher);
+    reconcile_request(obj).hash(&mut hasher);
+    obj.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    obj.finalizers()
+        .iter()
+        .any(|f| f == FINALIZER)
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Starts at 2 s and stretches to 30 s the longer the work has been under way, so short
+/// imports finish in seconds without hammering the API on long ones.
+fn poll_delay(obj: &OpenSearchPackage, now: Timestamp) -> Duration {
+    let since = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.condition(ConditionType::Reconciling))
+        .map(|c| c.last_transition_time.0);
+    let elapsed = since
+        .and_then(|t| now.duration_since(t).try_into().ok())
+        .unwrap_or(Duration::ZERO);
+    (elapsed / 2).clamp(POLL_MIN, POLL_MAX)
+}
+
+fn jitter(d: Duration, fraction: f64) -> Duration {
+    let factor = rand::rng().random_range(1.0 - fraction..=1.0 + fraction);
+    d.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(uid: &str) -> OpenSearchPackage {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ospkg.dev/v1alpha1",
+            "kind": "OpenSearchPackage",
+            "metadata": {"name": "a", "namespace": "ns", "uid": uid, "generation": 1},
+            "spec": {"packageType": "TXT-DICTIONARY", "source": {"s3BucketName": "b", "s3Key": "k"}},
+        }))
+        .expect("object")
+    }
+
+    #[test]
+    fn backoff_grows_and_resets() {
+        let schedule = Schedule::new(Duration::from_secs(600));
+        let obj = object("u1");
+        let now = Timestamp::now();
+        let first = schedule.next(&obj, Requeue::Backoff, now);
+        let second = schedule.next(&obj, Requeue::Backoff, now);
+        let third = schedule.next(&obj, Requeue::Backoff, now);
+        assert!(first <= Duration::from_millis(1200), "{first:?}");
+        assert!(third >= Duration::from_millis(3200), "{third:?}");
+        assert!(second < third);
+        schedule.next(&obj, Requeue::Soon, now);
+        assert!(schedule.next(&obj, Requeue::Backoff, now) <= Duration::from_millis(1200));
+    }
+
+    #[test]
+    fn a_recreated_object_with_the_same_name_does_not_inherit_the_schedule() {
+        let schedule = Schedule::new(Duration::from_secs(600));
+        let old = object("u1");
+        schedule.next(&old, Requeue::Resync, Timestamp::now());
+        assert!(schedule.not_yet_due(&old).is_some());
+        assert!(schedule.not_yet_due(&object("u2")).is_none());
+    }
+}

@@ -1,0 +1,87 @@
+//! Deletion: dissociate this object's domains, wait for other users to go, delete.
+
+use std::collections::BTreeSet;
+
+use super::{Action, Decision, Observation, Verdict};
+use crate::backend::Operation;
+use crate::crd::{DeletionPolicy, OpenSearchPackage};
+use crate::vocabulary::{DomainPackageStatus, PackageStatus, StallReason, WaitReason};
+
+/// Decide the next step for an object that is being deleted.
+pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
+    let finished = Decision::Settle(Verdict::Finished);
+    if obj.spec.deletion_policy == DeletionPolicy::Retain {
+        return finished;
+    }
+    let status = obj.status.clone().unwrap_or_default();
+    let Some(package) = &observed.package else {
+        return finished;
+    };
+    let ours = status.package_id.as_deref() == Some(package.id.as_str())
+        || status
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.operation == Operation::CreatePackage);
+    if !ours || package.is_aws_owned() || observed.name_owner.is_some() {
+        return finished;
+    }
+    if matches!(
+        package.status,
+        PackageStatus::Deleting | PackageStatus::Deleted
+    ) {
+        return finished;
+    }
+
+    let associations = observed.associations.clone().unwrap_or_default();
+    let mine: BTreeSet<&str> = obj
+        .spec
+        .domains
+        .iter()
+        .map(|d| d.name.as_str())
+        .chain(
+            status
+                .domains
+                .iter()
+                .filter(|d| !d.unmanaged)
+                .map(|d| d.domain_name.as_str()),
+        )
+        .collect();
+    let mut dissociating = Vec::new();
+    for association in &associations {
+        if !mine.contains(association.domain_name.as_str()) {
+            continue;
+        }
+        if association.status == DomainPackageStatus::Dissociating {
+            dissociating.push(association.domain_name.clone());
+        } else {
+            return Decision::Act(Action::Dissociate {
+                package_id: package.id.clone(),
+                domain: association.domain_name.clone(),
+                deleting: true,
+            });
+        }
+    }
+    if !dissociating.is_empty() {
+        return Decision::wait(
+            WaitReason::Deleting,
+            format!("dissociating from {}", dissociating.join(", ")),
+        );
+    }
+    let others: Vec<&str> = associations
+        .iter()
+        .filter(|a| !mine.contains(a.domain_name.as_str()))
+        .map(|a| a.domain_name.as_str())
+        .collect();
+    if !others.is_empty() {
+        return Decision::stall(
+            StallReason::InUse,
+            format!(
+                "the package is still associated with domains this object does not manage: {}; dissociate them to finish deletion",
+                others.join(", ")
+            ),
+        );
+    }
+    Decision::Act(Action::Delete {
+        package_id: package.id.clone(),
+    })
+}

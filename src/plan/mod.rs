@@ -1,0 +1,202 @@
+//! The pure middle of the reconcile: from the object and what AWS showed, decide what happens
+//! next. No network here, so every decision is covered by table-driven tests.
+//!
+//! A [`Decision`] is either a [`Verdict`] (the object settles where it is: done, waiting,
+//! stalled, suspended, finished deleting) or one [`Action`] (one AWS call, or one record of a
+//! call an earlier attempt made). The controller performs actions and writes verdicts.
+
+mod cleanup;
+mod domains;
+mod package;
+
+use std::collections::BTreeMap;
+
+pub use cleanup::plan_cleanup;
+pub use package::plan;
+
+use crate::backend::{
+    AssociatePackage, CreatePackage, DomainAssociation, Package, PackageVersion, Source,
+    UpdatePackage,
+};
+use crate::crd::{OpenSearchPackage, OpenSearchPackageSpec};
+use crate::digest::SpecDigest;
+use crate::vocabulary::{StallReason, WaitReason};
+
+/// What AWS (and the cluster) showed for one object, gathered before planning.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observation {
+    /// The package: looked up by the recorded id, or by name when there is none.
+    pub package: Option<Package>,
+    /// Version history, newest first, when it was read (before an update, after a new version).
+    pub history: Option<Vec<PackageVersion>>,
+    /// The package's associations, when they were read.
+    pub associations: Option<Vec<DomainAssociation>>,
+    /// Another object that owns this object's (region, packageName), as `namespace/name`.
+    pub name_owner: Option<String>,
+    /// Prerequisite object name → its package id, for prerequisites that are Ready.
+    pub ready_prerequisites: BTreeMap<String, String>,
+}
+
+/// What the plan decided. Made once per reconcile and consumed at once, so the size of the
+/// action requests does not matter.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Decision {
+    /// Nothing to call: the object settles here.
+    Settle(Verdict),
+    /// One thing to do.
+    Act(Action),
+}
+
+/// Where an object settles without an AWS call, and when to look again.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Everything matches the spec.
+    Done,
+    /// Something is under way in AWS; look again later.
+    Wait { reason: WaitReason, message: String },
+    /// Progress needs the user (or, for `InUse`, someone else) to change something.
+    Stall {
+        reason: StallReason,
+        message: String,
+    },
+    /// `spec.suspend` is true: change nothing in AWS.
+    Suspended,
+    /// Deleting: nothing (more) to do in AWS, the finalizer can go.
+    Finished,
+}
+
+/// When to reconcile an object again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    /// Look again soon: something was just changed or recorded.
+    Soon,
+    /// Poll: AWS is working.
+    Poll,
+    /// Nothing to do until the resync.
+    Resync,
+    /// A transient failure: back off.
+    Backoff,
+    /// Check back slowly (waiting on something outside this object).
+    Slowly,
+    /// Only a change of the object can bring more work.
+    Never,
+}
+
+impl Verdict {
+    /// When an object that settled here is looked at again.
+    pub fn requeue(&self) -> Requeue {
+        match self {
+            Self::Done | Self::Suspended => Requeue::Resync,
+            Self::Wait { .. } => Requeue::Poll,
+            Self::Stall {
+                reason: StallReason::InUse,
+                ..
+            } => Requeue::Slowly,
+            Self::Stall { .. } => Requeue::Resync,
+            Self::Finished => Requeue::Never,
+        }
+    }
+}
+
+/// One AWS call (or the record of one made before a crash).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Create the package (`recreate` when a recorded package vanished outside the cluster).
+    Create {
+        request: CreatePackage,
+        recreate: bool,
+    },
+    /// Take over an existing package found by name; no call. `ours` when the create record
+    /// says this object created it before a crash; then `digest` is what that create sent.
+    Adopt {
+        package: Package,
+        ours: bool,
+        digest: Option<SpecDigest>,
+    },
+    /// Import a new version.
+    Update {
+        request: UpdatePackage,
+        digest: SpecDigest,
+    },
+    /// The version history already carries this digest's marker: the update happened before a
+    /// crash. Record it without calling again.
+    RecordUpdate { digest: SpecDigest, version: String },
+    /// Replace the allow list (UpdatePackageScope OVERRIDE).
+    UpdateScope { users: Vec<String> },
+    /// Associate (or re-associate, to apply a new version) domains.
+    Associate { requests: Vec<AssociatePackage> },
+    /// Dissociate a domain: one that left the spec, or, while `deleting`, each of this
+    /// object's domains before the package goes.
+    Dissociate {
+        package_id: String,
+        domain: String,
+        deleting: bool,
+    },
+    /// Delete the package.
+    Delete { package_id: String },
+}
+
+impl Decision {
+    pub(crate) fn stall(reason: StallReason, message: String) -> Self {
+        Self::Settle(Verdict::Stall { reason, message })
+    }
+
+    pub(crate) fn wait(reason: WaitReason, message: String) -> Self {
+        Self::Settle(Verdict::Wait { reason, message })
+    }
+}
+
+/// The package name this object manages: `spec.packageName`, else `metadata.name`.
+pub fn package_name(obj: &OpenSearchPackage) -> String {
+    obj.spec
+        .package_name
+        .clone()
+        .or_else(|| obj.metadata.name.clone())
+        .unwrap_or_default()
+}
+
+/// Whether `name` is a valid package name (`^[a-z][a-z0-9-]+$`, 3-256 characters).
+pub fn is_valid_package_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    (3..=256).contains(&name.len())
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The request CreatePackage sends for this spec.
+pub fn create_request(spec: &OpenSearchPackageSpec, name: String) -> CreatePackage {
+    CreatePackage {
+        name,
+        package_type: spec.package_type,
+        source: source(spec),
+        description: spec.description.clone(),
+        engine_version: spec.engine_version.clone(),
+        configuration: spec.configuration.clone(),
+        encryption: spec.encryption.clone(),
+        vending_enabled: spec.vending.as_ref().map(|v| v.enabled),
+    }
+}
+
+/// The request UpdatePackage sends for this spec.
+pub fn update_request(
+    spec: &OpenSearchPackageSpec,
+    package_id: String,
+    digest: &SpecDigest,
+) -> UpdatePackage {
+    UpdatePackage {
+        package_id,
+        source: source(spec),
+        description: spec.description.clone(),
+        commit_message: digest.commit_message(spec.commit_message.as_deref()),
+        configuration: spec.configuration.clone(),
+        encryption: spec.encryption.clone(),
+    }
+}
+
+fn source(spec: &OpenSearchPackageSpec) -> Source {
+    Source {
+        bucket: spec.source.s3_bucket_name.clone(),
+        key: spec.source.s3_key.clone(),
+    }
+}

@@ -1,0 +1,199 @@
+//! The package itself: create, adopt, update, scope; then the domains.
+
+use std::collections::BTreeSet;
+
+use super::{
+    Action, Decision, Observation, Verdict, create_request, domains, is_valid_package_name,
+    package_name, update_request,
+};
+use crate::backend::{Operation, Package};
+use crate::crd::OpenSearchPackage;
+use crate::digest::SpecDigest;
+use crate::status::stall_lifted;
+use crate::vocabulary::{PackageStatus, StallReason, WaitReason};
+
+/// Decide the next step for an object that is not being deleted.
+pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
+    let spec = &obj.spec;
+    let status = obj.status.clone().unwrap_or_default();
+    let name = package_name(obj);
+
+    if !is_valid_package_name(&name) {
+        return Decision::stall(
+            StallReason::InvalidSpec,
+            format!(
+                "metadata.name {name:?} is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName"
+            ),
+        );
+    }
+    if let Some(owner) = &observed.name_owner {
+        return Decision::stall(
+            StallReason::NameConflict,
+            format!(
+                "package {name:?} is already managed by OpenSearchPackage {owner}; give this object another spec.packageName"
+            ),
+        );
+    }
+    if spec.suspend {
+        return Decision::Settle(Verdict::Suspended);
+    }
+    if let Some(stall) = sticky_stall(obj) {
+        return Decision::Settle(stall);
+    }
+
+    let Some(package) = &observed.package else {
+        // Nothing in AWS: create it (again, if a recorded package vanished).
+        return Decision::Act(Action::Create {
+            request: create_request(spec, name),
+            recreate: status.package_id.is_some(),
+        });
+    };
+    if status.package_id.as_deref() != Some(package.id.as_str()) {
+        return found_by_name(obj, package, &name);
+    }
+    if package.status.is_importing() {
+        return wait_for_import(package);
+    }
+
+    let digest = SpecDigest::of(spec);
+    let applied = status
+        .applied_digest
+        .as_deref()
+        .map(SpecDigest::from_status);
+    if applied.as_ref() != Some(&digest) {
+        return update(obj, package, observed, digest);
+    }
+    match &package.status {
+        PackageStatus::CopyFailed => {
+            return Decision::stall(
+                StallReason::CopyFailed,
+                failure_message(package, "the package file could not be copied from S3"),
+            );
+        }
+        PackageStatus::ValidationFailed => {
+            return Decision::stall(
+                StallReason::ValidationFailed,
+                failure_message(package, "the package file failed validation"),
+            );
+        }
+        PackageStatus::Available => {}
+        other => return busy(other),
+    }
+    if let Some(users) = scope_change(obj, package) {
+        return Decision::Act(Action::UpdateScope { users });
+    }
+    domains::plan_domains(obj, package, observed)
+}
+
+/// A stall caused by a rejected call that the user has not acted on yet. AWS state does not
+/// show it, so the recorded condition is what keeps the operator from calling again.
+fn sticky_stall(obj: &OpenSearchPackage) -> Option<Verdict> {
+    let stall = obj.status.as_ref()?.stall()?;
+    let reason = stall.reason.filter(|r| r.is_sticky())?;
+    (!stall_lifted(obj, &stall)).then(|| Verdict::Stall {
+        reason,
+        message: stall.message.to_owned(),
+    })
+}
+
+/// A package found by name that this object has not recorded as its own.
+fn found_by_name(obj: &OpenSearchPackage, package: &Package, name: &str) -> Decision {
+    if package.is_aws_owned() {
+        return Decision::stall(
+            StallReason::AlreadyExists,
+            format!(
+                "package {name:?} ({}) is owned by AWS and cannot be managed",
+                package.id
+            ),
+        );
+    }
+    let create_record = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.in_flight.as_ref())
+        .filter(|f| f.operation == Operation::CreatePackage);
+    if let Some(record) = create_record {
+        return Decision::Act(Action::Adopt {
+            package: package.clone(),
+            ours: true,
+            digest: Some(SpecDigest::from_status(&record.digest)),
+        });
+    }
+    if obj.spec.adopt_existing {
+        return Decision::Act(Action::Adopt {
+            package: package.clone(),
+            ours: false,
+            digest: None,
+        });
+    }
+    Decision::stall(
+        StallReason::AlreadyExists,
+        format!(
+            "a package named {name:?} already exists ({}); set spec.adoptExisting: true to manage it",
+            package.id
+        ),
+    )
+}
+
+/// The spec changed since the last create or update: import a new version, unless the newest
+/// version already carries this spec's marker (the update happened before a crash).
+fn update(
+    obj: &OpenSearchPackage,
+    package: &Package,
+    observed: &Observation,
+    digest: SpecDigest,
+) -> Decision {
+    if !(package.status == PackageStatus::Available || package.status.is_failed()) {
+        return busy(&package.status);
+    }
+    let newest = observed.history.as_ref().and_then(|h| h.first());
+    if let Some(version) = newest
+        && version
+            .commit_message
+            .as_deref()
+            .is_some_and(|m| digest.is_marked_in(m))
+    {
+        return Decision::Act(Action::RecordUpdate {
+            digest,
+            version: version.version.clone(),
+        });
+    }
+    Decision::Act(Action::Update {
+        request: update_request(&obj.spec, package.id.clone(), &digest),
+        digest,
+    })
+}
+
+/// The allow list to apply, when the spec's differs from the package's (as AWS shows it, or,
+/// when AWS does not show it, as last applied).
+fn scope_change(obj: &OpenSearchPackage, package: &Package) -> Option<Vec<String>> {
+    let users = obj.spec.allow_listed_users.as_ref()?;
+    let wanted: BTreeSet<&String> = users.iter().collect();
+    let current = package.allow_listed_users.as_ref().or(obj
+        .status
+        .as_ref()
+        .and_then(|s| s.allow_listed_users.as_ref()));
+    let applied: BTreeSet<&String> = current.into_iter().flatten().collect();
+    (wanted != applied).then(|| wanted.into_iter().cloned().collect())
+}
+
+fn busy(status: &PackageStatus) -> Decision {
+    Decision::wait(WaitReason::PackageBusy, format!("package is {status}"))
+}
+
+fn wait_for_import(package: &Package) -> Decision {
+    let reason = match package.status {
+        PackageStatus::Copying => WaitReason::Copying,
+        _ => WaitReason::Validating,
+    };
+    Decision::wait(reason, format!("package is {}", package.status))
+}
+
+fn failure_message(package: &Package, fallback: &str) -> String {
+    let detail = package
+        .error
+        .as_ref()
+        .and_then(|e| e.error_message.clone().or_else(|| e.error_type.clone()));
+    let what = detail.unwrap_or_else(|| fallback.to_owned());
+    format!("{what}; fix the source and change spec.source (for example bump spec.source.revision)")
+}

@@ -1,0 +1,275 @@
+//! The words the operator compares: condition types, statuses and reasons, and the service's
+//! package and association statuses. Each is typed once here with its string form derived;
+//! the rest of the crate matches on variants and never spells these strings.
+
+use std::borrow::Cow;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use strum::{AsRefStr, Display, EnumString, IntoStaticStr};
+
+/// The kstatus condition types this operator writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Display, EnumString, IntoStaticStr)]
+pub enum ConditionType {
+    Ready,
+    Reconciling,
+    Stalled,
+}
+
+impl ConditionType {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Conditions are written in this order, so an unchanged status stays byte-identical.
+    pub fn rank(type_: &str) -> u8 {
+        match type_.parse::<Self>() {
+            Ok(Self::Ready) => 0,
+            Ok(Self::Reconciling) => 1,
+            Ok(Self::Stalled) => 2,
+            Err(_) => 3,
+        }
+    }
+}
+
+/// `metav1.Condition.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Display, EnumString, IntoStaticStr)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(value: bool) -> Self {
+        if value { Self::True } else { Self::False }
+    }
+}
+
+/// The `Ready` condition's reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Display, EnumString, IntoStaticStr)]
+pub enum ReadyReason {
+    /// The package is AVAILABLE at this generation's version on every listed domain.
+    Available,
+    /// Work is under way (see `Reconciling`).
+    Progressing,
+    /// Progress needs the user (see `Stalled`).
+    Failed,
+    /// `spec.suspend` is true.
+    Suspended,
+    /// The object is being deleted.
+    Deleting,
+}
+
+impl ReadyReason {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Why the operator is waiting (the `Reconciling` condition's reason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Display, EnumString, IntoStaticStr)]
+pub enum WaitReason {
+    Creating,
+    Copying,
+    Validating,
+    Updating,
+    PackageBusy,
+    RollingOut,
+    Dissociating,
+    #[strum(serialize = "WaitingForPrerequisites")]
+    Prerequisites,
+    Retrying,
+    Deleting,
+}
+
+impl WaitReason {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Why progress needs the user (the `Stalled` condition's reason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Display, EnumString, IntoStaticStr)]
+pub enum StallReason {
+    InvalidSpec,
+    NameConflict,
+    AlreadyExists,
+    CopyFailed,
+    ValidationFailed,
+    AssociationFailed,
+    InvalidRequest,
+    AccessDenied,
+    LimitExceeded,
+    InUse,
+}
+
+impl StallReason {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Stalls caused by a call the service rejected. AWS state does not show them, so the
+    /// recorded condition is what keeps the operator from calling again until the user acts.
+    pub fn is_sticky(self) -> bool {
+        matches!(
+            self,
+            Self::InvalidRequest | Self::AccessDenied | Self::LimitExceeded
+        )
+    }
+}
+
+/// Implements the string conversions and serde/JSON-schema string forms of a service enum
+/// whose `Other(String)` variant keeps values the service added after this operator was built.
+macro_rules! service_enum_strings {
+    ($name:ident) => {
+        impl $name {
+            /// The service's spelling.
+            pub fn as_str(&self) -> &str {
+                self.as_ref()
+            }
+        }
+
+        impl $name {
+            /// The service's value; one this operator does not know becomes `Other`.
+            pub fn from_service(value: &str) -> Self {
+                // `Other` is the parse default, so this cannot fail.
+                value
+                    .parse()
+                    .unwrap_or_else(|_| Self::Other(value.to_owned()))
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self::from_service(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.as_str().to_owned()
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                Cow::Borrowed("String")
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                String::json_schema(generator)
+            }
+        }
+    };
+}
+
+/// The service's `PackageStatus`.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, Display, EnumString, AsRefStr, Serialize, Deserialize,
+)]
+#[serde(into = "String", from = "String")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum PackageStatus {
+    Copying,
+    CopyFailed,
+    Validating,
+    ValidationFailed,
+    Available,
+    Deleting,
+    Deleted,
+    DeleteFailed,
+    /// A status this operator does not know (the service added one).
+    #[strum(default)]
+    Other(String),
+}
+
+service_enum_strings!(PackageStatus);
+
+impl PackageStatus {
+    /// The import of the newest version failed; only a new version can fix it.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Self::CopyFailed | Self::ValidationFailed)
+    }
+
+    /// The service is still importing a version.
+    pub fn is_importing(&self) -> bool {
+        matches!(self, Self::Copying | Self::Validating)
+    }
+}
+
+/// The service's `DomainPackageStatus`.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, Display, EnumString, AsRefStr, Serialize, Deserialize,
+)]
+#[serde(into = "String", from = "String")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum DomainPackageStatus {
+    Associating,
+    AssociationFailed,
+    Active,
+    Dissociating,
+    DissociationFailed,
+    /// A status this operator does not know (the service added one).
+    #[strum(default)]
+    Other(String),
+}
+
+service_enum_strings!(DomainPackageStatus);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_statuses_round_trip_and_keep_unknown_values() {
+        for status in [
+            PackageStatus::Copying,
+            PackageStatus::CopyFailed,
+            PackageStatus::ValidationFailed,
+            PackageStatus::DeleteFailed,
+        ] {
+            assert_eq!(PackageStatus::from_service(status.as_str()), status);
+        }
+        assert_eq!(PackageStatus::CopyFailed.as_str(), "COPY_FAILED");
+        assert_eq!(PackageStatus::CopyFailed.to_string(), "COPY_FAILED");
+        let new = PackageStatus::from_service("QUARANTINED");
+        assert_eq!(new, PackageStatus::Other("QUARANTINED".into()));
+        assert_eq!(new.as_str(), "QUARANTINED");
+        assert_eq!(
+            serde_json::to_value(&new).expect("serialize"),
+            serde_json::json!("QUARANTINED")
+        );
+        assert_eq!(
+            DomainPackageStatus::from_service("ASSOCIATION_FAILED"),
+            DomainPackageStatus::AssociationFailed
+        );
+        assert_eq!(
+            serde_json::from_value::<DomainPackageStatus>(serde_json::json!("ACTIVE"))
+                .expect("deserialize"),
+            DomainPackageStatus::Active
+        );
+    }
+
+    #[test]
+    fn reasons_have_their_published_spelling() {
+        assert_eq!(
+            WaitReason::Prerequisites.as_str(),
+            "WaitingForPrerequisites"
+        );
+        assert_eq!(StallReason::InUse.as_str(), "InUse");
+        assert_eq!("InUse".parse::<StallReason>(), Ok(StallReason::InUse));
+        assert_eq!(ConditionStatus::from(true).as_str(), "True");
+        assert!(ConditionType::rank("Ready") < ConditionType::rank("Stalled"));
+    }
+}

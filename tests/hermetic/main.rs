@@ -1,0 +1,10 @@
+//! Tests that need no server: the pure plan, the CRD and generated files, the command line,
+//! the AWS backend against canned HTTP exchanges, the Argo CD health script and the metrics
+//! endpoint.
+
+mod argocd_health;
+mod backend_aws;
+mod cli;
+mod crd;
+mod metrics_server;
+mod plan;
