@@ -132,7 +132,10 @@ macro_rules! service_enum_strings {
         impl $name {
             /// The service's spelling.
             pub fn as_str(&self) -> &str {
-                self.as_ref()
+                match self {
+                    Self::Other(value) => value,
+                    known => known.as_ref(),
+                }
             }
         }
 
@@ -149,6 +152,12 @@ macro_rules! service_enum_strings {
         impl From<String> for $name {
             fn from(value: String) -> Self {
                 Self::from_service(&value)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
             }
         }
 
@@ -175,9 +184,7 @@ macro_rules! service_enum_strings {
 }
 
 /// The service's `PackageStatus`.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Hash, Display, EnumString, AsRefStr, Serialize, Deserialize,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EnumString, AsRefStr, Serialize, Deserialize)]
 #[serde(into = "String", from = "String")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum PackageStatus {
@@ -209,9 +216,7 @@ impl PackageStatus {
 }
 
 /// The service's `DomainPackageStatus`.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Hash, Display, EnumString, AsRefStr, Serialize, Deserialize,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EnumString, AsRefStr, Serialize, Deserialize)]
 #[serde(into = "String", from = "String")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum DomainPackageStatus {
@@ -246,6 +251,7 @@ mod tests {
         let new = PackageStatus::from_service("QUARANTINED");
         assert_eq!(new, PackageStatus::Other("QUARANTINED".into()));
         assert_eq!(new.as_str(), "QUARANTINED");
+        assert_eq!(new.to_string(), "QUARANTINED");
         assert_eq!(
             serde_json::to_value(&new).expect("serialize"),
             serde_json::json!("QUARANTINED")

@@ -6,6 +6,7 @@
 //! Tests run it against the simulator in `sim/`, the project's only model of the service.
 
 pub mod aws;
+pub mod errors;
 pub mod metered;
 
 use std::future::Future;
