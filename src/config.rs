@@ -76,6 +76,25 @@ pub struct RunArgs {
     /// Maximum OpenSearch Service API calls per second, per region (also the burst).
     #[arg(long, env = "OSPKG_AWS_RATE_LIMIT", default_value = "10")]
     pub aws_rate_limit: NonZeroU32,
+
+    /// Longest single AWS request attempt (e.g. "20s"); a call without an answer by then
+    /// fails and is re-decided from what AWS shows.
+    #[arg(
+        long,
+        env = "OSPKG_AWS_ATTEMPT_TIMEOUT",
+        default_value = "20s",
+        value_parser = parse_duration
+    )]
+    pub aws_attempt_timeout: Duration,
+
+    /// Longest AWS operation, the SDK's retries of a read included (e.g. "60s").
+    #[arg(
+        long,
+        env = "OSPKG_AWS_OPERATION_TIMEOUT",
+        default_value = "60s",
+        value_parser = parse_duration
+    )]
+    pub aws_operation_timeout: Duration,
 }
 
 /// How log lines are written.
@@ -170,6 +189,8 @@ mod tests {
                 log_level: "info".to_owned(),
                 log_format: LogFormat::Text,
                 aws_rate_limit: NonZeroU32::new(10).expect("non-zero"),
+                aws_attempt_timeout: Duration::from_secs(20),
+                aws_operation_timeout: Duration::from_secs(60),
             }
         );
     }

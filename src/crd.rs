@@ -400,9 +400,9 @@ pub struct OpenSearchPackageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_listed_users: Option<Vec<String>>,
 
-    /// An AWS call that changes something and whose outcome is not yet recorded. Guards
-    /// CreatePackage across operator crashes: a package found by name while this record
-    /// stands is this object's own.
+    /// A CreatePackage or UpdatePackage call written down before it was made, whose outcome
+    /// is not yet recorded: a package found by name while a create stands is this object's
+    /// own; an update stands until the package shows whether it took effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
 
@@ -474,16 +474,28 @@ pub struct DomainStatus {
     pub unmanaged: bool,
 }
 
-/// A changing AWS call whose outcome is not yet recorded.
+/// A changing AWS call written down before it is made, whose outcome is not yet recorded.
+/// After a crash or a lost answer the operator resolves it from what AWS shows instead of
+/// calling again.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct InFlight {
-    /// The operation, e.g. CreatePackage.
+    /// The operation: CreatePackage or UpdatePackage.
     pub operation: Operation,
     /// The spec digest sent with it.
     pub digest: String,
     /// When it was started (RFC 3339).
     pub started_at: String,
+    /// UpdatePackage: the package's lastUpdatedAt when the call was made. A package that
+    /// changed since then took the update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_last_updated_at: Option<String>,
+    /// UpdatePackage: the package's status when the call was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_status: Option<PackageStatus>,
+    /// UpdatePackage: the package's available version when the call was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_package_version: Option<String>,
 }
 
 /// The CRD as YAML, exactly as checked in under `crds/`.

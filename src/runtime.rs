@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use tracing::{debug, info};
 
 use crate::backend::PackageBackend;
-use crate::backend::aws::{AwsBackend, sdk_defaults};
+use crate::backend::aws::{AwsBackend, Timeouts, sdk_defaults};
 use crate::backend::metered::Metered;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::{FIELD_MANAGER, OpenSearchPackage};
@@ -34,7 +34,10 @@ pub struct Settings {
 
 /// Wires the operator together and runs it until SIGINT/SIGTERM.
 pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
-    let mut loader = sdk_defaults();
+    let mut loader = sdk_defaults(Timeouts {
+        attempt: args.aws_attempt_timeout,
+        operation: args.aws_operation_timeout,
+    });
     if let Some(region) = &args.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }

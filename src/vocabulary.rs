@@ -108,6 +108,16 @@ pub enum StallReason {
     AccessDenied,
     LimitExceeded,
     InUse,
+    /// A listed domain does not exist (in this account and region).
+    DomainNotFound,
+    /// A listed prerequisite package does not exist.
+    PrerequisiteNotFound,
+    /// A prerequisite package is not ACTIVE on the domain it is needed on.
+    PrerequisiteNotActive,
+    /// The service could not delete the package.
+    DeleteFailed,
+    /// The service reports a package status this operator does not know.
+    UnexpectedPackageStatus,
 }
 
 impl StallReason {
@@ -115,12 +125,26 @@ impl StallReason {
         self.into()
     }
 
-    /// Stalls caused by a call the service rejected. AWS state does not show them, so the
-    /// recorded condition is what keeps the operator from calling again until the user acts.
+    /// Stalls caused by a call the service rejected as invalid. AWS state does not show
+    /// them, and the same call would be rejected again, so the recorded condition is what
+    /// keeps the operator from calling again until the user acts (a new generation or a
+    /// reconcile request). Every other stall is re-derived or retried slowly: its cause lies
+    /// outside the object (IAM, quotas, domains, other objects) and may go away by itself.
     pub fn is_sticky(self) -> bool {
+        matches!(self, Self::InvalidRequest)
+    }
+
+    /// Stalls that wait on something other than this object's spec (another domain, a
+    /// domain or prerequisite to appear, the service): checked again every minute.
+    pub fn waits_on_others(self) -> bool {
         matches!(
             self,
-            Self::InvalidRequest | Self::AccessDenied | Self::LimitExceeded
+            Self::InUse
+                | Self::DomainNotFound
+                | Self::PrerequisiteNotFound
+                | Self::PrerequisiteNotActive
+                | Self::DeleteFailed
+                | Self::UnexpectedPackageStatus
         )
     }
 }

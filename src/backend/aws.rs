@@ -32,24 +32,48 @@ const PAGE_SIZE: i32 = 100;
 
 /// Longest wait for a TCP connection to the AWS endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest single HTTP attempt (one page of a listing, one mutating call).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
-/// Longest operation, retries included.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long one AWS call may take: a call that never answers must not hold a reconcile
+/// forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One HTTP attempt (one page of a listing, one mutating call).
+    pub attempt: Duration,
+    /// One operation, the SDK's retries of a read included.
+    pub operation: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            attempt: Duration::from_secs(20),
+            operation: Duration::from_secs(60),
+        }
+    }
+}
 
 /// The AWS SDK settings the operator ships with: credentials and region from the default
-/// chain, its retry policy and its timeouts. Tests build their configuration from this too
-/// (adding an endpoint and static credentials), so they exercise what ships.
-pub fn sdk_defaults() -> ConfigLoader {
+/// chain, adaptive retries (for reads: see [`sent_once`] for changes) and timeouts. Tests
+/// build their configuration from this too (adding an endpoint and static credentials), so
+/// they exercise what ships.
+pub fn sdk_defaults(timeouts: Timeouts) -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(RetryConfig::adaptive())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
+                .operation_attempt_timeout(timeouts.attempt)
+                .operation_timeout(timeouts.operation)
                 .build(),
         )
+}
+
+/// Settings for calls that change something: one attempt, no SDK retry. An answer lost after
+/// the service acted (a 5xx, a timeout, a dropped connection) would make a blind retry a second
+/// version or a second change; the operator re-observes and decides instead (its write-ahead
+/// intents make that safe). Reads keep the SDK's retries.
+fn sent_once() -> aws_sdk_opensearch::config::Builder {
+    Config::builder().retry_config(RetryConfig::standard().with_max_attempts(1))
 }
 
 /// [`PackageBackend`] over the Amazon OpenSearch Service API.
@@ -90,7 +114,13 @@ impl AwsBackend {
     /// A backend that talks to `endpoint_url` (the simulator, in tests and the demo) with
     /// static dummy credentials and otherwise exactly the SDK settings the operator ships with.
     pub async fn for_endpoint(endpoint_url: &str) -> Self {
-        let conf = sdk_defaults()
+        Self::for_endpoint_with(endpoint_url, Timeouts::default()).await
+    }
+
+    /// [`AwsBackend::for_endpoint`] with other timeouts (as `--aws-attempt-timeout` and
+    /// `--aws-operation-timeout` set them).
+    pub async fn for_endpoint_with(endpoint_url: &str, timeouts: Timeouts) -> Self {
+        let conf = sdk_defaults(timeouts)
             .endpoint_url(endpoint_url)
             .region(Region::from_static("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "static"))
@@ -178,6 +208,8 @@ impl PackageBackend for AwsBackend {
                 request.encryption.as_ref().map(encryption).transpose()?,
             )
             .set_package_vending_options(request.vending_enabled.map(vending).transpose()?)
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .map_err(map_sdk_error)?;
@@ -205,6 +237,8 @@ impl PackageBackend for AwsBackend {
             .set_package_encryption_options(
                 request.encryption.as_ref().map(encryption).transpose()?,
             )
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .map_err(map_sdk_error)?;
@@ -219,6 +253,8 @@ impl PackageBackend for AwsBackend {
             .client(region)
             .delete_package()
             .package_id(package_id)
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .map_err(map_sdk_error)?;
@@ -280,6 +316,8 @@ impl PackageBackend for AwsBackend {
             .domain_name(request.domain_name)
             .set_prerequisite_package_id_list(prerequisites)
             .set_association_configuration(association)
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .map_err(map_sdk_error)?;
@@ -300,6 +338,8 @@ impl PackageBackend for AwsBackend {
             .dissociate_package()
             .package_id(package_id)
             .domain_name(domain_name)
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .map_err(map_sdk_error)?;
@@ -345,6 +385,8 @@ impl PackageBackend for AwsBackend {
             .package_id(package_id)
             .operation(sdk::PackageScopeOperationEnum::Override)
             .set_package_user_list(Some(users))
+            .customize()
+            .config_override(sent_once())
             .send()
             .await
             .map_err(map_sdk_error)?;

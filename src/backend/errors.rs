@@ -95,6 +95,10 @@ pub fn classify_service_error(
         | "MissingAuthenticationTokenException"
         | "IncompleteSignature"
         | "IncompleteSignatureException" => BackendError::AccessDenied(text),
+        // The same code names a request-rate limit and a quota; only the message tells.
+        "LimitExceededException" if text.to_ascii_lowercase().contains("rate") => {
+            BackendError::Throttled(text)
+        }
         "LimitExceededException" | "ServiceQuotaExceededException" => {
             BackendError::LimitExceeded(text)
         }
@@ -171,6 +175,11 @@ mod tests {
                 BackendError::AccessDenied,
             ),
             ("LimitExceededException", 409, BackendError::LimitExceeded),
+            (
+                "ServiceQuotaExceededException",
+                402,
+                BackendError::LimitExceeded,
+            ),
             ("ThrottlingException", 400, BackendError::Throttled),
             ("TooManyRequestsException", 429, BackendError::Throttled),
             ("RequestLimitExceeded", 400, BackendError::Throttled),
@@ -184,6 +193,22 @@ mod tests {
                 "{code} with HTTP {status}"
             );
         }
+    }
+
+    #[test]
+    fn a_rate_limit_is_throttling_and_a_quota_is_a_limit() {
+        assert_eq!(
+            classify("LimitExceededException", "Rate exceeded", 400),
+            BackendError::Throttled("Rate exceeded".into())
+        );
+        assert_eq!(
+            classify(
+                "LimitExceededException",
+                "Maximum number of packages reached",
+                409
+            ),
+            BackendError::LimitExceeded("Maximum number of packages reached".into())
+        );
     }
 
     #[test]

@@ -210,6 +210,13 @@ impl BackendError {
         )
     }
 
+    /// Whether the service answered, so a call that changes something is known not to have
+    /// taken effect. A transient failure (5xx, timeout, dropped connection) may have come
+    /// after the service acted.
+    pub fn proves_no_effect(&self) -> bool {
+        !matches!(self, Self::Transient(_))
+    }
+
     /// A bounded label for metrics and events.
     pub fn label(&self) -> &'static str {
         match self {

@@ -14,7 +14,7 @@ use crate::crd::{InFlight, OpenSearchPackageStatus};
 use crate::digest::SpecDigest;
 use crate::plan::{Action, Requeue};
 use crate::status::{self, Outcome, apply_outcome};
-use crate::vocabulary::WaitReason;
+use crate::vocabulary::{StallReason, WaitReason};
 
 type Status = OpenSearchPackageStatus;
 
@@ -30,16 +30,20 @@ pub async fn perform<B: PackageBackend>(
             ours,
             digest,
         } => adopt(status, &package, ours, digest),
-        Action::Update { request, digest } => update(job, status, request, digest).await,
+        Action::Update { request, digest } => update(job, status, request, digest).await?,
         Action::RecordUpdate { digest, version } => record_update(status, &digest, version),
+        Action::ResolveUpdate { digest, happened } => resolve_update(status, &digest, happened),
         Action::UpdateScope { users } => update_scope(job, status, users).await,
-        Action::Associate { requests } => associate(job, status, requests).await,
+        Action::Associate { requests } => associate(job, status, requests).await?,
         Action::Dissociate {
             package_id,
             domain,
             deleting,
         } => dissociate(job, status, &package_id, domain, deleting).await,
-        Action::Delete { package_id } => delete(job.ctx, job.region, package_id).await,
+        Action::Delete {
+            package_id,
+            after_failure,
+        } => delete(job.ctx, job.region, package_id, after_failure).await,
     })
 }
 
@@ -62,13 +66,16 @@ async fn create<B: PackageBackend>(
         operation: Operation::CreatePackage,
         digest: digest.as_str().to_owned(),
         started_at: job.now.to_string(),
+        package_last_updated_at: None,
+        package_status: None,
+        available_package_version: None,
     });
     let creating = Outcome::progressing(
         WaitReason::Creating,
         format!("creating package {}", request.name),
     );
     apply_outcome(status, &creating, job.obj.metadata.generation, job.now);
-    kube_io::write_status(job.api, job.obj, status).await?;
+    kube_io::write_status(job, status).await?;
 
     let mut effect = match job.ctx.backend.create_package(job.region, request).await {
         Ok(package) => {
@@ -83,8 +90,18 @@ async fn create<B: PackageBackend>(
             )
         }
         Err(error) => {
-            if !error.is_retryable() {
-                // The service answered: no package was made by this call.
+            // The service answered, so this call made no package, and the record goes. But
+            // AlreadyExists after an earlier attempt whose outcome was lost is most likely
+            // that attempt's package: the record stays, and the package found by name is
+            // recorded as this object's own.
+            let earlier_attempt = job
+                .obj
+                .status
+                .as_ref()
+                .and_then(|s| s.in_flight.as_ref())
+                .is_some_and(|f| f.operation == Operation::CreatePackage);
+            let ours = earlier_attempt && matches!(error, BackendError::AlreadyExists(_));
+            if error.proves_no_effect() && !ours {
                 status.in_flight = None;
             }
             Failed::new(Operation::CreatePackage, error).effect()
@@ -115,22 +132,57 @@ fn adopt(status: &mut Status, package: &Package, ours: bool, digest: Option<Spec
     Effect::progressing(WaitReason::Updating, "package recorded", Requeue::Soon).with(event)
 }
 
+/// UpdatePackage, written ahead: the intent (with the package's state as observed) is stored
+/// before the call, so that an answer lost to a crash, a timeout or a 5xx is resolved from what
+/// the package shows instead of by calling again.
 async fn update<B: PackageBackend>(
     job: &Job<'_, B>,
     status: &mut Status,
     request: UpdatePackage,
     digest: SpecDigest,
-) -> Effect {
-    match job.ctx.backend.update_package(job.region, request).await {
-        Ok(package) => {
-            status.applied_digest = Some(digest.as_str().to_owned());
-            status::record_package(status, &package);
-            let message = format!("package is {}", package.status);
-            Effect::progressing(WaitReason::Updating, message, Requeue::Poll)
-                .with(Event::Updated { id: package.id })
-        }
-        Err(error) => Failed::new(Operation::UpdatePackage, error).effect(),
+) -> Result<Effect, Error> {
+    status.in_flight = Some(InFlight {
+        operation: Operation::UpdatePackage,
+        digest: digest.as_str().to_owned(),
+        started_at: job.now.to_string(),
+        package_last_updated_at: status.last_updated_at.clone(),
+        package_status: status.package_status.clone(),
+        available_package_version: status.available_package_version.clone(),
+    });
+    let updating = Outcome::progressing(WaitReason::Updating, "importing a new version");
+    apply_outcome(status, &updating, job.obj.metadata.generation, job.now);
+    kube_io::write_status(job, status).await?;
+
+    Ok(
+        match job.ctx.backend.update_package(job.region, request).await {
+            Ok(package) => {
+                status.in_flight = None;
+                status.applied_digest = Some(digest.as_str().to_owned());
+                status::record_package(status, &package);
+                let message = format!("package is {}", package.status);
+                Effect::progressing(WaitReason::Updating, message, Requeue::Poll)
+                    .with(Event::Updated { id: package.id })
+            }
+            Err(error) => {
+                if error.proves_no_effect() {
+                    status.in_flight = None;
+                }
+                Failed::new(Operation::UpdatePackage, error).effect()
+            }
+        },
+    )
+}
+
+/// An update whose answer was lost: the package showed whether it took effect.
+fn resolve_update(status: &mut Status, digest: &SpecDigest, happened: bool) -> Effect {
+    status.in_flight = None;
+    if happened {
+        status.applied_digest = Some(digest.as_str().to_owned());
+        return Effect::progressing(WaitReason::Updating, "update recorded", Requeue::Soon)
+            .with(Event::ResolvedUpdate { happened });
     }
+    Effect::progressing(WaitReason::Updating, "update not made", Requeue::Soon)
+        .with(Event::ResolvedUpdate { happened })
 }
 
 /// The newest version carries this spec's marker: the update was made before a crash.
@@ -161,16 +213,21 @@ async fn update_scope<B: PackageBackend>(
     }
 }
 
-/// Associates each requested domain in turn, stopping at the first failure.
+/// Associates each requested domain in turn, stopping at the first failure. Status (which
+/// lists the spec's domains as this object's) is written first: an association made just
+/// before a crash is then known to be this object's, to dissociate when the domain leaves the
+/// spec or the object is deleted.
 async fn associate<B: PackageBackend>(
     job: &Job<'_, B>,
     status: &mut Status,
     requests: Vec<AssociatePackage>,
-) -> Effect {
+) -> Result<Effect, Error> {
+    kube_io::write_status(job, status).await?;
     let version = status.available_package_version.clone().unwrap_or_default();
     let mut events = Vec::new();
     for request in requests {
         let domain = request.domain_name.clone();
+        let prerequisites = request.prerequisites.clone();
         match job.ctx.backend.associate_package(job.region, request).await {
             Ok(association) => {
                 status::upsert_domain(status, &job.obj.spec, association);
@@ -178,16 +235,41 @@ async fn associate<B: PackageBackend>(
                 events.push(Event::Associating { domain, version });
             }
             Err(error) => {
-                let mut effect = Failed::new(Operation::AssociatePackage, error).effect();
+                let mut effect = association_failed(&domain, &prerequisites, error);
                 effect.events = events;
-                return effect;
+                return Ok(effect);
             }
         }
     }
     let message = format!("rolling out {version}");
     let mut effect = Effect::progressing(WaitReason::RollingOut, message, Requeue::Poll);
     effect.events = events;
-    effect
+    Ok(effect)
+}
+
+/// A missing domain or prerequisite, or a prerequisite not yet active on the domain, is a
+/// stall retried slowly (it may appear without an edit); other failures as for any call.
+fn association_failed(domain: &str, prerequisites: &[String], error: BackendError) -> Effect {
+    let names_prerequisite = prerequisites
+        .iter()
+        .any(|id| error.message().contains(id.as_str()));
+    match &error {
+        BackendError::NotFound(message) if names_prerequisite => Effect::stalled(
+            StallReason::PrerequisiteNotFound,
+            format!("domain {domain}: a prerequisite package does not exist: {message}"),
+        ),
+        BackendError::NotFound(message) => Effect::stalled(
+            StallReason::DomainNotFound,
+            format!("domain {domain} was not found: {message}"),
+        ),
+        BackendError::Invalid(message) if names_prerequisite => Effect::stalled(
+            StallReason::PrerequisiteNotActive,
+            format!(
+                "domain {domain}: a prerequisite package is not active on it (list the domain in the prerequisite's spec.domains): {message}"
+            ),
+        ),
+        _ => Failed::new(Operation::AssociatePackage, error).effect(),
+    }
 }
 
 /// Dissociates one domain: one that left the spec, or one of this object's domains before the
@@ -220,14 +302,32 @@ async fn dissociate<B: PackageBackend>(
         .with(Event::Dissociating { domain, deleting })
 }
 
-/// DeletePackage; a package already gone counts as deleted. `Requeue::Never` tells the
-/// cleanup that the finalizer can go.
-async fn delete<B: PackageBackend>(ctx: &Context<B>, region: &str, package_id: String) -> Effect {
+/// DeletePackage; the finalizer goes once the package is gone (a package already gone counts
+/// as deleted, `Requeue::Never`). After a DELETE_FAILED the call is repeated slowly while the
+/// object says why it is stuck.
+async fn delete<B: PackageBackend>(
+    ctx: &Context<B>,
+    region: &str,
+    package_id: String,
+    after_failure: Option<String>,
+) -> Effect {
     match ctx.backend.delete_package(region, &package_id).await {
-        Ok(_) | Err(BackendError::NotFound(_)) => {
-            info!(package_id, "deleted package");
-            Effect::only(Requeue::Never).with(Event::Deleted { id: package_id })
+        Ok(_) => {
+            info!(package_id, "deleting package");
+            let effect = match after_failure {
+                Some(message) => Effect::stalled(
+                    StallReason::DeleteFailed,
+                    format!("deleting package {package_id} failed: {message}; retrying"),
+                ),
+                None => Effect::progressing(
+                    WaitReason::Deleting,
+                    format!("deleting package {package_id}"),
+                    Requeue::Poll,
+                ),
+            };
+            effect.with(Event::Deleted { id: package_id })
         }
+        Err(BackendError::NotFound(_)) => Effect::only(Requeue::Never),
         Err(error) => Failed::new(Operation::DeletePackage, error).effect(),
     }
 }

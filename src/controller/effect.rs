@@ -39,6 +39,16 @@ impl Effect {
         }
     }
 
+    /// Stalled: checked again slowly when the cause lies with others, at the resync otherwise.
+    pub fn stalled(reason: StallReason, message: String) -> Self {
+        let requeue = if reason.waits_on_others() {
+            Requeue::Slowly
+        } else {
+            Requeue::Resync
+        };
+        Self::new(Outcome::Stalled { reason, message }, requeue)
+    }
+
     pub fn with(mut self, event: Event) -> Self {
         self.events.push(event);
         self
@@ -86,11 +96,13 @@ impl Failed {
                 let message = format!("{operation}: {error}");
                 return Effect::progressing(WaitReason::Retrying, message, Requeue::Soon);
             }
+            // A rejected call stays stalled until the user acts; denied access and quotas are
+            // fixed outside the object and are retried at every resync.
             BackendError::Invalid(_) => StallReason::InvalidRequest,
             BackendError::AccessDenied(_) => StallReason::AccessDenied,
             BackendError::LimitExceeded(_) => StallReason::LimitExceeded,
         };
         let message = format!("{operation} was rejected: {}", error.message());
-        Effect::new(Outcome::Stalled { reason, message }, Requeue::Resync)
+        Effect::stalled(reason, message)
     }
 }

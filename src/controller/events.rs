@@ -30,6 +30,10 @@ pub enum Event {
     RecordedUpdate {
         version: String,
     },
+    /// An UpdatePackage whose answer was lost was resolved from what the package showed.
+    ResolvedUpdate {
+        happened: bool,
+    },
     ScopeUpdated {
         users: Vec<String>,
     },
@@ -66,7 +70,9 @@ impl Event {
             Self::Created { .. } => "Created",
             Self::PackageVanished { .. } => "PackageVanished",
             Self::Adopted { .. } | Self::RecordedCreate { .. } => "Adopted",
-            Self::Updated { .. } | Self::RecordedUpdate { .. } => "Updated",
+            Self::Updated { .. } | Self::RecordedUpdate { .. } | Self::ResolvedUpdate { .. } => {
+                "Updated"
+            }
             Self::ScopeUpdated { .. } => "ScopeUpdated",
             Self::Associating { .. } => "Associating",
             Self::Dissociating { .. } => "Dissociating",
@@ -85,6 +91,7 @@ impl Event {
             Self::Adopted { .. } | Self::RecordedCreate { .. } => "Adopt".into(),
             Self::Updated { .. } => "UpdatePackage".into(),
             Self::RecordedUpdate { .. } => "RecordUpdate".into(),
+            Self::ResolvedUpdate { .. } => "ResolveUpdate".into(),
             Self::ScopeUpdated { .. } => "UpdatePackageScope".into(),
             Self::Associating { domain, .. } => format!("AssociatePackage/{domain}"),
             Self::Dissociating { domain, .. } => format!("DissociatePackage/{domain}"),
@@ -107,6 +114,13 @@ impl Event {
             Self::RecordedUpdate { version } => format!(
                 "version {version} was already imported for this spec; recorded it without a new update"
             ),
+            Self::ResolvedUpdate { happened: true } => {
+                "an update whose answer was lost took effect; recorded it without calling again"
+                    .into()
+            }
+            Self::ResolvedUpdate { happened: false } => {
+                "an update whose answer was lost did not take effect; it will be made".into()
+            }
             Self::ScopeUpdated { users } => {
                 format!("package shared with: {}", users.join(", "))
             }
@@ -121,7 +135,7 @@ impl Event {
                 domain,
                 deleting: false,
             } => format!("dissociating from domain {domain}, no longer in spec.domains"),
-            Self::Deleted { id } => format!("deleted package {id}"),
+            Self::Deleted { id } => format!("package {id} is being deleted"),
             Self::Stalled { message, .. } => message.clone(),
             Self::Ready { version } => {
                 format!("package is available at {version} on every listed domain")

@@ -7,8 +7,12 @@ use kube::runtime::events::Recorder;
 use kube::{Resource, ResourceExt};
 use tracing::warn;
 
-use super::Error;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use super::events::Event;
+use super::{Error, Job};
 use crate::crd::{FIELD_MANAGER, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
 
 pub async fn add_finalizer(
@@ -61,12 +65,13 @@ async fn json_patch(
     Ok(())
 }
 
-/// Writes the whole status with server-side apply; skipped when nothing changed.
-pub async fn write_status(
-    api: &Api<OpenSearchPackage>,
-    obj: &OpenSearchPackage,
+/// Writes the whole status with server-side apply; skipped when nothing changed. The new
+/// resourceVersion is remembered so a reconcile never acts on a cache older than this write.
+pub async fn write_status<B>(
+    job: &Job<'_, B>,
     status: &OpenSearchPackageStatus,
 ) -> Result<(), Error> {
+    let (api, obj) = (job.api, job.obj);
     if obj.status.as_ref() == Some(status) {
         return Ok(());
     }
@@ -75,13 +80,77 @@ pub async fn write_status(
         "kind": OpenSearchPackage::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await?;
+    job.ctx.own_writes.record(obj, written.resource_version());
     Ok(())
+}
+
+/// The resourceVersions this process's own status writes left behind, per object (by UID).
+///
+/// The watch delivers our writes back a moment later; a requeue that fires before that reads
+/// the informer cache's older copy. Acting on it could repeat a call or let server-side apply
+/// erase a field just written, so such a reconcile waits for the cache instead.
+#[derive(Default)]
+pub struct OwnWrites {
+    by_uid: Mutex<HashMap<String, Written>>,
+}
+
+struct Written {
+    /// resourceVersions older than our last write (the ones we wrote over).
+    superseded: Vec<String>,
+    latest: Option<String>,
+    at: Instant,
+}
+
+/// After this long the memory is dropped even if the watch never delivered our write.
+const OWN_WRITE_MEMORY: Duration = Duration::from_secs(30);
+
+impl OwnWrites {
+    fn record(&self, before: &OpenSearchPackage, after: Option<String>) {
+        let Some(uid) = before.uid() else { return };
+        let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry(uid).or_insert_with(|| Written {
+            superseded: Vec::new(),
+            latest: None,
+            at: Instant::now(),
+        });
+        entry.superseded.extend(before.resource_version());
+        entry.superseded.extend(entry.latest.take());
+        entry.latest = after;
+        entry.at = Instant::now();
+    }
+
+    /// Whether `obj` is a cached copy older than a status this process wrote. A copy at or
+    /// after our last write ends the watch.
+    pub fn is_stale(&self, obj: &OpenSearchPackage) -> bool {
+        let Some(uid) = obj.uid() else { return false };
+        let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(written) = map.get(&uid) else {
+            return false;
+        };
+        let rv = obj.resource_version();
+        let stale = written.at.elapsed() < OWN_WRITE_MEMORY
+            && rv.is_some_and(|rv| written.superseded.contains(&rv));
+        if !stale {
+            map.remove(&uid);
+        }
+        stale
+    }
+
+    pub fn forget(&self, obj: &OpenSearchPackage) {
+        if let Some(uid) = obj.uid() {
+            self.by_uid
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&uid);
+        }
+    }
 }
 
 /// Publishes an event about `obj`. Events are best effort: losing one must not fail the

@@ -32,6 +32,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 pub use effect::Failed;
 pub use events::Event;
+pub use kube_io::OwnWrites;
 pub use observe::region_of;
 pub use schedule::Schedule;
 pub use snapshot::RegionSnapshots;
@@ -75,6 +76,7 @@ pub struct Context<B> {
     pub stores: Vec<Store<OpenSearchPackage>>,
     pub snapshots: RegionSnapshots,
     pub schedule: Schedule,
+    pub own_writes: OwnWrites,
 }
 
 impl<B: PackageBackend> Context<B> {
@@ -98,6 +100,7 @@ impl<B: PackageBackend> Context<B> {
             // served by at most two DescribePackages per region.
             snapshots: RegionSnapshots::new(resync / 2),
             schedule: Schedule::new(resync),
+            own_writes: OwnWrites::default(),
         }
     }
 
@@ -126,6 +129,10 @@ pub async fn reconcile<B: PackageBackend>(
     obj: Arc<OpenSearchPackage>,
     ctx: Arc<Context<B>>,
 ) -> Result<Requeued, Error> {
+    if ctx.own_writes.is_stale(&obj) {
+        // The watch has not delivered our last status write yet; it will, and that wakes us.
+        return Ok(Requeued::requeue(Duration::from_millis(200)));
+    }
     if let Some(remaining) = ctx.schedule.not_yet_due(&obj) {
         return Ok(Requeued::requeue(remaining));
     }
@@ -287,13 +294,14 @@ async fn finish<B: PackageBackend>(
         kube_io::remove_finalizer(job.api, obj).await?;
         ctx.metrics.forget(&key);
         ctx.schedule.forget(obj);
+        ctx.own_writes.forget(obj);
         return Ok(Requeued::await_change());
     }
     let package_status = status.package_status.as_ref().map(|s| s.as_str());
     ctx.metrics.set_package_status(&key, package_status);
     ctx.metrics
         .set_domains_behind(&key, status::domains_behind(&status));
-    kube_io::write_status(job.api, obj, &status).await?;
+    kube_io::write_status(job, &status).await?;
     Ok(Requeued::requeue(ctx.schedule.next(
         obj,
         effect.requeue,

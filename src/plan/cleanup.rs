@@ -25,11 +25,12 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> Decision
     if !ours || package.is_aws_owned() || observed.name_owner.is_some() {
         return finished;
     }
-    if matches!(
-        package.status,
-        PackageStatus::Deleting | PackageStatus::Deleted
-    ) {
-        return finished;
+    match &package.status {
+        PackageStatus::Deleted => return finished,
+        PackageStatus::Deleting => {
+            return Decision::wait(WaitReason::Deleting, "package is DELETING".into());
+        }
+        _ => {}
     }
 
     let associations = observed.associations.clone().unwrap_or_default();
@@ -81,7 +82,12 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> Decision
             ),
         );
     }
+    let after_failure = (package.status == PackageStatus::DeleteFailed).then(|| {
+        let detail = package.error.as_ref().and_then(|e| e.error_message.clone());
+        detail.unwrap_or_else(|| "the service could not delete the package".into())
+    });
     Decision::Act(Action::Delete {
         package_id: package.id.clone(),
+        after_failure,
     })
 }

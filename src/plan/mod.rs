@@ -89,10 +89,7 @@ impl Verdict {
         match self {
             Self::Done | Self::Suspended => Requeue::Resync,
             Self::Wait { .. } => Requeue::Poll,
-            Self::Stall {
-                reason: StallReason::InUse,
-                ..
-            } => Requeue::Slowly,
+            Self::Stall { reason, .. } if reason.waits_on_others() => Requeue::Slowly,
             Self::Stall { .. } => Requeue::Resync,
             Self::Finished => Requeue::Never,
         }
@@ -122,6 +119,9 @@ pub enum Action {
     /// The version history already carries this digest's marker: the update happened before a
     /// crash. Record it without calling again.
     RecordUpdate { digest: SpecDigest, version: String },
+    /// An UpdatePackage whose answer was lost (crash, timeout, 5xx): the package shows whether
+    /// it `happened`; record that, without calling again.
+    ResolveUpdate { digest: SpecDigest, happened: bool },
     /// Replace the allow list (UpdatePackageScope OVERRIDE).
     UpdateScope { users: Vec<String> },
     /// Associate (or re-associate, to apply a new version) domains.
@@ -133,8 +133,12 @@ pub enum Action {
         domain: String,
         deleting: bool,
     },
-    /// Delete the package.
-    Delete { package_id: String },
+    /// Delete the package; `after_failure` carries the service's message when an earlier
+    /// deletion ended in DELETE_FAILED.
+    Delete {
+        package_id: String,
+        after_failure: Option<String>,
+    },
 }
 
 impl Decision {

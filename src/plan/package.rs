@@ -7,9 +7,9 @@ use super::{
     package_name, update_request,
 };
 use crate::backend::{Operation, Package};
-use crate::crd::OpenSearchPackage;
+use crate::crd::{InFlight, OpenSearchPackage};
 use crate::digest::SpecDigest;
-use crate::status::stall_lifted;
+use crate::status::{rfc3339, stall_lifted};
 use crate::vocabulary::{PackageStatus, StallReason, WaitReason};
 
 /// Decide the next step for an object that is not being deleted.
@@ -51,6 +51,16 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
     if status.package_id.as_deref() != Some(package.id.as_str()) {
         return found_by_name(obj, package, &name);
     }
+    if let Some(intent) = status
+        .in_flight
+        .as_ref()
+        .filter(|f| f.operation == Operation::UpdatePackage)
+    {
+        return Decision::Act(Action::ResolveUpdate {
+            digest: SpecDigest::from_status(&intent.digest),
+            happened: update_took_effect(intent, package),
+        });
+    }
     if package.status.is_importing() {
         return wait_for_import(package);
     }
@@ -77,7 +87,7 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
             );
         }
         PackageStatus::Available => {}
-        other => return busy(other),
+        other => return not_available(other, package),
     }
     if let Some(users) = scope_change(obj, package) {
         return Decision::Act(Action::UpdateScope { users });
@@ -144,7 +154,7 @@ fn update(
     digest: SpecDigest,
 ) -> Decision {
     if !(package.status == PackageStatus::Available || package.status.is_failed()) {
-        return busy(&package.status);
+        return not_available(&package.status, package);
     }
     let newest = observed.history.as_ref().and_then(|h| h.first());
     if let Some(version) = newest
@@ -177,8 +187,41 @@ fn scope_change(obj: &OpenSearchPackage, package: &Package) -> Option<Vec<String
     (wanted != applied).then(|| wanted.into_iter().cloned().collect())
 }
 
-fn busy(status: &PackageStatus) -> Decision {
-    Decision::wait(WaitReason::PackageBusy, format!("package is {status}"))
+/// Whether an UpdatePackage recorded in `intent` took effect: the package changed since the
+/// intent was written (its status began anew, or its status or version moved). This holds
+/// whether the import then succeeded or failed (a failed import leaves no version).
+fn update_took_effect(intent: &InFlight, package: &Package) -> bool {
+    intent.package_last_updated_at != rfc3339(package.last_updated_at)
+        || intent.package_status.as_ref() != Some(&package.status)
+        || intent.available_package_version != package.available_version
+}
+
+/// A package that is neither AVAILABLE nor failed: wait while the service works on it; say so
+/// when it is in a state this operator cannot act on.
+fn not_available(status: &PackageStatus, package: &Package) -> Decision {
+    match status {
+        PackageStatus::Copying | PackageStatus::Validating | PackageStatus::Deleting => {
+            Decision::wait(WaitReason::PackageBusy, format!("package is {status}"))
+        }
+        _ => Decision::stall(
+            StallReason::UnexpectedPackageStatus,
+            failure_message_for(
+                package,
+                &format!("package is {status}, a state this operator cannot act on"),
+            ),
+        ),
+    }
+}
+
+fn failure_message_for(package: &Package, what: &str) -> String {
+    match package
+        .error
+        .as_ref()
+        .and_then(|e| e.error_message.as_deref())
+    {
+        Some(detail) => format!("{what}: {detail}"),
+        None => what.to_owned(),
+    }
 }
 
 fn wait_for_import(package: &Package) -> Decision {

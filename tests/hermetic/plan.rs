@@ -296,6 +296,9 @@ fn an_existing_package_is_refused_unless_adopted() {
             operation: ospkg::backend::Operation::CreatePackage,
             digest: "sha256:abc".into(),
             started_at: "2026-11-26T00:00:00Z".into(),
+            package_last_updated_at: None,
+            package_status: None,
+            available_package_version: None,
         }),
         ..Default::default()
     });
@@ -606,7 +609,8 @@ fn deletion_with_delete_removes_the_package() {
     assert_eq!(
         plan_cleanup(&obj, &observed),
         Decision::Act(Action::Delete {
-            package_id: ID.into()
+            package_id: ID.into(),
+            after_failure: None,
         })
     );
     // Already gone: nothing to do.
@@ -681,4 +685,131 @@ fn deletion_never_touches_a_package_it_does_not_own() {
         plan_cleanup(&obj, &observed),
         Decision::Settle(Verdict::Finished)
     );
+}
+
+#[test]
+fn deletion_waits_for_the_package_to_go_and_retries_a_failed_delete() {
+    let obj = deleting(json!({}));
+    let mut observed = with_domains(vec![]);
+    observed.package.as_mut().expect("package").status = PackageStatus::Deleting;
+    assert!(matches!(
+        plan_cleanup(&obj, &observed),
+        Decision::Settle(Verdict::Wait {
+            reason: WaitReason::Deleting,
+            ..
+        })
+    ));
+    let package = observed.package.as_mut().expect("package");
+    package.status = PackageStatus::DeleteFailed;
+    package.error = Some(ServiceError {
+        error_type: Some("DeleteFailure".into()),
+        error_message: Some("internal error".into()),
+    });
+    assert_eq!(
+        plan_cleanup(&obj, &observed),
+        Decision::Act(Action::Delete {
+            package_id: ID.into(),
+            after_failure: Some("internal error".into()),
+        })
+    );
+}
+
+/// An object whose UpdatePackage was written ahead (intent) with the package as it was then.
+fn with_update_intent(package: &Package) -> OpenSearchPackage {
+    let mut obj = owning(json!({"description": "new"}), json!({}));
+    let status = obj.status.as_mut().expect("status");
+    status.in_flight = Some(InFlight {
+        operation: ospkg::backend::Operation::UpdatePackage,
+        digest: SpecDigest::of(&obj.spec).as_str().into(),
+        started_at: "2026-11-26T00:00:00Z".into(),
+        package_last_updated_at: ospkg::status::rfc3339(package.last_updated_at),
+        package_status: Some(package.status.clone()),
+        available_package_version: package.available_version.clone(),
+    });
+    obj
+}
+
+#[test]
+fn an_open_update_intent_is_resolved_from_what_the_package_shows() {
+    let before = package(PackageStatus::Available);
+    let obj = with_update_intent(&before);
+    let digest = SpecDigest::of(&obj.spec);
+
+    // Nothing moved: the call never reached the service.
+    let unchanged = Observation {
+        package: Some(before.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        plan(&obj, &unchanged),
+        Decision::Act(Action::ResolveUpdate {
+            digest: digest.clone(),
+            happened: false
+        })
+    );
+
+    // Importing, failed (a failed import leaves no version), a new version, or a new
+    // lastUpdatedAt: it took effect.
+    let mut copying = before.clone();
+    copying.status = PackageStatus::Copying;
+    let mut failed = before.clone();
+    failed.status = PackageStatus::CopyFailed;
+    let mut newer = before.clone();
+    newer.available_version = Some("v2".into());
+    let mut touched = before.clone();
+    touched.last_updated_at = Some(Timestamp::UNIX_EPOCH);
+    for after in [copying, failed, newer, touched] {
+        let observed = Observation {
+            package: Some(after.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan(&obj, &observed),
+            Decision::Act(Action::ResolveUpdate {
+                digest: digest.clone(),
+                happened: true
+            }),
+            "{after:?}"
+        );
+    }
+}
+
+#[test]
+fn causes_outside_the_object_do_not_stick() {
+    for reason in [
+        StallReason::AccessDenied,
+        StallReason::LimitExceeded,
+        StallReason::DomainNotFound,
+        StallReason::PrerequisiteNotActive,
+    ] {
+        let mut obj = owning(json!({"description": "new"}), json!({}));
+        obj.status.as_mut().expect("status").conditions = vec![stalled_condition(reason, 1)];
+        assert!(
+            matches!(
+                plan(&obj, &seen(PackageStatus::Available)),
+                Decision::Act(Action::Update { .. })
+            ),
+            "{reason:?} must be retried without an edit"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_package_status_stalls_instead_of_waiting_forever() {
+    let obj = owning(json!({}), json!({}));
+    for status in [
+        PackageStatus::DeleteFailed,
+        PackageStatus::Other("QUARANTINED".into()),
+    ] {
+        let decision = plan(&obj, &seen(status.clone()));
+        assert_eq!(
+            stalled(&decision),
+            Some(StallReason::UnexpectedPackageStatus),
+            "{status:?}: {decision:?}"
+        );
+        let Decision::Settle(verdict) = decision else {
+            unreachable!()
+        };
+        assert_eq!(verdict.requeue(), ospkg::plan::Requeue::Slowly);
+    }
 }

@@ -1,5 +1,8 @@
 //! Tests against an in-process simulator of the OpenSearch Service: the AWS backend end to
-//! end, and reconciles (with a mock Kubernetes API) driving the backend as shipped.
+//! end, and reconciles (with a mock Kubernetes API) driving the backend as shipped, crashes
+//! and faults included.
 
 mod backend_sim;
+mod exactly_once;
 mod reconcile;
+mod support;

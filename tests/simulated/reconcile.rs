@@ -1,191 +1,31 @@
 //! Reconcile tests: the production AWS backend against an in-process simulator, and a mock
-//! Kubernetes API (tower-test) that records every request the reconcile makes, so the tests
-//! assert what is sent to the API server and what reached AWS.
+//! Kubernetes API that records every request the reconcile makes, so the tests assert what is
+//! sent to the API server and what reached AWS.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector;
-use kube::{Client, Resource};
-use ospkg::backend::aws::AwsBackend;
+use kube::Resource;
 use ospkg::backend::{Operation, PackageBackend, PackageFilter};
-use ospkg::controller::{Context, reconcile};
-use ospkg::crd::{FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
-use ospkg::metrics::Metrics;
-use ospkg_sim::{Durations, RunningSim, SimConfig};
-use serde_json::{Value, json};
+use ospkg::controller::reconcile;
+use ospkg::crd::{FINALIZER, OpenSearchPackageStatus};
+use serde_json::json;
 
-const REGION: &str = "us-east-1";
-
-/// One request the reconcile sent to the API server.
-#[derive(Debug, Clone)]
-struct Sent {
-    method: String,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
-
-/// A mock API server: answers every request (echoing patches back as the object) and
-/// records them.
-fn mock_client(object: OpenSearchPackage) -> (Client, Arc<Mutex<Vec<Sent>>>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let log = sent.clone();
-    tokio::spawn(async move {
-        while let Some((request, respond)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.expect("request body");
-            let body: Value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes)
-                    .or_else(|_| serde_yaml::from_slice(&bytes))
-                    .expect("JSON or YAML body")
-            };
-            let path = parts.uri.path().to_owned();
-            log.lock().expect("log").push(Sent {
-                method: parts.method.to_string(),
-                path: path.clone(),
-                query: parts.uri.query().unwrap_or_default().to_owned(),
-                content_type: parts
-                    .headers
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned(),
-                body: body.clone(),
-            });
-            let reply = if path.contains("/events") {
-                body
-            } else {
-                serde_json::to_value(&object).expect("object")
-            };
-            let response = Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&reply).expect("reply")))
-                .expect("response");
-            respond.send_response(response);
-        }
-    });
-    (Client::new(service, "default"), sent)
-}
-
-/// The AWS side of a test: the simulator and the operator's backend configured as shipped.
-struct Aws {
-    sim: RunningSim,
-    backend: AwsBackend,
-}
-
-impl Aws {
-    /// Imports and associations finish at once.
-    async fn immediate() -> Self {
-        Self::start(SimConfig::default().durations(Durations::instant())).await
-    }
-
-    /// Time stands still: imports stay COPYING until the test advances the clock.
-    async fn held() -> Self {
-        Self::start(SimConfig::default().manual_clock()).await
-    }
-
-    async fn start(config: SimConfig) -> Self {
-        let sim = ospkg_sim::start(config).await.expect("simulator starts");
-        // The file every test object imports.
-        sim.admin()
-            .put_object("acme-dicts", "synonyms.txt", b"tv, television\n".to_vec())
-            .await
-            .expect("object stored");
-        let backend = AwsBackend::for_endpoint(&sim.endpoint()).await;
-        Self { sim, backend }
-    }
-
-    /// A second backend on the same simulator, for the reconcile's context.
-    async fn backend(&self) -> AwsBackend {
-        AwsBackend::for_endpoint(&self.sim.endpoint()).await
-    }
-
-    /// Requests the simulator has seen for this operation.
-    async fn calls(&self, operation: Operation) -> u64 {
-        let calls = self.sim.admin().calls().await.expect("call counts");
-        calls.get(operation.as_str()).copied().unwrap_or_default()
-    }
-}
-
-fn context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> {
-    let (store, _writer) = reflector::store::<OpenSearchPackage>();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "opensearch-package-operator".into(),
-            instance: None,
-        },
-    );
-    Arc::new(Context::new(
-        client,
-        backend,
-        recorder,
-        Arc::new(Metrics::new()),
-        REGION.into(),
-        Duration::from_secs(600),
-        vec![store],
-    ))
-}
-
-fn object(extra: Value) -> OpenSearchPackage {
-    let mut value = json!({
-        "apiVersion": "ospkg.dev/v1alpha1",
-        "kind": "OpenSearchPackage",
-        "metadata": {
-            "name": "product-synonyms",
-            "namespace": "search",
-            "uid": "0b1c2d3e",
-            "generation": 1,
-            "resourceVersion": "1",
-        },
-        "spec": {
-            "packageType": "TXT-DICTIONARY",
-            "source": {"s3BucketName": "acme-dicts", "s3Key": "synonyms.txt"},
-        },
-    });
-    if let (Value::Object(base), Value::Object(extra)) = (&mut value, extra) {
-        for (k, v) in extra {
-            base.insert(k, v);
-        }
-    }
-    serde_json::from_value(value).expect("object")
-}
-
-fn with_finalizer(mut obj: OpenSearchPackage) -> OpenSearchPackage {
-    obj.meta_mut().finalizers = Some(vec![FINALIZER.into()]);
-    obj
-}
-
-const OBJECT_PATH: &str =
-    "/apis/ospkg.dev/v1alpha1/namespaces/search/opensearchpackages/product-synonyms";
-
-fn status_patches(sent: &[Sent]) -> Vec<&Sent> {
-    sent.iter()
-        .filter(|s| s.path == format!("{OBJECT_PATH}/status"))
-        .collect()
-}
+use crate::support::{
+    Aws, OBJECT_PATH, REGION, context, mock_client, object, status_patches, with_finalizer,
+};
 
 #[tokio::test]
 async fn a_new_object_gets_the_finalizer_first() {
     let obj = object(json!({}));
-    let (client, sent) = mock_client(obj.clone());
+    let (client, api) = mock_client(obj.clone());
     let aws = Aws::immediate().await;
     reconcile(Arc::new(obj), context(client, aws.backend().await))
         .await
         .expect("reconcile");
 
-    let sent = sent.lock().expect("log").clone();
+    let sent = api.sent();
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(sent[0].method, "PATCH");
     assert_eq!(sent[0].path, OBJECT_PATH);
@@ -205,14 +45,14 @@ async fn a_new_object_gets_the_finalizer_first() {
 #[tokio::test]
 async fn create_records_the_create_then_writes_status_by_server_side_apply() {
     let obj = with_finalizer(object(json!({})));
-    let (client, sent) = mock_client(obj.clone());
+    let (client, api) = mock_client(obj.clone());
     let aws = Aws::held().await;
     reconcile(Arc::new(obj), context(client, aws.backend().await))
         .await
         .expect("reconcile");
 
     assert_eq!(aws.calls(Operation::CreatePackage).await, 1);
-    let sent = sent.lock().expect("log").clone();
+    let sent = api.sent();
     let patches = status_patches(&sent);
     assert_eq!(patches.len(), 2, "{sent:#?}");
     for patch in &patches {
@@ -273,31 +113,22 @@ async fn an_unchanged_status_is_not_written_again() {
     // First reconcile brings the object to Ready against a simulator that imports at once.
     let obj = with_finalizer(object(json!({})));
     let aws = Aws::immediate().await;
-    let (client, sent) = mock_client(obj.clone());
+    let (client, api) = mock_client(obj.clone());
     let ctx = context(client, aws.backend().await);
     reconcile(Arc::new(obj.clone()), ctx.clone())
         .await
         .expect("create");
-    let last = status_patches(&sent.lock().expect("log"))
-        .last()
-        .expect("status")
-        .body["status"]
-        .clone();
-    let mut obj = obj;
-    obj.status = Some(serde_json::from_value(last).expect("status"));
 
-    // Reconcile until Ready, feeding each written status back like the watch would.
+    // Reconcile until Ready, each time from the object as the API server holds it (what the
+    // watch delivers).
     for _ in 0..4 {
-        let before = sent.lock().expect("log").len();
+        let obj = api.object();
         ctx.make_due(&obj);
-        reconcile(Arc::new(obj.clone()), ctx.clone())
+        reconcile(Arc::new(obj), ctx.clone())
             .await
             .expect("reconcile");
-        let log = sent.lock().expect("log").clone();
-        if let Some(p) = status_patches(&log[before..]).last() {
-            obj.status = Some(serde_json::from_value(p.body["status"].clone()).expect("status"));
-        }
     }
+    let obj = api.object();
     let status = obj.status.clone().expect("status");
     let ready = status
         .conditions
@@ -307,10 +138,10 @@ async fn an_unchanged_status_is_not_written_again() {
     assert_eq!(ready.status, "True", "{status:#?}");
     assert_eq!(status.available_package_version.as_deref(), Some("v1"));
 
-    let before = sent.lock().expect("log").len();
+    let before = api.sent().len();
     ctx.make_due(&obj);
     reconcile(Arc::new(obj), ctx).await.expect("steady state");
-    let log = sent.lock().expect("log").clone();
+    let log = api.sent();
     assert!(
         status_patches(&log[before..]).is_empty(),
         "{:#?}",
@@ -321,7 +152,7 @@ async fn an_unchanged_status_is_not_written_again() {
 }
 
 #[tokio::test]
-async fn deletion_deletes_the_package_then_removes_the_finalizer() {
+async fn deletion_deletes_the_package_then_removes_the_finalizer_once_it_is_gone() {
     let aws = Aws::immediate().await;
     let created = aws
         .backend
@@ -338,11 +169,22 @@ async fn deletion_deletes_the_package_then_removes_the_finalizer() {
         region: Some(REGION.into()),
         ..Default::default()
     });
-    let (client, sent) = mock_client(obj.clone());
-    reconcile(Arc::new(obj), context(client, aws.backend().await))
+    let (client, api) = mock_client(obj.clone());
+    let ctx = context(client, aws.backend().await);
+    reconcile(Arc::new(obj), ctx.clone())
         .await
         .expect("reconcile");
 
+    // DeletePackage was accepted; the object stays until the package is gone.
+    assert_eq!(aws.calls(Operation::DeletePackage).await, 1);
+    assert!(
+        !api.sent().iter().any(|s| s.path == OBJECT_PATH),
+        "the finalizer went before the package: {:#?}",
+        api.sent()
+    );
+    let obj = api.object();
+    ctx.make_due(&obj);
+    reconcile(Arc::new(obj), ctx).await.expect("reconcile");
     assert_eq!(aws.calls(Operation::DeletePackage).await, 1);
     let remaining = aws
         .backend
@@ -354,7 +196,7 @@ async fn deletion_deletes_the_package_then_removes_the_finalizer() {
             .iter()
             .all(|p| p.id != created.id || p.status.as_str() == "DELETING")
     );
-    let sent = sent.lock().expect("log").clone();
+    let sent = api.sent();
     let finalizer = sent
         .iter()
         .find(|s| s.method == "PATCH" && s.path == OBJECT_PATH)
@@ -387,14 +229,14 @@ async fn deletion_with_retain_only_removes_the_finalizer() {
         region: Some(REGION.into()),
         ..Default::default()
     });
-    let (client, sent) = mock_client(obj.clone());
+    let (client, api) = mock_client(obj.clone());
     let describes = aws.calls(Operation::DescribePackages).await;
     reconcile(Arc::new(obj), context(client, aws.backend().await))
         .await
         .expect("reconcile");
     assert_eq!(aws.calls(Operation::DeletePackage).await, 0);
     assert_eq!(aws.calls(Operation::DescribePackages).await, describes);
-    let sent = sent.lock().expect("log").clone();
+    let sent = api.sent();
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(sent[0].path, OBJECT_PATH);
 }
@@ -432,7 +274,7 @@ async fn a_crash_after_update_does_not_update_twice() {
     });
     let updates = aws.calls(Operation::UpdatePackage).await;
     let histories = aws.calls(Operation::GetPackageVersionHistory).await;
-    let (client, sent) = mock_client(obj.clone());
+    let (client, api) = mock_client(obj.clone());
     reconcile(Arc::new(obj), context(client, aws.backend().await))
         .await
         .expect("reconcile");
@@ -441,7 +283,7 @@ async fn a_crash_after_update_does_not_update_twice() {
         aws.calls(Operation::GetPackageVersionHistory).await,
         histories + 1
     );
-    let sent = sent.lock().expect("log").clone();
+    let sent = api.sent();
     let status = &status_patches(&sent).last().expect("status").body["status"];
     assert_eq!(status["appliedDigest"], new_digest.as_str());
 }
@@ -458,7 +300,7 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
         )
         .await
         .expect("create");
-    let (client, sent) = mock_client(base.clone());
+    let (client, api) = mock_client(base.clone());
     let ctx = context(client, aws.backend().await);
     let describes = aws.calls(Operation::DescribePackages).await;
     // The shared snapshot is taken while the package is at v1...
@@ -494,7 +336,7 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
     obj.status = Some(status);
 
     reconcile(Arc::new(obj), ctx).await.expect("reconcile");
-    let sent = sent.lock().expect("log").clone();
+    let sent = api.sent();
     for patch in status_patches(&sent) {
         assert_eq!(
             patch.body["status"]["availablePackageVersion"], "v2",
@@ -510,30 +352,26 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
 async fn the_operators_own_status_write_does_not_trigger_another_round_of_reads() {
     let obj = with_finalizer(object(json!({})));
     let aws = Aws::held().await;
-    let (client, sent) = mock_client(obj.clone());
+    let (client, api) = mock_client(obj.clone());
     let ctx = context(client, aws.backend().await);
     reconcile(Arc::new(obj.clone()), ctx.clone())
         .await
         .expect("create");
-    let written = status_patches(&sent.lock().expect("log"))
-        .last()
-        .expect("status")
-        .body["status"]
-        .clone();
     let reads = aws.calls(Operation::DescribePackages).await;
 
     // The watch delivers the object with the status just written: nothing the user controls
     // changed, so the reconcile waits for its poll instead of reading AWS again.
-    let mut echoed = obj.clone();
-    echoed.status = Some(serde_json::from_value(written).expect("status"));
-    reconcile(Arc::new(echoed.clone()), ctx.clone())
+    let echoed = api.object();
+    assert!(echoed.status.is_some());
+    reconcile(Arc::new(echoed), ctx.clone())
         .await
         .expect("echo");
     assert_eq!(aws.calls(Operation::DescribePackages).await, reads);
 
     // A spec change is acted on at once.
-    echoed.spec.description = Some("changed".into());
-    echoed.metadata.generation = Some(2);
-    reconcile(Arc::new(echoed), ctx).await.expect("change");
+    api.edit(|o| o.spec.description = Some("changed".into()));
+    reconcile(Arc::new(api.object()), ctx)
+        .await
+        .expect("change");
     assert_eq!(aws.calls(Operation::DescribePackages).await, reads + 1);
 }

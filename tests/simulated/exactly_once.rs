@@ -1,0 +1,494 @@
+//! Exactly once and never stuck: crashes between the service acting and the operator hearing,
+//! answers lost to 5xx and dropped connections, stale caches, and causes outside the object
+//! that must neither stick nor hammer AWS. Each test runs the backend as shipped against the
+//! simulator; a crash drops the reconcile in the middle of the AWS call and starts a new
+//! context, so nothing after the call happens and nothing is remembered.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ospkg::backend::aws::Timeouts;
+use ospkg::backend::{Operation, PackageBackend, PackageFilter};
+use ospkg::controller::reconcile;
+use ospkg::digest::SpecDigest;
+use ospkg::vocabulary::{ConditionType, PackageStatus};
+use ospkg_sim::{DomainDecl, Durations, FaultConfig, OperationFaults, ScriptedFault, SimConfig};
+use serde_json::json;
+
+use crate::support::{
+    Aws, BUCKET, Harness, NAME, REGION, object, settled, status_of, with_finalizer,
+};
+
+fn stall_reason(obj: &ospkg::crd::OpenSearchPackage) -> Option<String> {
+    let status = obj.status.as_ref()?;
+    status
+        .stall()
+        .map(|s| s.reason.map(|r| r.as_str().to_owned()).unwrap_or_default())
+}
+
+fn stall_message(obj: &ospkg::crd::OpenSearchPackage) -> String {
+    status_of(obj)
+        .condition(ConditionType::Stalled)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+async fn ready_object(aws: Aws, extra: serde_json::Value) -> Harness {
+    let harness = Harness::new(aws, with_finalizer(object(extra))).await;
+    let obj = harness.settle(10).await;
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{:#?}",
+        obj.status
+    );
+    harness
+}
+
+/// The package as the service holds it now.
+async fn package(harness: &Harness) -> ospkg::backend::Package {
+    let found = harness
+        .aws
+        .backend
+        .describe_packages(REGION, PackageFilter::Name(NAME.into()))
+        .await
+        .expect("describe");
+    found.into_iter().next().expect("the package exists")
+}
+
+async fn versions(harness: &Harness) -> Vec<ospkg::backend::PackageVersion> {
+    let id = package(harness).await.id;
+    harness
+        .aws
+        .backend
+        .package_version_history(REGION, &id)
+        .await
+        .expect("history")
+}
+
+#[tokio::test]
+async fn a_failed_import_across_a_crash_is_not_updated_twice() {
+    let mut harness = ready_object(Aws::immediate().await, json!({})).await;
+    // The new key does not exist: the import will fail, and a failed import leaves no
+    // version behind to carry the marker.
+    harness
+        .api
+        .edit(|o| o.spec.source.s3_key = "missing.txt".into());
+    harness.crash_during(Operation::UpdatePackage).await;
+
+    let obj = harness.settle(10).await;
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("CopyFailed"),
+        "{obj:#?}"
+    );
+    assert_eq!(
+        harness.aws.calls(Operation::UpdatePackage).await,
+        1,
+        "one spec change, one UpdatePackage"
+    );
+    assert_eq!(package(&harness).await.status, PackageStatus::CopyFailed);
+}
+
+#[tokio::test]
+async fn a_revert_across_a_crash_makes_aws_hold_the_reverted_spec() {
+    let mut harness = ready_object(
+        Aws::immediate().await,
+        json!({"spec": {"packageType": "TXT-DICTIONARY", "source": {"s3BucketName": BUCKET, "s3Key": "synonyms.txt"}, "description": "alpha"}}),
+    )
+    .await;
+    let alpha = SpecDigest::of(&harness.api.object().spec);
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("beta".into()));
+    harness.crash_during(Operation::UpdatePackage).await;
+    // The user reverts while the operator is down.
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("alpha".into()));
+
+    let obj = harness.settle(10).await;
+    assert!(status_of(&obj).is_ready_at(obj.metadata.generation));
+    let held = package(&harness).await;
+    assert_eq!(held.description.as_deref(), Some("alpha"));
+    let history = versions(&harness).await;
+    assert_eq!(history.len(), 3, "{history:#?}");
+    assert!(
+        history[0]
+            .commit_message
+            .as_deref()
+            .is_some_and(|m| alpha.is_marked_in(m)),
+        "the newest version is alpha's: {history:#?}"
+    );
+    assert_eq!(
+        status_of(&obj).applied_digest.as_deref(),
+        Some(alpha.as_str())
+    );
+}
+
+#[tokio::test]
+async fn an_error_after_the_effect_makes_exactly_one_package_and_one_version() {
+    let aws = Aws::immediate().await;
+    for operation in ["CreatePackage", "UpdatePackage"] {
+        aws.sim
+            .admin()
+            .script_fault(operation, ScriptedFault::ErrorAfterEffect)
+            .await
+            .expect("fault scripted");
+    }
+    let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
+    let obj = harness.settle(10).await;
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+    assert_eq!(harness.aws.calls(Operation::CreatePackage).await, 1);
+    assert_eq!(
+        status_of(&obj).available_package_version.as_deref(),
+        Some("v1")
+    );
+
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("now with winter terms".into()));
+    let obj = harness.settle(10).await;
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+    assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 1);
+    assert_eq!(
+        status_of(&obj).available_package_version.as_deref(),
+        Some("v2")
+    );
+    assert_eq!(versions(&harness).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_after_the_effect_makes_one_version() {
+    let harness = ready_object(Aws::immediate().await, json!({})).await;
+    harness
+        .aws
+        .sim
+        .admin()
+        .script_fault("UpdatePackage", ScriptedFault::CloseAfterEffect)
+        .await
+        .expect("fault scripted");
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("changed".into()));
+    let obj = harness.settle(10).await;
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+    assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 1);
+    assert_eq!(versions(&harness).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_unknown_domain_stalls_slowly_and_recovers_when_it_appears() {
+    let harness = Harness::new(
+        Aws::immediate().await,
+        with_finalizer(object(json!({"spec": {
+            "packageType": "TXT-DICTIONARY",
+            "source": {"s3BucketName": BUCKET, "s3Key": "synonyms.txt"},
+            "domains": [{"name": "nowhere"}],
+        }}))),
+    )
+    .await;
+    let obj = harness.settle(10).await;
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("DomainNotFound"),
+        "{obj:#?}"
+    );
+    assert!(
+        stall_message(&obj).contains("nowhere"),
+        "{}",
+        stall_message(&obj)
+    );
+
+    // Checked again once a minute, not in a loop: each check costs a few calls.
+    let remaining = harness
+        .ctx
+        .schedule
+        .not_yet_due(&obj)
+        .expect("a requeue is scheduled");
+    assert!(remaining >= Duration::from_secs(50), "{remaining:?}");
+    let before = harness.aws.total_calls().await;
+    for _ in 0..3 {
+        harness.reconcile().await;
+    }
+    let per_check = (harness.aws.total_calls().await - before) / 3;
+    assert!(per_check <= 3, "{per_check} calls per check");
+
+    // The domain appears: the object converges without an edit.
+    harness
+        .aws
+        .sim
+        .admin()
+        .add_domain(&DomainDecl {
+            name: "nowhere".into(),
+            engine_version: "OpenSearch_2.19".into(),
+            region: None,
+            account: None,
+        })
+        .await
+        .expect("domain added");
+    let obj = harness.settle(10).await;
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_already_exists_answer_to_a_retried_create_keeps_the_package_ours() {
+    // The first create takes effect but its answer is lost; the new package is not yet
+    // visible by name, so the next reconcile creates again and hears AlreadyExists.
+    let faults = FaultConfig {
+        read_after_write_lag_ms: 1_500,
+        ..FaultConfig::default()
+    }
+    .scripted("CreatePackage", ScriptedFault::ErrorAfterEffect);
+    let aws = Aws::start(
+        SimConfig::default()
+            .durations(Durations::instant())
+            .faults(faults),
+    )
+    .await;
+    let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
+    let mut obj = harness.api.object();
+    for _ in 0..100 {
+        harness.reconcile().await;
+        obj = harness.api.object();
+        if settled(&obj) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+    assert!(harness.aws.calls(Operation::CreatePackage).await >= 2);
+    let all = harness
+        .aws
+        .backend
+        .describe_packages(REGION, PackageFilter::Name(NAME.into()))
+        .await
+        .expect("describe");
+    assert_eq!(all.len(), 1);
+    assert_eq!(status_of(&obj).package_id, Some(all[0].id.clone()));
+}
+
+#[tokio::test]
+async fn a_cache_older_than_our_own_write_is_not_acted_on() {
+    let harness = Harness::new(Aws::held().await, with_finalizer(object(json!({})))).await;
+    let before = harness.api.object();
+    harness.reconcile().await;
+    let written = harness.api.object();
+    assert!(status_of(&written).package_id.is_some());
+    let calls = harness.aws.total_calls().await;
+    let writes = harness.api.sent().len();
+
+    // The informer still holds the object from before the write (no packageID, no create
+    // record): acting on it would create a second package or erase the id.
+    harness.ctx.make_due(&before);
+    reconcile(Arc::new(before), harness.ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(harness.aws.total_calls().await, calls, "no AWS call");
+    assert_eq!(harness.api.sent().len(), writes, "no write");
+    assert_eq!(
+        status_of(&harness.api.object()).package_id,
+        status_of(&written).package_id
+    );
+
+    // Once the watch delivers the write, reconciles go on.
+    harness.reconcile().await;
+    assert!(harness.aws.total_calls().await > calls);
+}
+
+#[tokio::test]
+async fn access_denied_on_reads_stalls_and_recovers_without_an_edit() {
+    let harness = ready_object(Aws::immediate().await, json!({})).await;
+    let denied = FaultConfig {
+        operations: BTreeMap::from([(
+            "DescribePackages".to_owned(),
+            OperationFaults {
+                access_denied: 1.0,
+                ..OperationFaults::default()
+            },
+        )]),
+        ..FaultConfig::default()
+    };
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&denied)
+        .await
+        .expect("faults");
+    harness.reconcile().await;
+    let obj = harness.api.object();
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("AccessDenied"),
+        "{obj:#?}"
+    );
+
+    // The IAM fix lands; the next scheduled check (the resync) recovers.
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&FaultConfig::default())
+        .await
+        .expect("faults");
+    let obj = harness.settle(3).await;
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_black_holed_call_times_out_instead_of_holding_the_reconcile() {
+    let timeouts = Timeouts {
+        attempt: Duration::from_secs(1),
+        operation: Duration::from_secs(2),
+    };
+    let aws = Aws::start_with(
+        SimConfig::default().durations(Durations::instant()),
+        timeouts,
+    )
+    .await;
+    let slow = FaultConfig {
+        operations: BTreeMap::from([(
+            "*".to_owned(),
+            OperationFaults {
+                latency_ms: 600_000,
+                ..OperationFaults::default()
+            },
+        )]),
+        ..FaultConfig::default()
+    };
+    aws.sim.admin().set_faults(&slow).await.expect("faults");
+    let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
+    tokio::time::timeout(Duration::from_secs(15), harness.reconcile())
+        .await
+        .expect("the reconcile ends: AWS calls time out");
+    let obj = harness.api.object();
+    let reconciling = status_of(&obj)
+        .condition(ConditionType::Reconciling)
+        .cloned()
+        .expect("Reconciling");
+    assert_eq!(reconciling.reason, "Retrying", "{reconciling:?}");
+}
+
+#[tokio::test]
+async fn an_association_made_just_before_a_crash_is_dissociated_when_the_domain_goes() {
+    let aws = Aws::start(
+        SimConfig::default()
+            .durations(Durations::instant())
+            .domain("search", "OpenSearch_2.19"),
+    )
+    .await;
+    let mut harness = ready_object(aws, json!({})).await;
+    harness.api.edit(|o| {
+        o.spec.domains = vec![serde_json::from_value(json!({"name": "search"})).expect("domain")];
+    });
+    harness.crash_during(Operation::AssociatePackage).await;
+    // The user drops the domain again while the operator is down.
+    harness.api.edit(|o| o.spec.domains.clear());
+
+    let obj = harness.settle(20).await;
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+    let id = status_of(&obj).package_id.expect("id");
+    let associations = harness
+        .aws
+        .backend
+        .list_domains_for_package(REGION, &id)
+        .await
+        .expect("associations");
+    assert!(associations.is_empty(), "{associations:#?}");
+    assert_eq!(harness.aws.calls(Operation::DissociatePackage).await, 1);
+}
+
+#[tokio::test]
+async fn a_failed_delete_says_so_and_is_retried_until_the_package_goes() {
+    let harness = ready_object(Aws::immediate().await, json!({})).await;
+    let failing = FaultConfig {
+        fail_deletes: BTreeMap::from([(NAME.to_owned(), "disk on fire".to_owned())]),
+        ..FaultConfig::default()
+    };
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&failing)
+        .await
+        .expect("faults");
+    harness.api.edit(|o| {
+        o.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now(),
+        ));
+    });
+    let mut obj = harness.api.object();
+    for _ in 0..5 {
+        harness.reconcile().await;
+        obj = harness.api.object();
+        if stall_reason(&obj).is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("DeleteFailed"),
+        "{obj:#?}"
+    );
+    assert!(stall_message(&obj).contains("disk on fire"));
+
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&FaultConfig::default())
+        .await
+        .expect("faults");
+    for _ in 0..5 {
+        harness.reconcile().await;
+        if harness
+            .api
+            .object()
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty()
+        {
+            break;
+        }
+    }
+    assert!(
+        harness
+            .api
+            .object()
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty(),
+        "the finalizer goes once the package is gone"
+    );
+    let left = harness
+        .aws
+        .backend
+        .describe_packages(REGION, PackageFilter::Name(NAME.into()))
+        .await
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:#?}");
+}

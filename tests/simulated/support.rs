@@ -1,0 +1,361 @@
+//! What the simulated tier shares: the simulator with the operator's backend configured as
+//! shipped, a mock Kubernetes API (tower-test) that keeps the object as the API server would
+//! (status patches applied, resourceVersion and generation moving) and records every request,
+//! and a harness that reconciles one object the way kube-runtime would, crashes included.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use kube::{Client, Resource};
+use ospkg::backend::Operation;
+use ospkg::backend::aws::{AwsBackend, Timeouts};
+use ospkg::controller::{Context, reconcile};
+use ospkg::crd::{FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
+use ospkg::metrics::Metrics;
+use ospkg::vocabulary::ConditionType;
+use ospkg_sim::{Durations, RunningSim, ScriptedFault, SimConfig};
+use serde_json::{Value, json};
+
+pub const REGION: &str = "us-east-1";
+pub const NAMESPACE: &str = "search";
+pub const NAME: &str = "product-synonyms";
+pub const BUCKET: &str = "acme-dicts";
+pub const KEY: &str = "synonyms.txt";
+pub const OBJECT_PATH: &str =
+    "/apis/ospkg.dev/v1alpha1/namespaces/search/opensearchpackages/product-synonyms";
+
+/// The AWS side of a test: the simulator and the operator's backend configured as shipped.
+pub struct Aws {
+    pub sim: RunningSim,
+    pub backend: AwsBackend,
+    timeouts: Timeouts,
+}
+
+impl Aws {
+    /// Imports and associations finish at once.
+    pub async fn immediate() -> Self {
+        Self::start(SimConfig::default().durations(Durations::instant())).await
+    }
+
+    /// Time stands still: imports stay COPYING until the test advances the clock.
+    pub async fn held() -> Self {
+        Self::start(SimConfig::default().manual_clock()).await
+    }
+
+    pub async fn start(config: SimConfig) -> Self {
+        Self::start_with(config, Timeouts::default()).await
+    }
+
+    pub async fn start_with(config: SimConfig, timeouts: Timeouts) -> Self {
+        let sim = ospkg_sim::start(config).await.expect("simulator starts");
+        // The file every test object imports.
+        sim.admin()
+            .put_object(BUCKET, KEY, b"tv, television\n".to_vec())
+            .await
+            .expect("object stored");
+        let backend = AwsBackend::for_endpoint_with(&sim.endpoint(), timeouts).await;
+        Self {
+            sim,
+            backend,
+            timeouts,
+        }
+    }
+
+    /// Another backend on the same simulator, for a reconcile's context.
+    pub async fn backend(&self) -> AwsBackend {
+        AwsBackend::for_endpoint_with(&self.sim.endpoint(), self.timeouts).await
+    }
+
+    /// Requests the simulator has seen for this operation.
+    pub async fn calls(&self, operation: Operation) -> u64 {
+        let calls = self.sim.admin().calls().await.expect("call counts");
+        calls.get(operation.as_str()).copied().unwrap_or_default()
+    }
+
+    /// All requests the simulator has seen.
+    pub async fn total_calls(&self) -> u64 {
+        let calls = self.sim.admin().calls().await.expect("call counts");
+        calls.values().sum()
+    }
+}
+
+/// One request the reconcile sent to the API server.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+/// The mock API server's state: the object as stored, and every request.
+#[derive(Clone)]
+pub struct MockApi {
+    object: Arc<Mutex<Value>>,
+    sent: Arc<Mutex<Vec<Sent>>>,
+}
+
+impl MockApi {
+    /// The object as the API server holds it now (what the watch would deliver).
+    pub fn object(&self) -> OpenSearchPackage {
+        serde_json::from_value(self.object.lock().expect("object").clone()).expect("object")
+    }
+
+    pub fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().expect("log").clone()
+    }
+
+    /// A user's edit: a changed spec moves the generation, every write the resourceVersion.
+    pub fn edit(&self, change: impl FnOnce(&mut OpenSearchPackage)) {
+        let mut stored = self.object.lock().expect("object");
+        let mut obj: OpenSearchPackage = serde_json::from_value(stored.clone()).expect("object");
+        let before = obj.spec.clone();
+        change(&mut obj);
+        if obj.spec != before {
+            obj.metadata.generation = Some(obj.metadata.generation.unwrap_or(1) + 1);
+        }
+        *stored = serde_json::to_value(&obj).expect("object");
+        bump(&mut stored);
+    }
+}
+
+fn bump(object: &mut Value) {
+    let rv: u64 = object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    object["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+}
+
+/// A mock API server that applies status patches and JSON patches to the stored object,
+/// answers with it, and records every request.
+pub fn mock_client(object: OpenSearchPackage) -> (Client, MockApi) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let api = MockApi {
+        object: Arc::new(Mutex::new(serde_json::to_value(&object).expect("object"))),
+        sent: Arc::new(Mutex::new(Vec::new())),
+    };
+    let state = api.clone();
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.expect("request body");
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes)
+                    .or_else(|_| serde_yaml::from_slice(&bytes))
+                    .expect("JSON or YAML body")
+            };
+            let path = parts.uri.path().to_owned();
+            let content_type = parts
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            state.sent.lock().expect("log").push(Sent {
+                method: parts.method.to_string(),
+                path: path.clone(),
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                content_type: content_type.clone(),
+                body: body.clone(),
+            });
+            let reply = if path.contains("/events") {
+                body
+            } else {
+                let mut stored = state.object.lock().expect("object");
+                if path.ends_with("/status") {
+                    stored["status"] = body["status"].clone();
+                    bump(&mut stored);
+                } else if content_type == "application/json-patch+json" {
+                    // The API server treats a `test` of an absent list as null; this mock
+                    // checks nothing and applies the changing operations.
+                    let changes: Vec<Value> = body
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|op| op["op"] != "test")
+                        .cloned()
+                        .collect();
+                    let patch: json_patch::Patch =
+                        serde_json::from_value(Value::Array(changes)).expect("JSON patch");
+                    json_patch::patch(&mut stored, &patch).expect("patch applies");
+                    bump(&mut stored);
+                }
+                stored.clone()
+            };
+            let response = Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&reply).expect("reply")))
+                .expect("response");
+            respond.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), api)
+}
+
+pub fn context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> {
+    let (store, _writer) = reflector::store::<OpenSearchPackage>();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "opensearch-package-operator".into(),
+            instance: None,
+        },
+    );
+    Arc::new(Context::new(
+        client,
+        backend,
+        recorder,
+        Arc::new(Metrics::new()),
+        REGION.into(),
+        Duration::from_secs(600),
+        vec![store],
+    ))
+}
+
+/// A test object, `extra` merged over the defaults at the top level.
+pub fn object(extra: Value) -> OpenSearchPackage {
+    let mut value = json!({
+        "apiVersion": "ospkg.dev/v1alpha1",
+        "kind": "OpenSearchPackage",
+        "metadata": {
+            "name": NAME,
+            "namespace": NAMESPACE,
+            "uid": "0b1c2d3e",
+            "generation": 1,
+            "resourceVersion": "1",
+        },
+        "spec": {
+            "packageType": "TXT-DICTIONARY",
+            "source": {"s3BucketName": BUCKET, "s3Key": KEY},
+        },
+    });
+    if let (Value::Object(base), Value::Object(extra)) = (&mut value, extra) {
+        for (k, v) in extra {
+            base.insert(k, v);
+        }
+    }
+    serde_json::from_value(value).expect("object")
+}
+
+pub fn with_finalizer(mut obj: OpenSearchPackage) -> OpenSearchPackage {
+    obj.meta_mut().finalizers = Some(vec![FINALIZER.into()]);
+    obj
+}
+
+pub fn status_patches(sent: &[Sent]) -> Vec<&Sent> {
+    sent.iter()
+        .filter(|s| s.path == format!("{OBJECT_PATH}/status"))
+        .collect()
+}
+
+/// One object reconciled the way kube-runtime would: each reconcile reads the object as the
+/// API server holds it. A crash drops a reconcile in the middle of an AWS call and starts a
+/// new process (a new context, with nothing remembered).
+pub struct Harness {
+    pub aws: Aws,
+    pub api: MockApi,
+    client: Client,
+    pub ctx: Arc<Context<AwsBackend>>,
+}
+
+impl Harness {
+    pub async fn new(aws: Aws, obj: OpenSearchPackage) -> Self {
+        let (client, api) = mock_client(obj);
+        let ctx = context(client.clone(), aws.backend().await);
+        Self {
+            aws,
+            api,
+            client,
+            ctx,
+        }
+    }
+
+    /// One reconcile of the current object, as when its requeue timer fires.
+    pub async fn reconcile(&self) {
+        let obj = self.api.object();
+        self.ctx.make_due(&obj);
+        reconcile(Arc::new(obj), self.ctx.clone())
+            .await
+            .expect("reconcile");
+    }
+
+    /// Reconciles until the object settles at its generation (Ready, or Stalled with
+    /// `stalled_ok`), at most `rounds` times; returns it.
+    pub async fn settle(&self, rounds: usize) -> OpenSearchPackage {
+        for _ in 0..rounds {
+            self.reconcile().await;
+            let obj = self.api.object();
+            if settled(&obj) {
+                return obj;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let obj = self.api.object();
+        panic!("did not settle: {:#?}", obj.status);
+    }
+
+    /// Makes the next `operation` call take effect and hold its answer, runs a reconcile
+    /// until the call has reached the service, then drops it: the process died between the
+    /// service acting and the operator hearing. A new process takes over.
+    pub async fn crash_during(&mut self, operation: Operation) {
+        let before = self.aws.calls(operation).await;
+        self.aws
+            .sim
+            .admin()
+            .script_fault(
+                operation.as_str(),
+                ScriptedFault::HoldAfterEffect { ms: 5_000 },
+            )
+            .await
+            .expect("fault scripted");
+        let obj = self.api.object();
+        self.ctx.make_due(&obj);
+        let run = reconcile(Arc::new(obj), self.ctx.clone());
+        tokio::pin!(run);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            tokio::select! {
+                result = &mut run => panic!("the reconcile ended before {operation} was called: {result:?}"),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if self.aws.calls(operation).await > before {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{operation} was never called"
+            );
+        }
+        self.restart().await;
+    }
+
+    /// A new operator process: nothing remembered but what the API server and AWS hold.
+    pub async fn restart(&mut self) {
+        self.ctx = context(self.client.clone(), self.aws.backend().await);
+    }
+}
+
+/// Ready or Stalled at the object's generation, with no call in flight.
+pub fn settled(obj: &OpenSearchPackage) -> bool {
+    let Some(status) = obj.status.as_ref() else {
+        return false;
+    };
+    let generation = obj.metadata.generation;
+    let stalled_now = status
+        .condition(ConditionType::Stalled)
+        .is_some_and(|c| c.status == "True" && c.observed_generation == generation);
+    status.in_flight.is_none() && (status.is_ready_at(generation) || stalled_now)
+}
+
+pub fn status_of(obj: &OpenSearchPackage) -> OpenSearchPackageStatus {
+    obj.status.clone().unwrap_or_default()
+}
