@@ -51,6 +51,14 @@ pub struct LogEntry {
     /// `rateLimit`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// The call took effect (the operation succeeded), whatever the caller then heard: also
+    /// true under an after-effect fault.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub effect: bool,
+    /// UpdatePackage's `CommitMessage`, so tests can tell which spec each version came from
+    /// (including imports that later fail and leave no version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_message: Option<String>,
 }
 
 #[derive(Debug, Default)]

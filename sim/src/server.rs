@@ -342,6 +342,8 @@ pub async fn handle(
         package_id: route.package_id.clone(),
         domain_name: route.domain_name.clone(),
         fault: None,
+        effect: false,
+        commit_message: None,
     };
     let caller = match caller {
         Ok(caller) => caller,
@@ -371,6 +373,12 @@ pub async fn handle(
         }
         Err(e) => Err(e),
     };
+    record.effect = result.is_ok();
+    if operation == Operation::UpdatePackage.name() {
+        record.commit_message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|b| b["CommitMessage"].as_str().map(str::to_string));
+    }
     if let Ok(value) = &result
         && record.package_id.is_none()
         && route.operation == Operation::CreatePackage
@@ -427,6 +435,8 @@ struct CallRecord {
     package_id: Option<String>,
     domain_name: Option<String>,
     fault: Option<&'static str>,
+    effect: bool,
+    commit_message: Option<String>,
 }
 
 impl CallRecord {
@@ -473,6 +483,8 @@ impl CallRecord {
             error_code,
             association_status: None,
             fault: self.fault.map(str::to_string),
+            effect: self.effect,
+            commit_message: self.commit_message,
         });
     }
 }

@@ -269,6 +269,8 @@ impl Service {
             error_code: None,
             association_status: Some(status.to_string()),
             fault: None,
+            effect: false,
+            commit_message: None,
         });
     }
 

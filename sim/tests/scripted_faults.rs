@@ -298,6 +298,15 @@ async fn error_after_effect_acts_then_answers_internal_error() {
             Some("errorAfterEffect")
         )
     );
+    assert!(entry.effect, "the create took effect");
+    let refused = admin
+        .log()
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.operation.as_deref() == Some("CreatePackage"))
+        .unwrap();
+    assert!(!refused.effect, "the refused retry had no effect");
     let id = entry.package_id.expect("the log names the package made");
     assert_eq!(describe(&client, &id).await.package_name(), Some("acted"));
 }
@@ -353,6 +362,9 @@ async fn close_after_effect_acts_then_drops_the_connection() {
         (entry.status, entry.fault.as_deref()),
         (None, Some("closeAfterEffect"))
     );
+    // The log says the call took effect, and with which commit message.
+    assert!(entry.effect);
+    assert_eq!(entry.commit_message.as_deref(), Some("lost answer"));
 
     // On the wire: the connection ends without a single byte of response.
     admin

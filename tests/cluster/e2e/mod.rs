@@ -6,6 +6,7 @@
 
 mod admission;
 mod domains;
+mod storm;
 mod support;
 
 use std::collections::BTreeMap;
@@ -477,7 +478,8 @@ async fn crash_after_update_makes_exactly_one_version() {
         "{:?}",
         s.version_history
     );
-    assert_event(&env, name, "Normal", "Updated", "already imported").await;
+    // The update intent written before the call is resolved from what the package shows.
+    assert_event(&env, name, "Normal", "Updated", "took effect").await;
 
     // And it stays that way.
     tokio::time::sleep(SETTLE).await;
