@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the OpenSearchPackage CustomResourceDefinition as YAML.
     Crd,
     /// Print the version.
@@ -87,6 +87,68 @@ pub struct RunArgs {
     )]
     pub aws_attempt_timeout: Duration,
 
+    /// Take part in leader election on a Lease: only the holder reconciles, so several
+    /// replicas can run for availability ("false" to run alone without a Lease).
+    #[arg(
+        long,
+        env = "OSPKG_LEADER_ELECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub leader_election: bool,
+
+    /// Name of the leader election Lease.
+    #[arg(
+        long,
+        env = "OSPKG_LEADER_ELECTION_LEASE_NAME",
+        default_value = "opensearch-package-operator"
+    )]
+    pub leader_election_lease_name: String,
+
+    /// Namespace of the leader election Lease; default the pod's own (POD_NAMESPACE or the
+    /// service account's namespace file).
+    #[arg(long, env = "OSPKG_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// How long the Lease is valid after its last renewal: a standby takes over after this
+    /// long when the leader stops renewing.
+    #[arg(
+        long,
+        env = "OSPKG_LEADER_ELECTION_LEASE_DURATION",
+        default_value = "15s",
+        value_parser = parse_duration
+    )]
+    pub leader_election_lease_duration: Duration,
+
+    /// The leader stops reconciling when it has not renewed the Lease for this long.
+    #[arg(
+        long,
+        env = "OSPKG_LEADER_ELECTION_RENEW_DEADLINE",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub leader_election_renew_deadline: Duration,
+
+    /// How often the leader renews the Lease and a standby tries for it.
+    #[arg(
+        long,
+        env = "OSPKG_LEADER_ELECTION_RETRY_PERIOD",
+        default_value = "2s",
+        value_parser = parse_duration
+    )]
+    pub leader_election_retry_period: Duration,
+
+    /// After SIGTERM, how long reconciles already running may take to finish before the
+    /// process releases the Lease and exits (keep it below the pod's
+    /// terminationGracePeriodSeconds).
+    #[arg(
+        long,
+        env = "OSPKG_SHUTDOWN_GRACE_PERIOD",
+        default_value = "20s",
+        value_parser = parse_duration
+    )]
+    pub shutdown_grace_period: Duration,
+
     /// Longest AWS operation, the SDK's retries of a read included (e.g. "60s").
     #[arg(
         long,
@@ -130,7 +192,7 @@ mod tests {
                 .copied(),
         )?;
         match cli.command {
-            Command::Run(args) => Ok(args),
+            Command::Run(args) => Ok(*args),
             other => panic!("expected run, got {other:?}"),
         }
     }
@@ -164,7 +226,7 @@ mod tests {
         )?;
         let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
         match cli.command {
-            Command::Run(args) => Ok(args),
+            Command::Run(args) => Ok(*args),
             other => panic!("expected run, got {other:?}"),
         }
     }
@@ -191,6 +253,13 @@ mod tests {
                 aws_rate_limit: NonZeroU32::new(10).expect("non-zero"),
                 aws_attempt_timeout: Duration::from_secs(20),
                 aws_operation_timeout: Duration::from_secs(60),
+                leader_election: true,
+                leader_election_lease_name: "opensearch-package-operator".to_owned(),
+                leader_election_namespace: None,
+                leader_election_lease_duration: Duration::from_secs(15),
+                leader_election_renew_deadline: Duration::from_secs(10),
+                leader_election_retry_period: Duration::from_secs(2),
+                shutdown_grace_period: Duration::from_secs(20),
             }
         );
     }

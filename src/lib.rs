@@ -7,6 +7,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod digest;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod runtime;

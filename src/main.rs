@@ -37,7 +37,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
             ospkg::telemetry::init(&args.log_level, args.log_format)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            runtime.block_on(ospkg::runtime::run(args))
+            runtime.block_on(ospkg::runtime::run(*args))
         }
     }
 }

@@ -61,6 +61,7 @@ pub struct Metrics {
     aws_calls: Family<AwsCallLabels, Counter>,
     packages: Family<StatusLabels, Gauge>,
     domains_behind: Gauge,
+    leader: Gauge,
     objects: Mutex<Objects>,
 }
 
@@ -78,6 +79,7 @@ impl Metrics {
         let aws_calls = Family::<AwsCallLabels, Counter>::default();
         let packages = Family::<StatusLabels, Gauge>::default();
         let domains_behind = Gauge::default();
+        let leader = Gauge::default();
 
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
         registry.register_with_unit(
@@ -101,6 +103,11 @@ impl Metrics {
             "(object, domain) pairs not yet on the package's current version",
             domains_behind.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease (or runs without leader election)",
+            leader.clone(),
+        );
 
         Self {
             registry,
@@ -109,6 +116,7 @@ impl Metrics {
             aws_calls,
             packages,
             domains_behind,
+            leader,
             objects: Mutex::new(Objects::default()),
         }
     }
@@ -148,6 +156,11 @@ impl Metrics {
     }
 
     /// Records how many of the object's domains are not yet on the current version.
+    /// Whether this replica leads (runs the controllers).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
     pub fn set_domains_behind(&self, object: &str, behind: usize) {
         let mut objects = self.lock();
         if behind == 0 {
@@ -324,8 +337,10 @@ mod tests {
         metrics.aws_call(Operation::DescribePackages, "ok");
         metrics.set_package_status("ns/a", Some("AVAILABLE"));
         metrics.set_domains_behind("ns/a", 1);
+        metrics.set_leader(true);
 
         let text = metrics.encode();
+        assert!(text.contains("ospkg_leader 1"), "{text}");
         assert!(
             text.contains("ospkg_reconciles_total{result=\"success\"} 1"),
             "{text}"

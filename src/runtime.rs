@@ -1,24 +1,26 @@
 //! Process wiring: the AWS SDK configuration the operator ships with, the metered backend,
-//! the health and metrics server, and the kube-runtime controllers.
+//! the health and metrics server, leader election, graceful shutdown and the kube-runtime
+//! controllers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::backend::PackageBackend;
 use crate::backend::aws::{AwsBackend, Timeouts, sdk_defaults};
 use crate::backend::metered::Metered;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::{FIELD_MANAGER, OpenSearchPackage};
+use crate::leader::{self, Election, Leadership, Term};
 use crate::metrics::Metrics;
 use crate::server::Health;
 
@@ -30,9 +32,12 @@ pub struct Settings {
     pub label_selector: Option<String>,
     pub resync: Duration,
     pub concurrency: u16,
+    /// How long in-flight reconciles may run on after a shutdown request.
+    pub shutdown_grace: Duration,
 }
 
-/// Wires the operator together and runs it until SIGINT/SIGTERM.
+/// Wires the operator together and runs it until SIGINT/SIGTERM (exit 0), or until this
+/// replica loses the leader Lease (an error: exit 1, and the kubelet restarts it).
 pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
     let mut loader = sdk_defaults(Timeouts {
         attempt: args.aws_attempt_timeout,
@@ -46,6 +51,11 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
         .region()
         .map(ToString::to_string)
         .context("no AWS region: set --region (OSPKG_REGION) or AWS_REGION")?;
+    let election = election(&args)?;
+    let leadership = Arc::new(match election {
+        Some(_) => Leadership::elected(),
+        None => Leadership::always(),
+    });
 
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new());
@@ -53,24 +63,14 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
         AwsBackend::new(sdk_config),
         metrics.clone(),
         args.aws_rate_limit,
-    );
+    )
+    .with_leadership(leadership.clone());
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
 
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let (stop_server, server) = serve_http(args.metrics_addr, &metrics, &health).await?;
     info!(addr = %args.metrics_addr, region = %default_region, "serving /metrics, /healthz and /readyz");
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(
-        listener,
-        metrics.clone(),
-        health.clone(),
-        async move {
-            let _ = server_stopped.await;
-        },
-    ));
 
     let settings = Settings {
         default_region,
@@ -78,12 +78,113 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
         label_selector: args.label_selector.clone(),
         resync: args.resync_interval,
         concurrency: args.concurrency,
+        shutdown_grace: args.shutdown_grace_period,
     };
-    run_controllers(client, backend, metrics, health, settings).await;
+    let stop = shutdown_signal();
+    let lead = run_controllers(
+        client.clone(),
+        backend,
+        Shared {
+            metrics: metrics.clone(),
+            health: health.clone(),
+            leadership: leadership.clone(),
+        },
+        settings,
+        stop.clone(),
+    );
+    let term = match election {
+        None => {
+            metrics.set_leader(true);
+            lead.await;
+            Term::ShutDown
+        }
+        Some(election) => {
+            let on_change = |leading: bool| {
+                metrics.set_leader(leading);
+                // A standby is ready (it does its job: standing by); a new leader is ready
+                // once its watch caches have synced.
+                health.set_ready(!leading);
+            };
+            leader::run(client, election, &leadership, stop, on_change, lead).await?
+        }
+    };
     info!("shutting down");
     let _ = stop_server.send(());
     server.await.context("metrics server task")??;
-    Ok(())
+    match term {
+        Term::ShutDown => Ok(()),
+        Term::Lost => anyhow::bail!("lost the leader Lease: exiting so a fresh process stands by"),
+    }
+}
+
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Starts the HTTP server for /metrics, /healthz and /readyz; it stops when the returned
+/// sender is used or dropped.
+async fn serve_http(
+    addr: std::net::SocketAddr,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, ServerTask)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Ok((stop, server))
+}
+
+/// The leader election settings, or `None` when it is switched off.
+fn election(args: &crate::config::RunArgs) -> anyhow::Result<Option<Election>> {
+    if !args.leader_election {
+        return Ok(None);
+    }
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(leader::own_namespace)
+        .context(
+            "leader election needs the Lease's namespace: set --leader-election-namespace (OSPKG_LEADER_ELECTION_NAMESPACE) or POD_NAMESPACE",
+        )?;
+    Ok(Some(Election {
+        lease_name: args.leader_election_lease_name.clone(),
+        namespace,
+        identity: leader::own_identity(),
+        lease_duration: args.leader_election_lease_duration,
+        renew_deadline: args.leader_election_renew_deadline,
+        retry_period: args.leader_election_retry_period,
+    }))
+}
+
+/// A channel that turns `true` on SIGTERM or SIGINT.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(error) => {
+                    warn!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            () = terminate => info!("SIGTERM: finishing in-flight work"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: finishing in-flight work"),
+        }
+        let _ = stop.send(true);
+    });
+    stopped
 }
 
 /// A namespace listed twice must not get two controllers over the same objects.
@@ -96,14 +197,22 @@ fn dedup(namespaces: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Runs the controllers until a shutdown signal: one kube-runtime controller per watched
-/// namespace (or one for all), sharing the context.
+/// What the controllers share with the rest of the process.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub leadership: Arc<Leadership>,
+}
+
+/// Runs the controllers until `stop` turns true: one kube-runtime controller per watched
+/// namespace (or one for all), sharing the context. After `stop`, no new reconcile starts;
+/// those in flight may finish within the shutdown grace period.
 pub async fn run_controllers<B: PackageBackend>(
     client: Client,
     backend: B,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    shared: Shared,
     settings: Settings,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let watcher_config = match &settings.label_selector {
         Some(selector) => watcher::Config::default().labels(selector),
@@ -118,13 +227,20 @@ pub async fn run_controllers<B: PackageBackend>(
             .map(|ns| Api::namespaced(client.clone(), ns))
             .collect()
     };
+    let stopped = {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+        .shared()
+    };
     let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
     let controllers: Vec<Controller<OpenSearchPackage>> = apis
         .into_iter()
         .map(|api| {
             Controller::new(api, watcher_config.clone())
                 .with_config(controller_config.clone())
-                .shutdown_on_signal()
+                .graceful_shutdown_on(stopped.clone())
         })
         .collect();
     let stores: Vec<Store<OpenSearchPackage>> = controllers.iter().map(|c| c.store()).collect();
@@ -134,16 +250,19 @@ pub async fn run_controllers<B: PackageBackend>(
         instance: std::env::var("POD_NAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(Context::new(
-        client,
-        backend,
-        recorder,
-        metrics,
-        settings.default_region,
-        settings.resync,
-        stores.clone(),
-    ));
-    let readiness = tokio::spawn(report_readiness(stores, health));
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            backend,
+            recorder,
+            shared.metrics,
+            settings.default_region,
+            settings.resync,
+            stores.clone(),
+        )
+        .with_leadership(shared.leadership),
+    );
+    let readiness = tokio::spawn(report_readiness(stores, shared.health));
 
     let runs = controllers.into_iter().map(|controller| {
         controller
@@ -155,7 +274,13 @@ pub async fn run_controllers<B: PackageBackend>(
                 }
             })
     });
-    futures::future::join_all(runs).await;
+    let grace = settings.shutdown_grace;
+    tokio::select! {
+        _ = futures::future::join_all(runs) => {}
+        () = async { stopped.await; tokio::time::sleep(grace).await } => {
+            warn!(?grace, "in-flight reconciles did not finish within the shutdown grace period");
+        }
+    }
     readiness.abort();
 }
 

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::{
-    AssociatePackage, BackendResult, CreatePackage, DomainAssociation, Operation, Package,
-    PackageBackend, PackageFilter, PackageVersion, UpdatePackage,
+    AssociatePackage, BackendError, BackendResult, CreatePackage, DomainAssociation, Operation,
+    Package, PackageBackend, PackageFilter, PackageVersion, UpdatePackage,
 };
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
 /// Wraps `inner` with a client-side rate limiter per region and call metrics.
@@ -31,6 +32,7 @@ pub struct Metered<B> {
     metrics: Arc<Metrics>,
     quota: Quota,
     limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+    leadership: Arc<Leadership>,
 }
 
 impl<B> Metered<B> {
@@ -45,7 +47,15 @@ impl<B> Metered<B> {
             metrics,
             quota,
             limiters: Mutex::new(HashMap::new()),
+            leadership: Arc::new(Leadership::always()),
         }
+    }
+
+    /// Refuses every call that changes something unless this replica leads: the last line
+    /// of defence of a replica that lost its Lease (or was paused past it) mid-reconcile.
+    pub fn with_leadership(mut self, leadership: Arc<Leadership>) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     /// The region's limiter, created on first use: the regions in play are only known from
@@ -69,6 +79,11 @@ impl<B> Metered<B> {
         Fut: Future<Output = BackendResult<T>>,
     {
         self.limiter(region).until_ready().await;
+        if operation.is_mutating() && !self.leadership.is_leader() {
+            return Err(BackendError::Transient(format!(
+                "{operation} not sent: this replica does not hold the leader Lease"
+            )));
+        }
         let result = call().await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -178,7 +193,6 @@ mod tests {
     use ospkg_sim::{FaultConfig, OperationFaults, RunningSim, SimConfig};
 
     use super::*;
-    use crate::backend::BackendError;
     use crate::backend::aws::AwsBackend;
 
     /// The production backend against an in-process simulator, metered with a limiter that

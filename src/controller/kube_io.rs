@@ -15,10 +15,9 @@ use super::events::Event;
 use super::{Error, Job};
 use crate::crd::{FIELD_MANAGER, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
 
-pub async fn add_finalizer(
-    api: &Api<OpenSearchPackage>,
-    obj: &OpenSearchPackage,
-) -> Result<(), Error> {
+pub async fn add_finalizer<B>(job: &Job<'_, B>) -> Result<(), Error> {
+    let (api, obj) = (job.api, job.obj);
+    fence(job)?;
     // The `test` operations make the patch fail rather than clobber a concurrent change.
     let patch = if obj.meta().finalizers.is_none() {
         serde_json::json!([
@@ -34,10 +33,9 @@ pub async fn add_finalizer(
     json_patch(api, obj, patch).await
 }
 
-pub async fn remove_finalizer(
-    api: &Api<OpenSearchPackage>,
-    obj: &OpenSearchPackage,
-) -> Result<(), Error> {
+pub async fn remove_finalizer<B>(job: &Job<'_, B>) -> Result<(), Error> {
+    let (api, obj) = (job.api, job.obj);
+    fence(job)?;
     let Some(index) = obj.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(());
     };
@@ -65,6 +63,15 @@ async fn json_patch(
     Ok(())
 }
 
+/// Only the leader writes; a replica that lost the Lease (or was paused past it) stops here.
+fn fence<B>(job: &Job<'_, B>) -> Result<(), Error> {
+    if job.ctx.leadership.is_leader() {
+        Ok(())
+    } else {
+        Err(Error::NotLeader)
+    }
+}
+
 /// Writes the whole status with server-side apply; skipped when nothing changed. The new
 /// resourceVersion is remembered so a reconcile never acts on a cache older than this write.
 pub async fn write_status<B>(
@@ -75,6 +82,7 @@ pub async fn write_status<B>(
     if obj.status.as_ref() == Some(status) {
         return Ok(());
     }
+    fence(job)?;
     let patch = serde_json::json!({
         "apiVersion": OpenSearchPackage::api_version(&()),
         "kind": OpenSearchPackage::kind(&()),

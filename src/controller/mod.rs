@@ -39,6 +39,7 @@ pub use snapshot::RegionSnapshots;
 
 use crate::backend::PackageBackend;
 use crate::crd::{DeletionPolicy, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::plan::{self, Decision, Observation, Requeue};
 use crate::status::{self, Outcome, apply_outcome, reconcile_request};
@@ -53,6 +54,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("object has no namespace")]
     NoNamespace,
+    #[error("this replica no longer holds the leader Lease")]
+    NotLeader,
 }
 
 impl Error {
@@ -60,6 +63,7 @@ impl Error {
         match self {
             Self::Kube(_) => "kube",
             Self::NoNamespace => "no_namespace",
+            Self::NotLeader => "not_leader",
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Context<B> {
     pub snapshots: RegionSnapshots,
     pub schedule: Schedule,
     pub own_writes: OwnWrites,
+    /// Whether this replica may write (it holds the leader Lease, or runs alone).
+    pub leadership: Arc<Leadership>,
 }
 
 impl<B: PackageBackend> Context<B> {
@@ -101,7 +107,14 @@ impl<B: PackageBackend> Context<B> {
             snapshots: RegionSnapshots::new(resync / 2),
             schedule: Schedule::new(resync),
             own_writes: OwnWrites::default(),
+            leadership: Arc::new(Leadership::always()),
         }
+    }
+
+    /// Fences every status write and AWS change with leader election.
+    pub fn with_leadership(mut self, leadership: Arc<Leadership>) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     /// Drops the object's schedule so its next reconcile runs in full, as when its requeue
@@ -129,6 +142,9 @@ pub async fn reconcile<B: PackageBackend>(
     obj: Arc<OpenSearchPackage>,
     ctx: Arc<Context<B>>,
 ) -> Result<Requeued, Error> {
+    if !ctx.leadership.is_leader() {
+        return Ok(Requeued::await_change());
+    }
     if ctx.own_writes.is_stale(&obj) {
         // The watch has not delivered our last status write yet; it will, and that wakes us.
         return Ok(Requeued::requeue(Duration::from_millis(200)));
@@ -184,7 +200,7 @@ async fn reconcile_object<B: PackageBackend>(
         return cleanup(&job).await;
     }
     if !has_finalizer {
-        kube_io::add_finalizer(&api, obj).await?;
+        kube_io::add_finalizer(&job).await?;
         // The patch is a change the watch delivers: the next reconcile starts from it.
         return Ok(Requeued::await_change());
     }
@@ -291,7 +307,7 @@ async fn finish<B: PackageBackend>(
     }
     let key = object_key(obj);
     if effect.requeue == Requeue::Never && obj.meta().deletion_timestamp.is_some() {
-        kube_io::remove_finalizer(job.api, obj).await?;
+        kube_io::remove_finalizer(job).await?;
         ctx.metrics.forget(&key);
         ctx.schedule.forget(obj);
         ctx.own_writes.forget(obj);

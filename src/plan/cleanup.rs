@@ -34,19 +34,7 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> Decision
     }
 
     let associations = observed.associations.clone().unwrap_or_default();
-    let mine: BTreeSet<&str> = obj
-        .spec
-        .domains
-        .iter()
-        .map(|d| d.name.as_str())
-        .chain(
-            status
-                .domains
-                .iter()
-                .filter(|d| !d.unmanaged)
-                .map(|d| d.domain_name.as_str()),
-        )
-        .collect();
+    let mine = managed_domains(obj);
     let mut dissociating = Vec::new();
     for association in &associations {
         if !mine.contains(association.domain_name.as_str()) {
@@ -90,4 +78,20 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> Decision
         package_id: package.id.clone(),
         after_failure,
     })
+}
+
+/// The domains this object manages: those in its spec, and those it associated before that
+/// status still lists as its own.
+fn managed_domains(obj: &OpenSearchPackage) -> BTreeSet<&str> {
+    let recorded = obj.status.iter().flat_map(|s| s.domains.iter());
+    obj.spec
+        .domains
+        .iter()
+        .map(|d| d.name.as_str())
+        .chain(
+            recorded
+                .filter(|d| !d.unmanaged)
+                .map(|d| d.domain_name.as_str()),
+        )
+        .collect()
 }

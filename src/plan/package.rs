@@ -18,29 +18,9 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
     let status = obj.status.clone().unwrap_or_default();
     let name = package_name(obj);
 
-    if !is_valid_package_name(&name) {
-        return Decision::stall(
-            StallReason::InvalidSpec,
-            format!(
-                "metadata.name {name:?} is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName"
-            ),
-        );
+    if let Some(settled) = before_aws(obj, observed, &name) {
+        return settled;
     }
-    if let Some(owner) = &observed.name_owner {
-        return Decision::stall(
-            StallReason::NameConflict,
-            format!(
-                "package {name:?} is already managed by OpenSearchPackage {owner}; give this object another spec.packageName"
-            ),
-        );
-    }
-    if spec.suspend {
-        return Decision::Settle(Verdict::Suspended);
-    }
-    if let Some(stall) = sticky_stall(obj) {
-        return Decision::Settle(stall);
-    }
-
     let Some(package) = &observed.package else {
         // Nothing in AWS: create it (again, if a recorded package vanished).
         return Decision::Act(Action::Create {
@@ -93,6 +73,31 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
         return Decision::Act(Action::UpdateScope { users });
     }
     domains::plan_domains(obj, package, observed)
+}
+
+/// What is decided before looking at AWS: a bad name, a name another object owns, a
+/// suspension, a rejection the user has not acted on yet.
+fn before_aws(obj: &OpenSearchPackage, observed: &Observation, name: &str) -> Option<Decision> {
+    if !is_valid_package_name(name) {
+        return Some(Decision::stall(
+            StallReason::InvalidSpec,
+            format!(
+                "metadata.name {name:?} is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName"
+            ),
+        ));
+    }
+    if let Some(owner) = &observed.name_owner {
+        return Some(Decision::stall(
+            StallReason::NameConflict,
+            format!(
+                "package {name:?} is already managed by OpenSearchPackage {owner}; give this object another spec.packageName"
+            ),
+        ));
+    }
+    if obj.spec.suspend {
+        return Some(Decision::Settle(Verdict::Suspended));
+    }
+    sticky_stall(obj).map(Decision::Settle)
 }
 
 /// A stall caused by a rejected call that the user has not acted on yet. AWS state does not

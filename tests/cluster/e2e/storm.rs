@@ -4,7 +4,7 @@
 //! produced two versions: the sequence of UpdatePackage calls that took effect on a package
 //! never repeats a digest back to back.
 //!
-//! The short, fixed-seed form runs in the suite. `OSPKG_STORM=long` runs the long form
+//! The short, fixed-seed form (4 objects, 40 changes, 12 kills) runs in the suite. `OSPKG_STORM=long` runs the long form
 //! (8 objects, 120 changes, 40 kills); `OSPKG_STORM_SEED` picks another seed. Both print a
 //! summary line (changes, kills, faults, duplicates, lost).
 
@@ -41,9 +41,9 @@ impl Storm {
             }
         } else {
             Self {
-                objects: 3,
-                changes: 24,
-                kills: 8,
+                objects: 4,
+                changes: 40,
+                kills: 12,
                 seed,
             }
         }
