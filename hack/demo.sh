@@ -165,12 +165,13 @@ k wait --for=condition=Established --timeout=60s crd/opensearchpackages.ospkg.de
 
 step "installing the operator's ServiceAccount and RBAC as the chart ships them"
 k create namespace "$OPERATOR_NS" --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
-if [[ -f deploy/serviceaccount.yaml && -f deploy/clusterrole.yaml ]]; then
-  RBAC="$(cat deploy/serviceaccount.yaml; echo '---'; cat deploy/clusterrole.yaml)"
+if [[ -f deploy/serviceaccount.yaml && -f deploy/clusterrole.yaml && -f deploy/leader-election-role.yaml ]]; then
+  RBAC="$(cat deploy/serviceaccount.yaml; echo '---'; cat deploy/clusterrole.yaml; echo '---'; cat deploy/leader-election-role.yaml)"
 else
   RBAC="$("$OSPKG_HELM" template "$RELEASE" charts/opensearch-package-operator \
     --namespace "$OPERATOR_NS" \
-    --show-only templates/serviceaccount.yaml --show-only templates/clusterrole.yaml)"
+    --show-only templates/serviceaccount.yaml --show-only templates/clusterrole.yaml \
+    --show-only templates/leader-election-role.yaml)"
 fi
 k apply --server-side -f - <<<"$RBAC" >/dev/null
 SA="$(k apply --dry-run=client -f - -o name <<<"$RBAC" | sed -n 's#^serviceaccount/##p')"
@@ -192,6 +193,7 @@ TOKEN="$(k -n "$OPERATOR_NS" create token "$SA" --duration=24h)"
 step "starting the operator as system:serviceaccount:$OPERATOR_NS:$SA"
 METRICS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 0)"
 env KUBECONFIG="$OPERATOR_KUBECONFIG" \
+  POD_NAMESPACE="$OPERATOR_NS" POD_NAME=opensearch-package-operator-demo \
   AWS_ENDPOINT_URL_OPENSEARCH="$SIM" \
   AWS_ACCESS_KEY_ID=AKIDDEMO AWS_SECRET_ACCESS_KEY=demo \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \

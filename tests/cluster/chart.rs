@@ -238,7 +238,7 @@ fn bad_values_fail_the_schema() {
 }
 
 #[test]
-fn default_values_render_a_hardened_single_replica_deployment() {
+fn default_values_render_a_hardened_highly_available_deployment() {
     let objects = template(&[]);
     assert_eq!(
         kinds(&objects),
@@ -246,6 +246,9 @@ fn default_values_render_a_hardened_single_replica_deployment() {
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
             "Service",
             "ServiceAccount"
         ]
@@ -268,9 +271,19 @@ fn default_values_render_a_hardened_single_replica_deployment() {
 
     let deployment = find(&objects, "Deployment");
     let spec = &deployment["spec"];
-    assert_eq!(spec["replicas"].as_i64(), Some(1));
-    assert_eq!(spec["strategy"]["type"].as_str(), Some("Recreate"));
+    assert_eq!(spec["replicas"].as_i64(), Some(2));
+    assert_eq!(spec["strategy"]["type"].as_str(), Some("RollingUpdate"));
     let pod = &spec["template"]["spec"];
+    // Shutdown grace (20 s) plus room to release the Lease.
+    assert_eq!(pod["terminationGracePeriodSeconds"].as_i64(), Some(30));
+    let anti =
+        &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(
+        anti["podAffinityTerm"]["topologyKey"].as_str(),
+        Some("kubernetes.io/hostname")
+    );
+    let pdb = find(&objects, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"].as_i64(), Some(1));
     assert_eq!(pod["serviceAccountName"].as_str(), Some(SERVICE_ACCOUNT));
     let pod_security = &pod["securityContext"];
     assert_eq!(pod_security["runAsNonRoot"].as_bool(), Some(true));
@@ -311,7 +324,28 @@ fn default_values_render_a_hardened_single_replica_deployment() {
             "--metrics-addr=0.0.0.0:8080",
             "--log-level=info",
             "--log-format=text",
+            "--shutdown-grace-period=20s",
+            "--leader-election=true",
+            "--leader-election-lease-duration=15s",
+            "--leader-election-renew-deadline=10s",
+            "--leader-election-retry-period=2s",
         ]
+    );
+    // Leases only, only in the release namespace.
+    let role = find(&objects, "Role");
+    assert_eq!(role["metadata"]["namespace"].as_str(), Some(NAMESPACE));
+    let rules = role["rules"].as_sequence().expect("rules");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(strings(&rules[0]["apiGroups"]), ["coordination.k8s.io"]);
+    assert_eq!(strings(&rules[0]["resources"]), ["leases"]);
+    assert_eq!(
+        strings(&rules[0]["verbs"]),
+        ["get", "create", "update", "patch"]
+    );
+    let binding = find(&objects, "RoleBinding");
+    assert_eq!(
+        binding["subjects"][0]["name"].as_str(),
+        Some(SERVICE_ACCOUNT)
     );
     let env = container["env"].as_sequence().expect("env");
     for (name, field) in [
@@ -364,6 +398,35 @@ fn expected_rules() -> Value {
 "#,
     )
     .unwrap()
+}
+
+#[test]
+fn a_single_replica_is_recreated_without_a_disruption_budget() {
+    let objects = template(&["--set", "replicaCount=1,leaderElection.enabled=false"]);
+    let found = kinds(&objects);
+    assert!(
+        !found.contains("PodDisruptionBudget"),
+        "a PDB for one replica blocks drains"
+    );
+    assert!(
+        !found.contains("Role"),
+        "no Lease rights without leader election"
+    );
+    let spec = &find(&objects, "Deployment")["spec"];
+    assert_eq!(spec["replicas"].as_i64(), Some(1));
+    assert_eq!(spec["strategy"]["type"].as_str(), Some("Recreate"));
+    assert!(spec["template"]["spec"]["affinity"].is_null());
+    let args = strings(&spec["template"]["spec"]["containers"][0]["args"]);
+    assert!(
+        args.contains(&"--leader-election=false".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--leader-election-lease")),
+        "{args:?}"
+    );
 }
 
 #[test]
@@ -983,6 +1046,10 @@ async fn helm_installed_operator_brings_a_package_to_ready() {
         Command::new(env!("CARGO_BIN_EXE_opensearch-package-operator"))
             .args(["run", "--region", "us-east-1", "--resync-interval", "30s"])
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
+            // As the chart's pod: the downward API names the pod and its namespace, where
+            // the chart's Role lets it take the leader Lease.
+            .env("POD_NAME", "opensearch-package-operator-0")
+            .env("POD_NAMESPACE", NAMESPACE)
             .env("KUBECONFIG", &operator_kubeconfig)
             .env("AWS_ENDPOINT_URL_OPENSEARCH", sim.endpoint())
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -1030,5 +1097,21 @@ spec:
     assert!(
         operator.try_status().expect("status").is_none(),
         "operator exited"
+    );
+    // It leads, on the Lease the chart's Role allows.
+    let holder = cp
+        .kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            NAMESPACE,
+            "opensearch-package-operator",
+            "-o=jsonpath={.spec.holderIdentity}",
+        ])
+        .await
+        .expect("kubectl");
+    assert_eq!(
+        String::from_utf8_lossy(&holder.stdout).trim(),
+        "opensearch-package-operator-0"
     );
 }

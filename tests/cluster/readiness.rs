@@ -52,6 +52,8 @@ async fn readyz_waits_for_the_watch_to_sync() {
                 "30s",
                 "--log-level",
                 "info,kube_runtime=debug,ospkg=debug",
+                "--leader-election-namespace",
+                "default",
             ])
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{port}"))

@@ -65,6 +65,30 @@ fn run_help_lists_every_flag_and_variable() {
         ("--log-level", "OSPKG_LOG_LEVEL"),
         ("--log-format", "OSPKG_LOG_FORMAT"),
         ("--aws-rate-limit", "OSPKG_AWS_RATE_LIMIT"),
+        ("--aws-attempt-timeout", "OSPKG_AWS_ATTEMPT_TIMEOUT"),
+        ("--aws-operation-timeout", "OSPKG_AWS_OPERATION_TIMEOUT"),
+        ("--leader-election", "OSPKG_LEADER_ELECTION"),
+        (
+            "--leader-election-lease-name",
+            "OSPKG_LEADER_ELECTION_LEASE_NAME",
+        ),
+        (
+            "--leader-election-namespace",
+            "OSPKG_LEADER_ELECTION_NAMESPACE",
+        ),
+        (
+            "--leader-election-lease-duration",
+            "OSPKG_LEADER_ELECTION_LEASE_DURATION",
+        ),
+        (
+            "--leader-election-renew-deadline",
+            "OSPKG_LEADER_ELECTION_RENEW_DEADLINE",
+        ),
+        (
+            "--leader-election-retry-period",
+            "OSPKG_LEADER_ELECTION_RETRY_PERIOD",
+        ),
+        ("--shutdown-grace-period", "OSPKG_SHUTDOWN_GRACE_PERIOD"),
     ] {
         assert!(help.contains(flag), "{flag} missing from\n{help}");
         assert!(

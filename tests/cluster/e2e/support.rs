@@ -70,6 +70,7 @@ async fn operator_rbac(cp: &ControlPlane) -> Result<String> {
     let files = [
         deploy.join("serviceaccount.yaml"),
         deploy.join("clusterrole.yaml"),
+        deploy.join("leader-election-role.yaml"),
     ];
     if files.iter().all(|f| f.is_file()) {
         let mut yaml = String::new();
@@ -85,6 +86,7 @@ async fn operator_rbac(cp: &ControlPlane) -> Result<String> {
         .args(["--namespace", OPERATOR_NAMESPACE])
         .args(["--show-only", "templates/serviceaccount.yaml"])
         .args(["--show-only", "templates/clusterrole.yaml"])
+        .args(["--show-only", "templates/leader-election-role.yaml"])
         .output()
         .await
         .context("running helm template")?;
@@ -556,6 +558,9 @@ impl Operator {
                 "/dev/null".to_owned(),
             ),
             ("NO_COLOR".to_owned(), "1".to_owned()),
+            // As in the chart's pod: the Lease lives in the operator's namespace.
+            ("POD_NAMESPACE".to_owned(), OPERATOR_NAMESPACE.to_owned()),
+            ("POD_NAME".to_owned(), format!("operator-{ns}")),
         ];
         let args = vec![
             "run".to_owned(),
@@ -564,6 +569,8 @@ impl Operator {
             "--resync-interval=30s".to_owned(),
             format!("--namespaces={ns}"),
             "--log-level=info,ospkg=debug".to_owned(),
+            // Every test's operator leads its own Lease: tests run side by side.
+            format!("--leader-election-lease-name=ospkg-{ns}"),
         ];
         let log = dir.join("operator.log");
         let process = spawn_operator(&env, &args, &log)?;
