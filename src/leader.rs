@@ -6,9 +6,9 @@
 //! has confirmed (by reading the Lease back) plus the renew deadline. A replica that cannot
 //! renew in time, or that was paused (SIGSTOP) past its lease, finds the fence closed before
 //! its next AWS change or status write, and its controllers are stopped at once. It then
-//! exits (status 1) rather than rejoining: a fresh process starts as a clean candidate, with
-//! no schedule, cache or memory of writes carried over from a time it was not leading, and
-//! the kubelet restarts it.
+//! stands by again, as a candidate: its next term builds fresh controllers, watch caches and
+//! reconcile memory, exactly what a restarted process would have, while a brief API server
+//! outage (longer than the renew deadline) does not turn into a container restart.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -103,29 +103,63 @@ pub fn own_identity() -> String {
         .unwrap_or_else(|| format!("opensearch-package-operator-{}", std::process::id()))
 }
 
-/// How a term as leader ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Term {
-    /// Shut down as asked (SIGTERM) while standing by or leading; the Lease was released.
-    ShutDown,
-    /// The Lease was lost or could not be renewed in time.
-    Lost,
-}
-
-/// Waits for the Lease, then runs `lead` until a shutdown, or until the Lease is lost.
-/// `on_change` hears every change of leadership.
-pub async fn run<F>(
+/// Stands by for the Lease and runs `lead()` while holding it, until a shutdown request
+/// (`lead()` then returns; the Lease is released so a standby takes over at once). A replica
+/// that loses the Lease, or cannot renew it before the renew deadline, stops leading at once
+/// (its controllers are dropped, the fence closes) and stands by again: the next term starts
+/// with fresh controllers, caches and memory, as a new process would, without counting as a
+/// crash. `on_change` hears every change of leadership.
+pub async fn run<F, Fut>(
     client: Client,
     election: Election,
     leadership: &Leadership,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     on_change: impl Fn(bool),
     lead: F,
-) -> anyhow::Result<Term>
+) -> anyhow::Result<()>
 where
-    F: std::future::Future<Output = ()>,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
 {
-    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &election.namespace);
+    loop {
+        on_change(false);
+        info!(lease = %election.lease_name, identity = %election.identity, "standing by for the leader Lease");
+        let Some(manager) = acquire(&client, &election, &mut shutdown).await? else {
+            return Ok(());
+        };
+        leadership.confirm_until(Instant::now() + election.renew_deadline);
+        on_change(true);
+        info!(identity = %election.identity, "acquired the leader Lease");
+
+        let shut_down = tokio::select! {
+            () = lead() => true,
+            () = keep_renewing(&manager, &election) => {
+                warn!("the leader Lease was taken by another replica; standing by");
+                false
+            }
+            () = confirm_renewals(&leases, &election, leadership) => {
+                warn!("the leader Lease was not renewed before the deadline; standing by");
+                false
+            }
+        };
+        leadership.revoke();
+        on_change(false);
+        if shut_down {
+            // Hand over at once instead of making the standby wait for the Lease to expire.
+            match manager.release().await {
+                Ok(()) => info!("released the leader Lease"),
+                Err(error) => warn!(%error, "could not release the leader Lease"),
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// A lease manager with a fresh view of the Lease (the manager re-reads a Lease it believes
+/// held only when that holder's term has run out, and would miss a release).
+async fn manager(client: &Client, election: &Election) -> anyhow::Result<LeaseManager> {
+    LeaseManagerBuilder::new(client.clone(), &election.lease_name)
         .with_namespace(&election.namespace)
         .with_identity(&election.identity)
         .with_duration(election.lease_duration.as_secs().max(1))
@@ -140,62 +174,51 @@ where
         .await
         .with_context(|| {
             format!(
-                "preparing the Lease {}/{}",
+                "reading the Lease {}/{}",
                 election.namespace, election.lease_name
             )
-        })?;
-    on_change(false);
-    info!(lease = %election.lease_name, identity = %election.identity, "standing by for the leader Lease");
-    if !acquire(&manager, &election, &mut shutdown).await {
-        return Ok(Term::ShutDown);
-    }
-    leadership.confirm_until(Instant::now() + election.renew_deadline);
-    on_change(true);
-    info!(identity = %election.identity, "acquired the leader Lease");
-
-    let leases: Api<Lease> = Api::namespaced(client, &election.namespace);
-    let term = tokio::select! {
-        () = lead => Term::ShutDown,
-        changed = manager.changed() => {
-            warn!(result = ?changed, "the leader Lease was lost");
-            Term::Lost
-        }
-        () = confirm_renewals(&leases, &election, leadership) => {
-            warn!("the leader Lease could not be renewed before the deadline");
-            Term::Lost
-        }
-    };
-    leadership.revoke();
-    on_change(false);
-    if term == Term::ShutDown {
-        // Hand over at once instead of making the standby wait for the Lease to expire.
-        if let Err(error) = manager.release().await {
-            warn!(%error, "could not release the leader Lease");
-        } else {
-            info!("released the leader Lease");
-        }
-    }
-    Ok(term)
+        })
 }
 
-/// Tries for the Lease once per retry period; `false` when asked to shut down first.
+/// Renews the Lease until another replica holds it. An API error is not a loss by itself:
+/// the fence decides, by the renew deadline, whether this replica still leads.
+async fn keep_renewing(manager: &LeaseManager, election: &Election) {
+    loop {
+        match manager.changed().await {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(error) => {
+                warn!(%error, "renewing the leader Lease");
+                tokio::time::sleep(election.retry_period).await;
+            }
+        }
+    }
+}
+
+/// Tries for the Lease once per retry period, with a fresh view each time; `None` when asked
+/// to shut down first.
 async fn acquire(
-    manager: &LeaseManager,
+    client: &Client,
     election: &Election,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
-) -> bool {
+) -> anyhow::Result<Option<LeaseManager>> {
     loop {
+        let started = Instant::now();
+        let attempt = async {
+            let manager = manager(client, election).await?;
+            let won = tokio::time::timeout(election.retry_period, manager.changed()).await;
+            anyhow::Ok(matches!(won, Ok(Ok(true))).then_some(manager))
+        };
         tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return false,
-            attempt = tokio::time::timeout(election.retry_period, manager.changed()) => match attempt {
-                Ok(Ok(true)) => return true,
-                Ok(Ok(false)) | Err(_) => {}
-                Ok(Err(error)) => {
-                    warn!(%error, "leader election");
-                    tokio::time::sleep(election.retry_period).await;
-                }
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
+            result = attempt => match result {
+                Ok(Some(manager)) => return Ok(Some(manager)),
+                Ok(None) => {}
+                Err(error) => warn!(error = %format!("{error:#}"), "leader election"),
             },
         }
+        // One attempt per retry period: an attempt that waited on a held Lease has used it.
+        tokio::time::sleep(election.retry_period.saturating_sub(started.elapsed())).await;
     }
 }
 

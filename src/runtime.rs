@@ -20,7 +20,7 @@ use crate::backend::aws::{AwsBackend, Timeouts, sdk_defaults};
 use crate::backend::metered::Metered;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::crd::{FIELD_MANAGER, OpenSearchPackage};
-use crate::leader::{self, Election, Leadership, Term};
+use crate::leader::{self, Election, Leadership};
 use crate::metrics::Metrics;
 use crate::server::Health;
 
@@ -36,8 +36,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 }
 
-/// Wires the operator together and runs it until SIGINT/SIGTERM (exit 0), or until this
-/// replica loses the leader Lease (an error: exit 1, and the kubelet restarts it).
+/// Wires the operator together and runs it until SIGINT/SIGTERM.
 pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
     let mut loader = sdk_defaults(Timeouts {
         attempt: args.aws_attempt_timeout,
@@ -59,12 +58,14 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
 
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new());
-    let backend = Metered::new(
-        AwsBackend::new(sdk_config),
-        metrics.clone(),
-        args.aws_rate_limit,
-    )
-    .with_leadership(leadership.clone());
+    let backend = Arc::new(
+        Metered::new(
+            AwsBackend::new(sdk_config),
+            metrics.clone(),
+            args.aws_rate_limit,
+        )
+        .with_leadership(leadership.clone()),
+    );
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
@@ -81,22 +82,25 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
         shutdown_grace: args.shutdown_grace_period,
     };
     let stop = shutdown_signal();
-    let lead = run_controllers(
-        client.clone(),
-        backend,
-        Shared {
-            metrics: metrics.clone(),
-            health: health.clone(),
-            leadership: leadership.clone(),
-        },
-        settings,
-        stop.clone(),
-    );
-    let term = match election {
+    let shared = Shared {
+        metrics: metrics.clone(),
+        health: health.clone(),
+        leadership: leadership.clone(),
+    };
+    // Each term as leader starts fresh controllers (watch caches, schedules, memory).
+    let lead = || {
+        run_controllers(
+            client.clone(),
+            backend.clone(),
+            shared.clone(),
+            settings.clone(),
+            stop.clone(),
+        )
+    };
+    match election {
         None => {
             metrics.set_leader(true);
-            lead.await;
-            Term::ShutDown
+            lead().await;
         }
         Some(election) => {
             let on_change = |leading: bool| {
@@ -105,16 +109,21 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
                 // once its watch caches have synced.
                 health.set_ready(!leading);
             };
-            leader::run(client, election, &leadership, stop, on_change, lead).await?
+            leader::run(
+                client.clone(),
+                election,
+                &leadership,
+                stop.clone(),
+                on_change,
+                lead,
+            )
+            .await?;
         }
-    };
+    }
     info!("shutting down");
     let _ = stop_server.send(());
     server.await.context("metrics server task")??;
-    match term {
-        Term::ShutDown => Ok(()),
-        Term::Lost => anyhow::bail!("lost the leader Lease: exiting so a fresh process stands by"),
-    }
+    Ok(())
 }
 
 type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
@@ -198,6 +207,7 @@ fn dedup(namespaces: &[String]) -> Vec<String> {
 }
 
 /// What the controllers share with the rest of the process.
+#[derive(Clone)]
 pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,

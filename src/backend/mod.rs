@@ -312,6 +312,83 @@ pub trait PackageBackend: Send + Sync + 'static {
     ) -> impl Future<Output = BackendResult<Vec<String>>> + Send;
 }
 
+/// A shared backend (one rate limiter and client pool across leadership terms) is a backend.
+impl<B: PackageBackend> PackageBackend for std::sync::Arc<B> {
+    fn describe_packages(
+        &self,
+        region: &str,
+        filter: PackageFilter,
+    ) -> impl Future<Output = BackendResult<Vec<Package>>> + Send {
+        (**self).describe_packages(region, filter)
+    }
+
+    fn create_package(
+        &self,
+        region: &str,
+        request: CreatePackage,
+    ) -> impl Future<Output = BackendResult<Package>> + Send {
+        (**self).create_package(region, request)
+    }
+
+    fn update_package(
+        &self,
+        region: &str,
+        request: UpdatePackage,
+    ) -> impl Future<Output = BackendResult<Package>> + Send {
+        (**self).update_package(region, request)
+    }
+
+    fn delete_package(
+        &self,
+        region: &str,
+        package_id: &str,
+    ) -> impl Future<Output = BackendResult<Package>> + Send {
+        (**self).delete_package(region, package_id)
+    }
+
+    fn package_version_history(
+        &self,
+        region: &str,
+        package_id: &str,
+    ) -> impl Future<Output = BackendResult<Vec<PackageVersion>>> + Send {
+        (**self).package_version_history(region, package_id)
+    }
+
+    fn associate_package(
+        &self,
+        region: &str,
+        request: AssociatePackage,
+    ) -> impl Future<Output = BackendResult<DomainAssociation>> + Send {
+        (**self).associate_package(region, request)
+    }
+
+    fn dissociate_package(
+        &self,
+        region: &str,
+        package_id: &str,
+        domain_name: &str,
+    ) -> impl Future<Output = BackendResult<DomainAssociation>> + Send {
+        (**self).dissociate_package(region, package_id, domain_name)
+    }
+
+    fn list_domains_for_package(
+        &self,
+        region: &str,
+        package_id: &str,
+    ) -> impl Future<Output = BackendResult<Vec<DomainAssociation>>> + Send {
+        (**self).list_domains_for_package(region, package_id)
+    }
+
+    fn update_package_scope(
+        &self,
+        region: &str,
+        package_id: &str,
+        users: Vec<String>,
+    ) -> impl Future<Output = BackendResult<Vec<String>>> + Send {
+        (**self).update_package_scope(region, package_id, users)
+    }
+}
+
 /// Sorts version history newest first by the number in `vN` (the service's own order is not
 /// documented).
 pub fn sort_newest_first(history: &mut [PackageVersion]) {

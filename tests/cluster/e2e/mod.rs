@@ -6,6 +6,7 @@
 
 mod admission;
 mod domains;
+mod ha;
 mod storm;
 mod support;
 

@@ -1,5 +1,6 @@
 //! A randomised storm of spec changes, faults and SIGKILLs against the real API server and
-//! the simulator. At the end every object is Ready (or Stalled when its final source is
+//! the simulator, with two replicas of the operator on one Lease (kills hit the leader or the
+//! standby). At the end every object is Ready (or Stalled when its final source is
 //! truly missing) at its generation, AWS holds each object's final spec, and no spec state
 //! produced two versions: the sequence of UpdatePackage calls that took effect on a package
 //! never repeats a digest back to back.
@@ -117,6 +118,8 @@ fn marker_of(entry: &LogEntry) -> Option<String> {
 async fn a_storm_of_changes_faults_and_kills_loses_nothing_and_duplicates_nothing() {
     let storm = Storm::from_env();
     let mut env = TestEnv::start("e2e-storm").await;
+    // Two replicas on one Lease: kills hit the leader or the standby.
+    env.add_replica("b").await;
     let mut rng = StdRng::seed_from_u64(storm.seed);
     let names: Vec<String> = (0..storm.objects).map(|i| format!("storm-{i}")).collect();
 
@@ -192,10 +195,15 @@ async fn a_storm_of_changes_faults_and_kills_loses_nothing_and_duplicates_nothin
         let kills_left = storm.kills - kills;
         let changes_left = storm.changes - change;
         if kills_left > 0 && rng.random_range(0..changes_left) < kills_left {
-            env.operator().kill();
+            let replica = if rng.random_bool(0.5) {
+                env.operator()
+            } else {
+                env.replicas.first_mut().expect("second replica")
+            };
+            replica.kill();
             kills += 1;
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
-            env.operator().restart();
+            replica.restart();
         }
     }
 

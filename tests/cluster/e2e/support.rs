@@ -126,8 +126,10 @@ pub fn fast_durations() -> Durations {
 
 /// One test's world: its namespace on the control plane, its own simulator and operator.
 pub struct TestEnv {
-    // Field order is drop order: the operator stops before the simulator and the cluster.
+    // Field order is drop order: the operators stop before the simulator and the cluster.
     pub operator: Option<Operator>,
+    /// More replicas of the operator (high availability tests).
+    pub replicas: Vec<Operator>,
     pub sim: RunningSim,
     pub cp: Arc<ControlPlane>,
     pub ns: String,
@@ -164,6 +166,7 @@ impl TestEnv {
             .expect("temp dir");
         TestEnv {
             operator: None,
+            replicas: Vec::new(),
             sim,
             cp,
             ns: ns.to_owned(),
@@ -178,6 +181,26 @@ impl TestEnv {
             .expect("operator");
         self.operator = Some(operator);
         self
+    }
+
+    /// Starts another replica of the operator (same namespace, same Lease).
+    pub async fn add_replica(&mut self, replica: &str) {
+        let operator =
+            Operator::start_replica(&self.cp, &self.sim, &self.ns, self.dir.path(), replica)
+                .await
+                .expect("operator replica");
+        self.replicas.push(operator);
+    }
+
+    /// The current holder of this test's leader Lease, if any.
+    pub async fn lease_holder(&self) -> Option<String> {
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+        let lease = leases
+            .get_opt(&format!("ospkg-{}", self.ns))
+            .await
+            .expect("get Lease")?;
+        lease.spec?.holder_identity
     }
 
     pub fn operator(&mut self) -> &mut Operator {
@@ -531,6 +554,8 @@ fn is_timestamp(value: &str) -> bool {
 
 /// The operator binary running as the chart's ServiceAccount against the simulator.
 pub struct Operator {
+    /// The replica's pod name: its identity in the leader Lease.
+    pub name: String,
     process: Process,
     command: Vec<(String, String)>,
     args: Vec<String>,
@@ -540,6 +565,18 @@ pub struct Operator {
 
 impl Operator {
     pub async fn start(cp: &ControlPlane, sim: &RunningSim, ns: &str, dir: &Path) -> Result<Self> {
+        Self::start_replica(cp, sim, ns, dir, "a").await
+    }
+
+    /// One replica of the operator for `ns`: its own pod name, log file and AWS access key
+    /// (the simulator's call log tells replicas apart by it), the same leader Lease.
+    pub async fn start_replica(
+        cp: &ControlPlane,
+        sim: &RunningSim,
+        ns: &str,
+        dir: &Path,
+        replica: &str,
+    ) -> Result<Self> {
         let rbac = operator_rbac(cp).await?;
         let account = service_account_name(&rbac)?;
         let kubeconfig = dir.join("operator.kubeconfig");
@@ -549,7 +586,7 @@ impl Operator {
         let env = vec![
             ("KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
             ("AWS_ENDPOINT_URL_OPENSEARCH".to_owned(), sim.endpoint()),
-            ("AWS_ACCESS_KEY_ID".to_owned(), "AKIDE2ETESTKEY".to_owned()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), access_key(replica)),
             ("AWS_SECRET_ACCESS_KEY".to_owned(), "e2e-secret".to_owned()),
             ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
             ("AWS_CONFIG_FILE".to_owned(), "/dev/null".to_owned()),
@@ -560,7 +597,7 @@ impl Operator {
             ("NO_COLOR".to_owned(), "1".to_owned()),
             // As in the chart's pod: the Lease lives in the operator's namespace.
             ("POD_NAMESPACE".to_owned(), OPERATOR_NAMESPACE.to_owned()),
-            ("POD_NAME".to_owned(), format!("operator-{ns}")),
+            ("POD_NAME".to_owned(), format!("operator-{ns}-{replica}")),
         ];
         let args = vec![
             "run".to_owned(),
@@ -572,9 +609,10 @@ impl Operator {
             // Every test's operator leads its own Lease: tests run side by side.
             format!("--leader-election-lease-name=ospkg-{ns}"),
         ];
-        let log = dir.join("operator.log");
+        let log = dir.join(format!("operator-{replica}.log"));
         let process = spawn_operator(&env, &args, &log)?;
         Ok(Self {
+            name: format!("operator-{ns}-{replica}"),
             process,
             command: env,
             args,
@@ -597,6 +635,29 @@ impl Operator {
 
     pub fn pid(&self) -> u32 {
         self.process.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `STOP`, `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -s {signal} failed");
+    }
+
+    /// Waits (up to `within`) for the process to exit by itself.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// `None` while the process runs.
@@ -628,6 +689,11 @@ impl Operator {
             .unwrap_or_default();
         Ok((code, body.to_owned()))
     }
+}
+
+/// The AWS access key id a replica signs with.
+pub fn access_key(replica: &str) -> String {
+    format!("AKIDE2E{}", replica.to_uppercase())
 }
 
 fn spawn_operator(env: &[(String, String)], args: &[String], log: &Path) -> Result<Process> {
