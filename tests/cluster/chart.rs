@@ -1098,6 +1098,18 @@ spec:
         operator.try_status().expect("status").is_none(),
         "operator exited"
     );
+    // The Deployment asks for two pods (no kubelet here runs them).
+    let replicas = cp
+        .kubectl(&[
+            "get",
+            "deployment",
+            "-n",
+            NAMESPACE,
+            "-o=jsonpath={.items[0].spec.replicas}",
+        ])
+        .await
+        .expect("kubectl");
+    assert_eq!(String::from_utf8_lossy(&replicas.stdout).trim(), "2");
     // It leads, on the Lease the chart's Role allows.
     let holder = cp
         .kubectl(&[
