@@ -36,16 +36,22 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 }
 
+impl Settings {
+    fn from_args(args: &crate::config::RunArgs, default_region: String) -> Self {
+        Self {
+            default_region,
+            namespaces: dedup(&args.namespaces),
+            label_selector: args.label_selector.clone(),
+            resync: args.resync_interval,
+            concurrency: args.concurrency,
+            shutdown_grace: args.shutdown_grace_period,
+        }
+    }
+}
+
 /// Wires the operator together and runs it until SIGINT/SIGTERM.
 pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
-    let mut loader = sdk_defaults(Timeouts {
-        attempt: args.aws_attempt_timeout,
-        operation: args.aws_operation_timeout,
-    });
-    if let Some(region) = &args.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    let sdk_config = loader.load().await;
+    let sdk_config = aws_config(&args).await;
     let default_region = sdk_config
         .region()
         .map(ToString::to_string)
@@ -73,14 +79,7 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
     let (stop_server, server) = serve_http(args.metrics_addr, &metrics, &health).await?;
     info!(addr = %args.metrics_addr, region = %default_region, "serving /metrics, /healthz and /readyz");
 
-    let settings = Settings {
-        default_region,
-        namespaces: dedup(&args.namespaces),
-        label_selector: args.label_selector.clone(),
-        resync: args.resync_interval,
-        concurrency: args.concurrency,
-        shutdown_grace: args.shutdown_grace_period,
-    };
+    let settings = Settings::from_args(&args, default_region);
     let stop = shutdown_signal();
     let shared = Shared {
         metrics: metrics.clone(),
@@ -124,6 +123,18 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
     let _ = stop_server.send(());
     server.await.context("metrics server task")??;
     Ok(())
+}
+
+/// The AWS SDK configuration from the shipped defaults and the command line.
+async fn aws_config(args: &crate::config::RunArgs) -> aws_config::SdkConfig {
+    let mut loader = sdk_defaults(Timeouts {
+        attempt: args.aws_attempt_timeout,
+        operation: args.aws_operation_timeout,
+    });
+    if let Some(region) = &args.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    loader.load().await
 }
 
 type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;

@@ -299,7 +299,11 @@ mod tests {
         );
         assert_eq!(StallReason::InUse.as_str(), "InUse");
         assert_eq!("InUse".parse::<StallReason>(), Ok(StallReason::InUse));
-        assert_eq!(ConditionStatus::from(true).as_str(), "True");
+        assert_eq!(ConditionStatus::from(true), ConditionStatus::True);
+        assert_eq!(
+            ConditionStatus::True.to_string(),
+            ConditionStatus::True.as_str()
+        );
         assert!(ConditionType::rank("Ready") < ConditionType::rank("Stalled"));
     }
 }

@@ -8,18 +8,17 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{PoisonError, RwLock};
-use std::time::Duration;
 
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_opensearch::Client;
 use aws_sdk_opensearch::config::{Config, Credentials, Region};
 use aws_sdk_opensearch::types as sdk;
 use aws_smithy_types::error::operation::BuildError;
-use aws_smithy_types::retry::RetryConfig;
 use jiff::Timestamp;
 
 use super::errors::map_sdk_error;
+use super::sdk::sent_once;
+pub use super::sdk::{Timeouts, sdk_defaults};
 use super::{
     AssociatePackage, BackendError, BackendResult, CreatePackage, DomainAssociation,
     DomainPackageStatus, Package, PackageBackend, PackageFilter, PackageStatus, PackageVersion,
@@ -29,52 +28,6 @@ use crate::crd::{KeyStoreAccess, PackageConfiguration, PackageEncryption};
 
 /// Largest page the service accepts; fewer round trips for the same answer.
 const PAGE_SIZE: i32 = 100;
-
-/// Longest wait for a TCP connection to the AWS endpoint.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long one AWS call may take: a call that never answers must not hold a reconcile
-/// forever.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// One HTTP attempt (one page of a listing, one mutating call).
-    pub attempt: Duration,
-    /// One operation, the SDK's retries of a read included.
-    pub operation: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            attempt: Duration::from_secs(20),
-            operation: Duration::from_secs(60),
-        }
-    }
-}
-
-/// The AWS SDK settings the operator ships with: credentials and region from the default
-/// chain, adaptive retries (for reads: see [`sent_once`] for changes) and timeouts. Tests
-/// build their configuration from this too (adding an endpoint and static credentials), so
-/// they exercise what ships.
-pub fn sdk_defaults(timeouts: Timeouts) -> ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::adaptive())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(timeouts.attempt)
-                .operation_timeout(timeouts.operation)
-                .build(),
-        )
-}
-
-/// Settings for calls that change something: one attempt, no SDK retry. An answer lost after
-/// the service acted (a 5xx, a timeout, a dropped connection) would make a blind retry a second
-/// version or a second change; the operator re-observes and decides instead (its write-ahead
-/// intents make that safe). Reads keep the SDK's retries.
-fn sent_once() -> aws_sdk_opensearch::config::Builder {
-    Config::builder().retry_config(RetryConfig::standard().with_max_attempts(1))
-}
 
 /// [`PackageBackend`] over the Amazon OpenSearch Service API.
 pub struct AwsBackend {

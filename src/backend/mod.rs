@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod errors;
 pub mod metered;
+pub mod sdk;
 
 use std::future::Future;
 

@@ -163,7 +163,15 @@ mod tests {
             .iter()
             .map(|c| (c.type_.as_str(), c.status.as_str()))
             .collect();
-        assert_eq!(types, vec![("Ready", "False"), ("Reconciling", "True")]);
+        let (t, f) = (
+            ConditionStatus::True.as_str(),
+            ConditionStatus::False.as_str(),
+        );
+        let (ready, reconciling) = (
+            ConditionType::Ready.as_str(),
+            ConditionType::Reconciling.as_str(),
+        );
+        assert_eq!(types, vec![(ready, f), (reconciling, t)]);
 
         let stalled = Outcome::Stalled {
             reason: StallReason::CopyFailed,
@@ -178,8 +186,12 @@ mod tests {
         assert_eq!(
             types,
             vec![
-                ("Ready", "False", "Failed"),
-                ("Stalled", "True", "CopyFailed")
+                (ready, f, ReadyReason::Failed.as_str()),
+                (
+                    ConditionType::Stalled.as_str(),
+                    t,
+                    StallReason::CopyFailed.as_str()
+                )
             ]
         );
         assert!(status.is_stalled_for(StallReason::CopyFailed));

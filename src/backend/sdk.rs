@@ -1,0 +1,56 @@
+//! The AWS SDK settings the operator ships with: its retry policy (reads retried by the SDK,
+//! changes sent once) and its timeouts. The binary and the tests build their SDK
+//! configuration from here, so the tests exercise what ships.
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader};
+use aws_sdk_opensearch::config::Config;
+use aws_smithy_types::retry::RetryConfig;
+
+/// Longest wait for a TCP connection to the AWS endpoint.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one AWS call may take: a call that never answers must not hold a reconcile
+/// forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One HTTP attempt (one page of a listing, one mutating call).
+    pub attempt: Duration,
+    /// One operation, the SDK's retries of a read included.
+    pub operation: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            attempt: Duration::from_secs(20),
+            operation: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The AWS SDK settings the operator ships with: credentials and region from the default
+/// chain, adaptive retries (for reads: see [`sent_once`] for changes) and timeouts. Tests
+/// build their configuration from this too (adding an endpoint and static credentials), so
+/// they exercise what ships.
+pub fn sdk_defaults(timeouts: Timeouts) -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::adaptive())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(timeouts.attempt)
+                .operation_timeout(timeouts.operation)
+                .build(),
+        )
+}
+
+/// Settings for calls that change something: one attempt, no SDK retry. An answer lost after
+/// the service acted (a 5xx, a timeout, a dropped connection) would make a blind retry a second
+/// version or a second change; the operator re-observes and decides instead (its write-ahead
+/// intents make that safe). Reads keep the SDK's retries.
+pub(super) fn sent_once() -> aws_sdk_opensearch::config::Builder {
+    Config::builder().retry_config(RetryConfig::standard().with_max_attempts(1))
+}
