@@ -1,4 +1,5 @@
-//! Logging set-up: `tracing` to stdout as text or JSON.
+//! Logging set-up: `tracing` to stdout as text or JSON. Text carries ANSI colours only when
+//! stdout is a terminal.
 //!
 //! The filter comes from `--log-level`, unless `RUST_LOG` is set: then `RUST_LOG` wins, so a
 //! developer can turn up one module's logs without editing the Deployment's arguments.
@@ -8,6 +9,7 @@
 //! every line logged while reconciling it, where a log query can filter on them.
 
 use std::fmt;
+use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use serde_json::{Map, Value};
@@ -28,7 +30,10 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
         std::env::var_os(EnvFilter::DEFAULT_ENV).map(|value| value.to_string_lossy().into_owned());
     let filter = filter(level, rust_log.as_deref())?;
     let layer = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        // Colour only for a person at a terminal: a piped or collected log gets plain text.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(colour(std::io::stdout().is_terminal()))
+            .boxed(),
         LogFormat::Json => json_layer(std::io::stdout).boxed(),
     };
     tracing_subscriber::registry()
@@ -36,6 +41,11 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
         .try_init()
         .context("installing the tracing subscriber")?;
     Ok(())
+}
+
+/// ANSI colour codes: only on a terminal, and never when `NO_COLOR` is set.
+fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// `RUST_LOG`, when set, replaces the `--log-level` directive entirely.

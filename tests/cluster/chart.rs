@@ -401,6 +401,16 @@ fn expected_rules() -> Value {
 }
 
 #[test]
+fn values_an_umbrella_chart_passes_are_accepted() {
+    // Helm hands a subchart its parent's `global` values and, by convention, `enabled`.
+    let objects = template(&[
+        "--set",
+        "global.imageRegistry=registry.example.com,enabled=true",
+    ]);
+    assert!(kinds(&objects).contains("Deployment"));
+}
+
+#[test]
 fn a_single_replica_is_recreated_without_a_disruption_budget() {
     let objects = template(&["--set", "replicaCount=1,leaderElection.enabled=false"]);
     let found = kinds(&objects);

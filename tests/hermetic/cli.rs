@@ -122,3 +122,42 @@ fn missing_subcommand_is_an_error() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("Usage"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_piped_text_log_has_no_colour_codes() {
+    // A kubeconfig for a server that is not there: the operator starts, logs, and retries.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: 'https://127.0.0.1:9', insecure-skip-tls-verify: true}}]
+users: [{name: none, user: {token: none}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+",
+    )
+    .expect("kubeconfig");
+    let mut child = operator(&[
+        "run",
+        "--region=us-east-1",
+        "--leader-election=false",
+        "--metrics-addr=127.0.0.1:0",
+    ])
+    .env("KUBECONFIG", &kubeconfig)
+    .env_remove("NO_COLOR")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("the operator starts");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    child.kill().expect("kill");
+    let out = child.wait_with_output().expect("output");
+    let log = stdout(&out);
+    assert!(log.contains("serving /metrics"), "{log}\n{}", stderr(&out));
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI codes in a piped log:\n{log:?}"
+    );
+}
