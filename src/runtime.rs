@@ -51,6 +51,7 @@ impl Settings {
 
 /// Wires the operator together and runs it until SIGINT/SIGTERM.
 pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
+    check_ca_bundle()?;
     let sdk_config = aws_config(&args).await;
     let default_region = sdk_config
         .region()
@@ -122,6 +123,19 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = stop_server.send(());
     server.await.context("metrics server task")??;
+    Ok(())
+}
+
+/// The AWS SDK's HTTPS client needs CA certificates and panics without any: say so instead.
+fn check_ca_bundle() -> anyhow::Result<()> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "no CA certificates found for TLS to AWS: install the system CA bundle (ca-certificates) or point SSL_CERT_FILE at one ({})",
+            errors.join("; ")
+        );
+    }
     Ok(())
 }
 

@@ -161,3 +161,16 @@ current-context: none
         "ANSI codes in a piped log:\n{log:?}"
     );
 }
+
+#[test]
+fn no_ca_bundle_is_a_clear_error_not_a_panic() {
+    let out = output(
+        operator(&["run", "--region=us-east-1", "--leader-election=false"])
+            .env("SSL_CERT_FILE", "/nonexistent/ca.pem")
+            .env("SSL_CERT_DIR", "/nonexistent"),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no CA certificates found"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
