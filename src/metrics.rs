@@ -2,7 +2,9 @@
 //!
 //! One [`Metrics`] value is shared (in an `Arc`) by the controller, the metered backend and
 //! the HTTP server. Every label value is bounded: results and outcomes are `&'static str`
-//! per variant, and `package_status` comes from the service's small set of states.
+//! per variant, `package_status` comes from the service's small set of states, regions are
+//! the few the objects name, and the per-object condition series are bounded by the number
+//! of objects (dropped when an object goes).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -16,7 +18,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
 use crate::backend::Operation;
+use crate::vocabulary::{ConditionStatus, ConditionType};
 
 /// Reconcile durations span a no-op resync (about a millisecond) to a slow chain of AWS
 /// calls (up to a minute).
@@ -40,6 +45,35 @@ struct StatusLabels {
     package_status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsLatencyLabels {
+    operation: &'static str,
+    region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    namespace: String,
+    name: String,
+    condition: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// AWS calls take from a few milliseconds to the attempt timeout.
+const AWS_CALL_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+fn aws_call_histogram() -> Histogram {
+    Histogram::new(AWS_CALL_BUCKETS)
+}
+
 /// Per-object facts behind the two gauges, so a gauge is always an exact count rather than
 /// a sum of increments that could drift when an object is reconciled again or deleted.
 #[derive(Debug, Default)]
@@ -50,6 +84,8 @@ struct Objects {
     status_counts: BTreeMap<String, i64>,
     /// object → domains not yet on the package's current version.
     behind: HashMap<String, usize>,
+    /// object → the condition series it has.
+    conditions: HashMap<String, Vec<ConditionLabels>>,
 }
 
 /// The operator's metrics and the registry that encodes them.
@@ -62,6 +98,8 @@ pub struct Metrics {
     packages: Family<StatusLabels, Gauge>,
     domains_behind: Gauge,
     leader: Gauge,
+    aws_call_duration: Family<AwsLatencyLabels, Histogram, fn() -> Histogram>,
+    conditions: Family<ConditionLabels, Gauge>,
     objects: Mutex<Objects>,
 }
 
@@ -80,6 +118,18 @@ impl Metrics {
         let packages = Family::<StatusLabels, Gauge>::default();
         let domains_behind = Gauge::default();
         let leader = Gauge::default();
+        let aws_call_duration =
+            Family::<AwsLatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                aws_call_histogram,
+            );
+        let conditions = Family::<ConditionLabels, Gauge>::default();
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: option_env!("OSPKG_GIT_COMMIT").unwrap_or(""),
+            })
+            .set(1);
 
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
         registry.register_with_unit(
@@ -103,6 +153,22 @@ impl Metrics {
             "(object, domain) pairs not yet on the package's current version",
             domains_behind.clone(),
         );
+        registry.register_with_unit(
+            "aws_call_duration",
+            "Time an OpenSearch Service API call took, by operation and region",
+            Unit::Seconds,
+            aws_call_duration.clone(),
+        );
+        registry.register(
+            "object_condition",
+            "Each object's Ready, Reconciling and Stalled conditions: 1 for the status it has",
+            conditions.clone(),
+        );
+        registry.register(
+            "build_info",
+            "The operator's version and commit (always 1)",
+            build_info,
+        );
         registry.register(
             "leader",
             "1 while this replica holds the leader lease (or runs without leader election)",
@@ -117,6 +183,8 @@ impl Metrics {
             packages,
             domains_behind,
             leader,
+            aws_call_duration,
+            conditions,
             objects: Mutex::new(Objects::default()),
         }
     }
@@ -137,6 +205,54 @@ impl Metrics {
             .inc();
     }
 
+    /// Records how long an AWS call took.
+    pub fn aws_call_duration(&self, operation: Operation, region: &str, elapsed: Duration) {
+        self.aws_call_duration
+            .get_or_create(&AwsLatencyLabels {
+                operation: operation.as_str(),
+                region: region.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records the object's conditions: for each condition type it has, 1 on its status and
+    /// 0 on the others; types it no longer has are dropped.
+    pub fn set_conditions(&self, namespace: &str, name: &str, conditions: &[Condition]) {
+        let mut series = Vec::new();
+        for type_ in [
+            ConditionType::Ready,
+            ConditionType::Reconciling,
+            ConditionType::Stalled,
+        ] {
+            let Some(current) = conditions.iter().find(|c| c.type_ == type_.as_str()) else {
+                continue;
+            };
+            for status in [
+                ConditionStatus::True,
+                ConditionStatus::False,
+                ConditionStatus::Unknown,
+            ] {
+                let labels = ConditionLabels {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    condition: type_.as_str(),
+                    status: status.as_str(),
+                };
+                let value = i64::from(current.status == status.as_str());
+                self.conditions.get_or_create(&labels).set(value);
+                series.push(labels);
+            }
+        }
+        let key = format!("{namespace}/{name}");
+        let mut objects = self.lock();
+        for old in objects.conditions.remove(&key).unwrap_or_default() {
+            if !series.contains(&old) {
+                self.conditions.remove(&old);
+            }
+        }
+        objects.conditions.insert(key, series);
+    }
+
     /// Records the object's packageStatus; `None` forgets the object.
     pub fn set_package_status(&self, object: &str, status: Option<&str>) {
         let mut objects = self.lock();
@@ -155,12 +271,12 @@ impl Metrics {
         }
     }
 
-    /// Records how many of the object's domains are not yet on the current version.
     /// Whether this replica leads (runs the controllers).
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
     }
 
+    /// Records how many of the object's domains are not yet on the current version.
     pub fn set_domains_behind(&self, object: &str, behind: usize) {
         let mut objects = self.lock();
         if behind == 0 {
@@ -171,12 +287,15 @@ impl Metrics {
         self.update_domains_behind(&objects);
     }
 
-    /// Drops everything recorded about a deleted object.
+    /// Drops everything recorded about a deleted object ("namespace/name").
     pub fn forget(&self, object: &str) {
         self.set_package_status(object, None);
         let mut objects = self.lock();
         if objects.behind.remove(object).is_some() {
             self.update_domains_behind(&objects);
+        }
+        for labels in objects.conditions.remove(object).unwrap_or_default() {
+            self.conditions.remove(&labels);
         }
     }
 
@@ -363,6 +482,54 @@ mod tests {
         );
         assert!(text.contains("ospkg_domains_behind 1"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn conditions_are_one_series_per_status_and_go_with_the_object() {
+        let metrics = Metrics::new();
+        let condition = |type_: &str, status: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::UNIX_EPOCH,
+            ),
+        };
+        metrics.set_conditions(
+            "ns",
+            "a",
+            &[condition("Ready", "False"), condition("Stalled", "True")],
+        );
+        let text = metrics.encode();
+        assert!(text.contains(
+            "ospkg_object_condition{namespace=\"ns\",name=\"a\",condition=\"Stalled\",status=\"True\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "ospkg_object_condition{namespace=\"ns\",name=\"a\",condition=\"Ready\",status=\"True\"} 0"
+        ), "{text}");
+        // Ready now, no longer stalled: the Stalled series go.
+        metrics.set_conditions("ns", "a", &[condition("Ready", "True")]);
+        let text = metrics.encode();
+        assert!(!text.contains("condition=\"Stalled\""), "{text}");
+        metrics.forget("ns/a");
+        assert!(!metrics.encode().contains("ospkg_object_condition{"));
+    }
+
+    #[test]
+    fn build_info_and_aws_call_latency_are_exported() {
+        let metrics = Metrics::new();
+        metrics.aws_call_duration(
+            Operation::UpdatePackage,
+            "eu-west-1",
+            Duration::from_millis(30),
+        );
+        let text = metrics.encode();
+        assert!(text.contains("ospkg_build_info{version=\""), "{text}");
+        assert!(text.contains(
+            "ospkg_aws_call_duration_seconds_count{operation=\"UpdatePackage\",region=\"eu-west-1\"} 1"
+        ), "{text}");
     }
 
     #[test]

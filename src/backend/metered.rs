@@ -84,7 +84,10 @@ impl<B> Metered<B> {
                 "{operation} not sent: this replica does not hold the leader Lease"
             )));
         }
+        let started = std::time::Instant::now();
         let result = call().await;
+        self.metrics
+            .aws_call_duration(operation, region, started.elapsed());
         let outcome = match &result {
             Ok(_) => "ok",
             Err(error) => error.label(),

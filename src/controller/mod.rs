@@ -317,6 +317,9 @@ async fn finish<B: PackageBackend>(
     ctx.metrics.set_package_status(&key, package_status);
     ctx.metrics
         .set_domains_behind(&key, status::domains_behind(&status));
+    let namespace = obj.namespace().unwrap_or_default();
+    ctx.metrics
+        .set_conditions(&namespace, &obj.name_any(), &status.conditions);
     kube_io::write_status(job, &status).await?;
     Ok(Requeued::requeue(ctx.schedule.next(
         obj,
