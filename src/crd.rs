@@ -43,6 +43,10 @@ pub const FIELD_MANAGER: &str = "opensearch-package-operator";
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.availablePackageVersion"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Region","type":"string","priority":1,"jsonPath":".status.region"}"#,
+    printcolumn = r#"{"name":"Domains","type":"string","priority":1,"jsonPath":".status.domainsReady"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
     validation = Rule::new("has(self.spec.packageName) || (size(self.metadata.name) >= 3 && size(self.metadata.name) <= 256 && self.metadata.name.matches('^[a-z][a-z0-9-]+$'))").message("metadata.name is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName").field_path(".spec.packageName")
 )]
 #[serde(rename_all = "camelCase")]
@@ -413,6 +417,11 @@ pub struct OpenSearchPackageStatus {
     /// Value of the ospkg.dev/reconcile-requested-at annotation last handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+
+    /// Listed domains ACTIVE on the package's current version, of all listed, e.g. 2/2
+    /// (`kubectl get -o wide` shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains_ready: Option<String>,
 
     /// Ready, Reconciling and Stalled conditions (kstatus compatible).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

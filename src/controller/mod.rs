@@ -302,6 +302,7 @@ async fn finish<B: PackageBackend>(
     if let Some(outcome) = &effect.outcome {
         apply_outcome(&mut status, outcome, obj.metadata.generation, job.now);
     }
+    status.domains_ready = status::domains_ready(&status);
     for event in &effect.events {
         kube_io::publish(&ctx.recorder, obj, event).await;
     }

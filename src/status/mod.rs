@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 pub use conditions::{Outcome, apply_outcome, set_condition};
 pub use record::{
-    HISTORY_LEN, domains_behind, record_domains, record_history, record_package, rfc3339,
-    upsert_domain,
+    HISTORY_LEN, domains_behind, domains_ready, record_domains, record_history, record_package,
+    rfc3339, upsert_domain,
 };
 
 use crate::crd::{OpenSearchPackage, OpenSearchPackageStatus, RECONCILE_REQUESTED_AT};

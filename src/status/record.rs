@@ -128,6 +128,12 @@ pub fn upsert_domain(
     record_domains(status, spec, &associations);
 }
 
+/// "ready/listed" for the domains this object manages, `None` when it lists none.
+pub fn domains_ready(status: &OpenSearchPackageStatus) -> Option<String> {
+    let listed = status.domains.iter().filter(|d| !d.unmanaged).count();
+    (listed > 0).then(|| format!("{}/{listed}", listed - domains_behind(status)))
+}
+
 /// Number of spec domains not yet ACTIVE on the package's current version.
 pub fn domains_behind(status: &OpenSearchPackageStatus) -> usize {
     let current = status.available_package_version.as_deref();
@@ -169,5 +175,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(domains_behind(&status), 2);
+        assert_eq!(domains_ready(&status).as_deref(), Some("1/3"));
+        assert_eq!(domains_ready(&OpenSearchPackageStatus::default()), None);
     }
 }

@@ -161,6 +161,19 @@ async fn two_domains_reach_active_then_ready() {
     let s = status_of(&obj);
     let id = s.package_id.clone().expect("status.packageID");
     assert_eq!(s.domains.len(), 2, "{:?}", s.domains);
+    assert_eq!(s.domains_ready.as_deref(), Some("2/2"));
+    // `kubectl get -o wide` adds the Ready reason, region, domains and message.
+    let wide = env.kubectl(&["get", "ospkg", "two", "-o", "wide"]).await;
+    let header: Vec<&str> = wide
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    for column in ["REASON", "REGION", "DOMAINS", "MESSAGE"] {
+        assert!(header.contains(&column), "{column} missing:\n{wide}");
+    }
+    assert!(wide.contains("us-east-1") && wide.contains("2/2"), "{wide}");
     for name in [DOMAIN, SECOND] {
         let d = s
             .domains
