@@ -62,14 +62,7 @@ async fn create<B: PackageBackend>(
         events.push(Event::PackageVanished { id });
         clear_package(status);
     }
-    status.in_flight = Some(InFlight {
-        operation: Operation::CreatePackage,
-        digest: digest.as_str().to_owned(),
-        started_at: job.now.to_string(),
-        package_last_updated_at: None,
-        package_status: None,
-        available_package_version: None,
-    });
+    status.in_flight = Some(intent(Operation::CreatePackage, &digest, job, None));
     let creating = Outcome::progressing(
         WaitReason::Creating,
         format!("creating package {}", request.name),
@@ -141,14 +134,13 @@ async fn update<B: PackageBackend>(
     request: UpdatePackage,
     digest: SpecDigest,
 ) -> Result<Effect, Error> {
-    status.in_flight = Some(InFlight {
-        operation: Operation::UpdatePackage,
-        digest: digest.as_str().to_owned(),
-        started_at: job.now.to_string(),
-        package_last_updated_at: status.last_updated_at.clone(),
-        package_status: status.package_status.clone(),
-        available_package_version: status.available_package_version.clone(),
-    });
+    let observed = status.clone();
+    status.in_flight = Some(intent(
+        Operation::UpdatePackage,
+        &digest,
+        job,
+        Some(&observed),
+    ));
     let updating = Outcome::progressing(WaitReason::Updating, "importing a new version");
     apply_outcome(status, &updating, job.obj.metadata.generation, job.now);
     kube_io::write_status(job, status).await?;
@@ -329,6 +321,24 @@ async fn delete<B: PackageBackend>(
         }
         Err(BackendError::NotFound(_)) => Effect::only(Requeue::Never),
         Err(error) => Failed::new(Operation::DeletePackage, error).effect(),
+    }
+}
+
+/// The write-ahead record of a call about to be made; for an update, with the package as
+/// last observed (`observed`), which later tells whether the call took effect.
+fn intent<B>(
+    operation: Operation,
+    digest: &SpecDigest,
+    job: &Job<'_, B>,
+    observed: Option<&Status>,
+) -> InFlight {
+    InFlight {
+        operation,
+        digest: digest.as_str().to_owned(),
+        started_at: job.now.to_string(),
+        package_last_updated_at: observed.and_then(|s| s.last_updated_at.clone()),
+        package_status: observed.and_then(|s| s.package_status.clone()),
+        available_package_version: observed.and_then(|s| s.available_package_version.clone()),
     }
 }
 
