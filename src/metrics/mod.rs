@@ -6,7 +6,6 @@
 //! the few the objects name, and the per-object condition series are bounded by the number
 //! of objects (dropped when an object goes).
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,10 +17,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-
 use crate::backend::Operation;
-use crate::vocabulary::{ConditionStatus, ConditionType};
+
+mod objects;
+
+use objects::{ConditionLabels, Objects, StatusLabels};
 
 /// Reconcile durations span a no-op resync (about a millisecond) to a slow chain of AWS
 /// calls (up to a minute).
@@ -41,22 +41,9 @@ struct AwsCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabels {
-    package_status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsLatencyLabels {
     operation: &'static str,
     region: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ConditionLabels {
-    namespace: String,
-    name: String,
-    condition: &'static str,
-    status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,20 +59,6 @@ const AWS_CALL_BUCKETS: [f64; 12] = [
 
 fn aws_call_histogram() -> Histogram {
     Histogram::new(AWS_CALL_BUCKETS)
-}
-
-/// Per-object facts behind the two gauges, so a gauge is always an exact count rather than
-/// a sum of increments that could drift when an object is reconciled again or deleted.
-#[derive(Debug, Default)]
-struct Objects {
-    /// object ("namespace/name") → last seen packageStatus.
-    status: HashMap<String, String>,
-    /// packageStatus → number of objects in it; values that reach zero stay at zero.
-    status_counts: BTreeMap<String, i64>,
-    /// object → domains not yet on the package's current version.
-    behind: HashMap<String, usize>,
-    /// object → the condition series it has.
-    conditions: HashMap<String, Vec<ConditionLabels>>,
 }
 
 /// The operator's metrics and the registry that encodes them.
@@ -215,88 +188,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records the object's conditions: for each condition type it has, 1 on its status and
-    /// 0 on the others; types it no longer has are dropped.
-    pub fn set_conditions(&self, namespace: &str, name: &str, conditions: &[Condition]) {
-        let mut series = Vec::new();
-        for type_ in [
-            ConditionType::Ready,
-            ConditionType::Reconciling,
-            ConditionType::Stalled,
-        ] {
-            let Some(current) = conditions.iter().find(|c| c.type_ == type_.as_str()) else {
-                continue;
-            };
-            for status in [
-                ConditionStatus::True,
-                ConditionStatus::False,
-                ConditionStatus::Unknown,
-            ] {
-                let labels = ConditionLabels {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    condition: type_.as_str(),
-                    status: status.as_str(),
-                };
-                let value = i64::from(current.status == status.as_str());
-                self.conditions.get_or_create(&labels).set(value);
-                series.push(labels);
-            }
-        }
-        let key = format!("{namespace}/{name}");
-        let mut objects = self.lock();
-        for old in objects.conditions.remove(&key).unwrap_or_default() {
-            if !series.contains(&old) {
-                self.conditions.remove(&old);
-            }
-        }
-        objects.conditions.insert(key, series);
-    }
-
-    /// Records the object's packageStatus; `None` forgets the object.
-    pub fn set_package_status(&self, object: &str, status: Option<&str>) {
-        let mut objects = self.lock();
-        let previous = match status {
-            Some(status) => objects.status.insert(object.to_owned(), status.to_owned()),
-            None => objects.status.remove(object),
-        };
-        if previous.as_deref() == status {
-            return;
-        }
-        if let Some(previous) = previous {
-            self.add_to_status(&mut objects, &previous, -1);
-        }
-        if let Some(status) = status {
-            self.add_to_status(&mut objects, status, 1);
-        }
-    }
-
     /// Whether this replica leads (runs the controllers).
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
-    }
-
-    /// Records how many of the object's domains are not yet on the current version.
-    pub fn set_domains_behind(&self, object: &str, behind: usize) {
-        let mut objects = self.lock();
-        if behind == 0 {
-            objects.behind.remove(object);
-        } else {
-            objects.behind.insert(object.to_owned(), behind);
-        }
-        self.update_domains_behind(&objects);
-    }
-
-    /// Drops everything recorded about a deleted object ("namespace/name").
-    pub fn forget(&self, object: &str) {
-        self.set_package_status(object, None);
-        let mut objects = self.lock();
-        if objects.behind.remove(object).is_some() {
-            self.update_domains_behind(&objects);
-        }
-        for labels in objects.conditions.remove(object).unwrap_or_default() {
-            self.conditions.remove(&labels);
-        }
     }
 
     /// The metrics in OpenMetrics text format.
@@ -308,44 +202,11 @@ impl Metrics {
         }
         out
     }
-
-    /// A poisoned lock only means another thread panicked mid-update; the maps are still
-    /// usable, and metrics must not take the process down.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
-        self.objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn add_to_status(&self, objects: &mut Objects, status: &str, delta: i64) {
-        let count = objects.status_counts.entry(status.to_owned()).or_default();
-        *count = (*count + delta).max(0);
-        self.packages
-            .get_or_create(&StatusLabels {
-                package_status: status.to_owned(),
-            })
-            .set(*count);
-    }
-
-    fn update_domains_behind(&self, objects: &Objects) {
-        let total: usize = objects.behind.values().sum();
-        self.domains_behind
-            .set(i64::try_from(total).unwrap_or(i64::MAX));
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn packages(metrics: &Metrics, status: &str) -> Option<i64> {
-        metrics
-            .packages
-            .get(&StatusLabels {
-                package_status: status.to_owned(),
-            })
-            .map(|g| g.get())
-    }
 
     #[test]
     fn reconciles_are_counted_by_result_and_timed() {
@@ -395,61 +256,6 @@ mod tests {
     }
 
     #[test]
-    fn package_gauge_counts_objects_by_their_latest_status() {
-        let metrics = Metrics::new();
-        metrics.set_package_status("ns/a", Some("COPYING"));
-        metrics.set_package_status("ns/b", Some("COPYING"));
-        metrics.set_package_status("ns/c", Some("AVAILABLE"));
-        assert_eq!(packages(&metrics, "COPYING"), Some(2));
-        assert_eq!(packages(&metrics, "AVAILABLE"), Some(1));
-
-        // Seeing the same status again must not count the object twice.
-        metrics.set_package_status("ns/c", Some("AVAILABLE"));
-        assert_eq!(packages(&metrics, "AVAILABLE"), Some(1));
-
-        metrics.set_package_status("ns/a", Some("AVAILABLE"));
-        metrics.set_package_status("ns/b", Some("AVAILABLE"));
-        assert_eq!(packages(&metrics, "AVAILABLE"), Some(3));
-        // A status nobody is in any more reads 0 instead of its last value.
-        assert_eq!(packages(&metrics, "COPYING"), Some(0));
-    }
-
-    #[test]
-    fn none_status_and_forget_drop_the_object() {
-        let metrics = Metrics::new();
-        metrics.set_package_status("ns/a", Some("AVAILABLE"));
-        metrics.set_package_status("ns/b", Some("AVAILABLE"));
-        metrics.set_package_status("ns/a", None);
-        assert_eq!(packages(&metrics, "AVAILABLE"), Some(1));
-
-        metrics.set_domains_behind("ns/b", 2);
-        metrics.forget("ns/b");
-        assert_eq!(packages(&metrics, "AVAILABLE"), Some(0));
-        assert_eq!(metrics.domains_behind.get(), 0);
-
-        // Forgetting an unknown object changes nothing.
-        metrics.forget("ns/unknown");
-        metrics.set_package_status("ns/unknown", None);
-        assert_eq!(packages(&metrics, "AVAILABLE"), Some(0));
-    }
-
-    #[test]
-    fn domains_behind_is_the_sum_over_objects() {
-        let metrics = Metrics::new();
-        metrics.set_domains_behind("ns/a", 2);
-        metrics.set_domains_behind("ns/b", 3);
-        assert_eq!(metrics.domains_behind.get(), 5);
-
-        // A new value replaces the object's previous one.
-        metrics.set_domains_behind("ns/a", 1);
-        assert_eq!(metrics.domains_behind.get(), 4);
-        metrics.set_domains_behind("ns/b", 0);
-        assert_eq!(metrics.domains_behind.get(), 1);
-        metrics.forget("ns/a");
-        assert_eq!(metrics.domains_behind.get(), 0);
-    }
-
-    #[test]
     fn encode_names_every_family_with_the_prefix() {
         let metrics = Metrics::new();
         metrics.observe_reconcile("success", Duration::from_millis(10));
@@ -482,39 +288,6 @@ mod tests {
         );
         assert!(text.contains("ospkg_domains_behind 1"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
-    }
-
-    #[test]
-    fn conditions_are_one_series_per_status_and_go_with_the_object() {
-        let metrics = Metrics::new();
-        let condition = |type_: &str, status: &str| Condition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: "R".into(),
-            message: String::new(),
-            observed_generation: None,
-            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                jiff::Timestamp::UNIX_EPOCH,
-            ),
-        };
-        metrics.set_conditions(
-            "ns",
-            "a",
-            &[condition("Ready", "False"), condition("Stalled", "True")],
-        );
-        let text = metrics.encode();
-        assert!(text.contains(
-            "ospkg_object_condition{namespace=\"ns\",name=\"a\",condition=\"Stalled\",status=\"True\"} 1"
-        ), "{text}");
-        assert!(text.contains(
-            "ospkg_object_condition{namespace=\"ns\",name=\"a\",condition=\"Ready\",status=\"True\"} 0"
-        ), "{text}");
-        // Ready now, no longer stalled: the Stalled series go.
-        metrics.set_conditions("ns", "a", &[condition("Ready", "True")]);
-        let text = metrics.encode();
-        assert!(!text.contains("condition=\"Stalled\""), "{text}");
-        metrics.forget("ns/a");
-        assert!(!metrics.encode().contains("ospkg_object_condition{"));
     }
 
     #[test]
