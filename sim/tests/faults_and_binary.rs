@@ -11,35 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_opensearch::error::ProvideErrorMetadata;
 use aws_sdk_opensearch::types::PackageType;
 use common::*;
-use ospkg_sim::{FaultConfig, OperationFaults, RateLimit, RunningSim};
-
-fn flaky(seed: u64) -> FaultConfig {
-    FaultConfig {
-        seed,
-        operations: BTreeMap::from([(
-            "DescribePackages".to_string(),
-            OperationFaults {
-                throttle: 0.2,
-                internal: 0.2,
-                unavailable: 0.1,
-                ..Default::default()
-            },
-        )]),
-        ..Default::default()
-    }
-}
-
-async fn outcomes(sim: &RunningSim, n: usize) -> Vec<String> {
-    let client = client(sim);
-    let mut seen = Vec::new();
-    for _ in 0..n {
-        seen.push(match client.describe_packages().send().await {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.code().unwrap_or("?").to_string(),
-        });
-    }
-    seen
-}
+use ospkg_sim::{FaultConfig, OperationFaults, RateLimit};
 
 #[tokio::test]
 async fn same_seed_gives_the_same_faults() {

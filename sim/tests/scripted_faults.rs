@@ -11,7 +11,7 @@ use aws_sdk_opensearch::Client;
 use aws_sdk_opensearch::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_opensearch::types::PackageType;
 use common::*;
-use ospkg_sim::{AdminError, FaultConfig, OperationFaults, RunningSim, ScriptedFault, SimConfig};
+use ospkg_sim::{AdminError, FaultConfig, OperationFaults, ScriptedFault, SimConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Code, HTTP status and message of a failed UpdatePackage of `id`.
@@ -30,34 +30,6 @@ async fn update(client: &Client, id: &str, key: &str) -> Result<String, (String,
             e.message().unwrap_or("").to_string(),
         )),
     }
-}
-
-fn flaky(seed: u64) -> FaultConfig {
-    FaultConfig {
-        seed,
-        operations: BTreeMap::from([(
-            "DescribePackages".to_string(),
-            OperationFaults {
-                throttle: 0.2,
-                internal: 0.2,
-                unavailable: 0.1,
-                ..Default::default()
-            },
-        )]),
-        ..Default::default()
-    }
-}
-
-async fn outcomes(sim: &RunningSim, n: usize) -> Vec<String> {
-    let client = client(sim);
-    let mut seen = Vec::new();
-    for _ in 0..n {
-        seen.push(match client.describe_packages().send().await {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.code().unwrap_or("?").to_string(),
-        });
-    }
-    seen
 }
 
 #[tokio::test]

@@ -134,13 +134,8 @@ async fn update<B: PackageBackend>(
     request: UpdatePackage,
     digest: SpecDigest,
 ) -> Result<Effect, Error> {
-    let observed = status.clone();
-    status.in_flight = Some(intent(
-        Operation::UpdatePackage,
-        &digest,
-        job,
-        Some(&observed),
-    ));
+    let record = intent(Operation::UpdatePackage, &digest, job, Some(status));
+    status.in_flight = Some(record);
     let updating = Outcome::progressing(WaitReason::Updating, "importing a new version");
     apply_outcome(status, &updating, job.obj.metadata.generation, job.now);
     kube_io::write_status(job, status).await?;

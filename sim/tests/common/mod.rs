@@ -1,14 +1,15 @@
 //! Shared helpers of the simulator's integration tests.
 #![allow(dead_code)]
 
-use std::io::{Cursor, Write};
-
 use aws_sdk_opensearch::Client;
 use aws_sdk_opensearch::config::retry::RetryConfig;
 use aws_sdk_opensearch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_opensearch::error::ProvideErrorMetadata;
 use aws_sdk_opensearch::types::{PackageDetails, PackageSource, PackageType};
-use ospkg_sim::{Durations, RunningSim, SimConfig};
+use std::collections::BTreeMap;
+use std::io::{Cursor, Write};
+
+use ospkg_sim::{Durations, FaultConfig, OperationFaults, RunningSim, SimConfig};
 
 pub const DURATIONS: Durations = Durations {
     copying_ms: 2000,
@@ -166,3 +167,33 @@ pub async fn raw(
 }
 
 pub const AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/es/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000";
+
+/// Seeded throttling, 500s and 503s on DescribePackages.
+pub fn flaky(seed: u64) -> FaultConfig {
+    FaultConfig {
+        seed,
+        operations: BTreeMap::from([(
+            "DescribePackages".to_string(),
+            OperationFaults {
+                throttle: 0.2,
+                internal: 0.2,
+                unavailable: 0.1,
+                ..Default::default()
+            },
+        )]),
+        ..Default::default()
+    }
+}
+
+/// The outcome ("ok" or the error code) of `n` DescribePackages calls in a row.
+pub async fn outcomes(sim: &RunningSim, n: usize) -> Vec<String> {
+    let client = client(sim);
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        seen.push(match client.describe_packages().send().await {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.code().unwrap_or("?").to_string(),
+        });
+    }
+    seen
+}
