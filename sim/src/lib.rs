@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod artifact;
+mod call_record;
 pub mod client;
 pub mod clock;
 pub mod error;
