@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::backend::PackageBackend;
 use crate::backend::aws::{AwsBackend, Timeouts, sdk_defaults};
 use crate::backend::metered::Metered;
-use crate::controller::{Context, error_policy, reconcile};
+use crate::controller::{Context, Wakers, error_policy, reconcile};
 use crate::crd::{FIELD_MANAGER, OpenSearchPackage};
 use crate::leader::{self, Election, Leadership};
 use crate::metrics::Metrics;
@@ -270,11 +270,17 @@ pub async fn run_controllers<B: PackageBackend>(
         .shared()
     };
     let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
+    // The region observers wake objects whose package changed through these channels.
+    let mut wakers = Wakers::default();
     let controllers: Vec<Controller<OpenSearchPackage>> = apis
         .into_iter()
-        .map(|api| {
+        .zip(watched_namespaces(&settings.namespaces))
+        .map(|(api, namespace)| {
+            let (wake, woken) = futures::channel::mpsc::unbounded();
+            wakers.route(namespace, wake);
             Controller::new(api, watcher_config.clone())
                 .with_config(controller_config.clone())
+                .reconcile_on(woken)
                 .graceful_shutdown_on(stopped.clone())
         })
         .collect();
@@ -295,7 +301,8 @@ pub async fn run_controllers<B: PackageBackend>(
             settings.resync,
             stores.clone(),
         )
-        .with_leadership(shared.leadership),
+        .with_leadership(shared.leadership)
+        .with_wakers(wakers),
     );
     let readiness = tokio::spawn(report_readiness(stores, shared.health));
 
@@ -317,6 +324,16 @@ pub async fn run_controllers<B: PackageBackend>(
         }
     }
     readiness.abort();
+}
+
+/// The namespace each controller watches, in the order of [`run_controllers`]'s APIs (`None`:
+/// all).
+fn watched_namespaces(namespaces: &[String]) -> Vec<Option<String>> {
+    if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    }
 }
 
 /// Marks the process ready once every watch cache has synced.

@@ -93,6 +93,15 @@ impl WaitReason {
     pub fn as_str(self) -> &'static str {
         self.into()
     }
+
+    /// Whether the wait ends with a change of the package itself (which the region listing
+    /// shows), rather than of its associations or of other objects.
+    pub fn shows_in_listing(self) -> bool {
+        matches!(
+            self,
+            Self::Creating | Self::Copying | Self::Validating | Self::Updating | Self::PackageBusy
+        )
+    }
 }
 
 /// Why progress needs the user (the `Stalled` condition's reason).

@@ -9,7 +9,9 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::watch;
 
 use super::{
     AssociatePackage, BackendError, BackendResult, CreatePackage, DomainAssociation, Operation,
@@ -18,11 +20,21 @@ use super::{
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
+/// A region's rate limiter and the number of changes waiting for it.
+struct Lane {
+    limiter: DefaultDirectRateLimiter,
+    changes_waiting: watch::Sender<usize>,
+}
+
 /// Wraps `inner` with a client-side rate limiter per region and call metrics.
 ///
 /// The service throttles per (account, region). The operator runs with one set of
 /// credentials, so the account is fixed and one limiter per region is one per
 /// (account, region).
+///
+/// Calls that change something go first: while one waits for the region's limiter, reads wait
+/// behind it, except the region listing, which its observer already paces (see
+/// `controller::regions`) and which wakes the objects whose imports finished.
 ///
 /// The limiter counts backend calls. A paginated read (DescribePackages with every page)
 /// is one call here, so the quota is a budget for operations, not for HTTP requests; the
@@ -31,7 +43,7 @@ pub struct Metered<B> {
     inner: B,
     metrics: Arc<Metrics>,
     quota: Quota,
-    limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
     leadership: Arc<Leadership>,
 }
 
@@ -46,7 +58,7 @@ impl<B> Metered<B> {
             inner,
             metrics,
             quota,
-            limiters: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::new()),
             leadership: Arc::new(Leadership::always()),
         }
     }
@@ -58,17 +70,49 @@ impl<B> Metered<B> {
         self
     }
 
-    /// The region's limiter, created on first use: the regions in play are only known from
-    /// the objects' specs.
-    fn limiter(&self, region: &str) -> Arc<DefaultDirectRateLimiter> {
-        // A poisoned map is still a valid map of limiters.
-        let mut limiters = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(limiter) = limiters.get(region) {
-            return Arc::clone(limiter);
+    /// The region's lane, created on first use: the regions in play are only known from the
+    /// objects' specs.
+    fn lane(&self, region: &str) -> Arc<Lane> {
+        // A poisoned map is still a valid map of lanes.
+        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        lanes
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Lane {
+                    limiter: RateLimiter::direct(self.quota),
+                    changes_waiting: watch::Sender::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Waits for a token of the region's limiter, changes before reads.
+    async fn admit(&self, region: &str, operation: Operation, paced: bool) {
+        let lane = self.lane(region);
+        if operation.is_mutating() {
+            lane.changes_waiting.send_modify(|n| *n += 1);
+            lane.limiter.until_ready().await;
+            lane.changes_waiting.send_modify(|n| *n -= 1);
+            return;
         }
-        let limiter = Arc::new(RateLimiter::direct(self.quota));
-        limiters.insert(region.to_owned(), Arc::clone(&limiter));
-        limiter
+        if paced {
+            lane.limiter.until_ready().await;
+            return;
+        }
+        let mut waiting = lane.changes_waiting.subscribe();
+        loop {
+            // The sender lives in the lane, which this function holds: this cannot fail.
+            let _ = waiting.wait_for(|n| *n == 0).await;
+            match lane.limiter.check() {
+                Ok(()) => return,
+                // Look again when the next token is due: a change that arrived meanwhile
+                // takes it first.
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
     }
 
     /// Waits for the region's limiter, makes the call and counts its outcome. The call is
@@ -78,7 +122,22 @@ impl<B> Metered<B> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = BackendResult<T>>,
     {
-        self.limiter(region).until_ready().await;
+        self.paced_call(region, operation, false, call).await
+    }
+
+    /// [`Self::call`]; `paced` reads (the region listing) skip the queue behind changes.
+    async fn paced_call<T, F, Fut>(
+        &self,
+        region: &str,
+        operation: Operation,
+        paced: bool,
+        call: F,
+    ) -> BackendResult<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = BackendResult<T>>,
+    {
+        self.admit(region, operation, paced).await;
         if operation.is_mutating() && !self.leadership.is_leader() {
             return Err(BackendError::Transient(format!(
                 "{operation} not sent: this replica does not hold the leader Lease"
@@ -103,7 +162,8 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
         region: &str,
         filter: PackageFilter,
     ) -> BackendResult<Vec<Package>> {
-        self.call(region, Operation::DescribePackages, || {
+        let listing = filter == PackageFilter::All;
+        self.paced_call(region, Operation::DescribePackages, listing, || {
             self.inner.describe_packages(region, filter)
         })
         .await
@@ -298,12 +358,12 @@ mod tests {
         }
         // The three calls used the whole burst: the next call in this region has to wait for
         // the next token, while another region still has its full budget.
-        assert!(backend.limiter("eu-west-1").check().is_err());
-        let other = backend.limiter("us-east-1");
+        assert!(backend.lane("eu-west-1").limiter.check().is_err());
+        let other = backend.lane("us-east-1");
         for _ in 0..3 {
-            assert!(other.check().is_ok());
+            assert!(other.limiter.check().is_ok());
         }
-        assert!(other.check().is_err());
+        assert!(other.limiter.check().is_err());
     }
 
     #[tokio::test]
@@ -321,8 +381,64 @@ mod tests {
     #[tokio::test]
     async fn limiter_is_created_once_per_region() {
         let (backend, _metrics, _sim) = metered(1).await;
-        let first = backend.limiter("eu-west-1");
-        assert!(Arc::ptr_eq(&first, &backend.limiter("eu-west-1")));
-        assert!(!Arc::ptr_eq(&first, &backend.limiter("eu-central-1")));
+        let first = backend.lane("eu-west-1");
+        assert!(Arc::ptr_eq(&first, &backend.lane("eu-west-1")));
+        assert!(!Arc::ptr_eq(&first, &backend.lane("eu-central-1")));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_change_goes_before_waiting_reads_but_not_before_the_listing() {
+        let sim = ospkg_sim::start(SimConfig::default())
+            .await
+            .expect("simulator starts");
+        let inner = AwsBackend::for_endpoint(&sim.endpoint()).await;
+        let rate = NonZeroU32::new(1).expect("non-zero");
+        let backend = Arc::new(Metered::new(inner, Arc::new(Metrics::new()), rate));
+        // Spend the region's only token: everything below waits for the next ones (1/s).
+        assert!(backend.lane("eu-west-1").limiter.check().is_ok());
+        let read = tokio::spawn({
+            let backend = backend.clone();
+            async move {
+                backend
+                    .package_version_history("eu-west-1", "F000000002")
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let change = tokio::spawn({
+            let backend = backend.clone();
+            async move { backend.delete_package("eu-west-1", "F000000001").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let listing = tokio::spawn({
+            let backend = backend.clone();
+            async move {
+                backend
+                    .describe_packages("eu-west-1", PackageFilter::All)
+                    .await
+            }
+        });
+        let _ = read.await.expect("read task");
+        let _ = change.await.expect("change task");
+        let _ = listing.await.expect("listing task");
+        let order: Vec<String> = sim
+            .admin()
+            .log()
+            .await
+            .expect("call log")
+            .into_iter()
+            .filter_map(|entry| entry.operation)
+            .collect();
+        // The read asked first but waited behind the change; the listing did not wait.
+        let at = |operation: &str| order.iter().position(|o| o == operation);
+        let read_at = at("GetPackageVersionHistory").expect("read sent");
+        assert!(
+            at("DeletePackage").expect("change sent") < read_at,
+            "{order:?}"
+        );
+        assert!(
+            at("DescribePackages").expect("listing sent") < read_at,
+            "{order:?}"
+        );
     }
 }

@@ -75,7 +75,7 @@ async fn create<B: PackageBackend>(
             status.in_flight = None;
             status.applied_digest = Some(digest.as_str().to_owned());
             status::record_package(status, &package);
-            Effect::progressing(WaitReason::Copying, "package is COPYING", Requeue::Poll).with(
+            Effect::progressing(WaitReason::Copying, "package is COPYING", Requeue::Observe).with(
                 Event::Created {
                     name: package.name,
                     id: package.id,
@@ -147,7 +147,7 @@ async fn update<B: PackageBackend>(
                 status.applied_digest = Some(digest.as_str().to_owned());
                 status::record_package(status, &package);
                 let message = format!("package is {}", package.status);
-                Effect::progressing(WaitReason::Updating, message, Requeue::Poll)
+                Effect::progressing(WaitReason::Updating, message, Requeue::Observe)
                     .with(Event::Updated { id: package.id })
             }
             Err(error) => {
@@ -309,7 +309,7 @@ async fn delete<B: PackageBackend>(
                 None => Effect::progressing(
                     WaitReason::Deleting,
                     format!("deleting package {package_id}"),
-                    Requeue::Poll,
+                    Requeue::Observe,
                 ),
             };
             effect.with(Event::Deleted { id: package_id })

@@ -9,15 +9,15 @@
 //! | `events` | the catalogue of Kubernetes Events |
 //! | `kube_io` | finalizer, status and event writes |
 //! | `schedule` | requeue delays, backoff, the "not yet due" gate |
-//! | `snapshot` | the shared per-region DescribePackages |
+//! | `regions` | the per-region observers: AWS as a watched source |
 
 mod act;
 mod effect;
 mod events;
 mod kube_io;
 mod observe;
+mod regions;
 mod schedule;
-mod snapshot;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,8 +34,8 @@ pub use effect::Failed;
 pub use events::Event;
 pub use kube_io::OwnWrites;
 pub use observe::region_of;
+pub use regions::{FAST as LISTING_INTERVAL, Listing, Regions, Wakers};
 pub use schedule::Schedule;
-pub use snapshot::RegionSnapshots;
 
 use crate::backend::PackageBackend;
 use crate::crd::{DeletionPolicy, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
@@ -78,7 +78,8 @@ pub struct Context<B> {
     pub default_region: String,
     /// The watch caches: the only list of objects (name conflicts, prerequisites).
     pub stores: Vec<Store<OpenSearchPackage>>,
-    pub snapshots: RegionSnapshots,
+    /// The region observers: every package read starts from their listings.
+    pub regions: Regions,
     pub schedule: Schedule,
     pub own_writes: OwnWrites,
     /// Whether this replica may write (it holds the leader Lease, or runs alone).
@@ -102,9 +103,7 @@ impl<B: PackageBackend> Context<B> {
             metrics,
             default_region,
             stores,
-            // Half the resync: every object's steady-state check in one resync window is
-            // served by at most two DescribePackages per region.
-            snapshots: RegionSnapshots::new(resync / 2),
+            regions: Regions::new(resync, Wakers::default()),
             schedule: Schedule::new(resync),
             own_writes: OwnWrites::default(),
             leadership: Arc::new(Leadership::always()),
@@ -117,6 +116,12 @@ impl<B: PackageBackend> Context<B> {
         self
     }
 
+    /// Sends objects woken by the region observers to these controllers.
+    pub fn with_wakers(mut self, wakers: Wakers) -> Self {
+        self.regions = Regions::new(self.schedule.resync(), wakers);
+        self
+    }
+
     /// Drops the object's schedule so its next reconcile runs in full, as when its requeue
     /// timer fires (tests stand in for the timer with it).
     pub fn make_due(&self, obj: &OpenSearchPackage) {
@@ -124,9 +129,16 @@ impl<B: PackageBackend> Context<B> {
     }
 }
 
+impl<B> Context<B> {
+    /// Every object in the watch caches.
+    pub fn cached_objects(&self) -> impl Iterator<Item = Arc<OpenSearchPackage>> + '_ {
+        self.stores.iter().flat_map(|s| s.state())
+    }
+}
+
 /// One reconcile of one object: what every step needs to know.
 pub struct Job<'a, B> {
-    pub ctx: &'a Context<B>,
+    pub ctx: &'a Arc<Context<B>>,
     pub obj: &'a OpenSearchPackage,
     pub api: &'a Api<OpenSearchPackage>,
     pub region: &'a str,
@@ -180,7 +192,7 @@ pub fn error_policy<B: PackageBackend>(
 
 async fn reconcile_object<B: PackageBackend>(
     obj: &OpenSearchPackage,
-    ctx: &Context<B>,
+    ctx: &Arc<Context<B>>,
 ) -> Result<Requeued, Error> {
     let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<OpenSearchPackage> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -223,7 +235,7 @@ async fn apply<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error> {
             debug!(?decision, "planned");
             match decision {
                 Decision::Settle(verdict) => Effect::settle(verdict),
-                Decision::Act(action) => act::perform(job, &mut status, action).await?,
+                Decision::Act(action) => perform(job, &mut status, action).await?,
             }
         }
     };
@@ -249,9 +261,23 @@ async fn cleanup<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error>
     }
     let effect = match plan::plan_cleanup(obj, &observed) {
         Decision::Settle(verdict) => Effect::settle(verdict),
-        Decision::Act(action) => act::perform(job, &mut status, action).await?,
+        Decision::Act(action) => perform(job, &mut status, action).await?,
     };
     finish(job, status, effect).await
+}
+
+/// Performs one action and remembers when: reads after it must come from a newer listing.
+async fn perform<B: PackageBackend>(
+    job: &Job<'_, B>,
+    status: &mut OpenSearchPackageStatus,
+    action: plan::Action,
+) -> Result<Effect, Error> {
+    let changes_package = action.changes_package();
+    let effect = act::perform(job, status, action).await;
+    if changes_package {
+        job.ctx.schedule.record_action(job.obj);
+    }
+    effect
 }
 
 /// Copies what was read from AWS into status (only for a package this object owns).

@@ -1,5 +1,5 @@
 //! What AWS and the cluster say about one object, gathered before planning: its package (from
-//! the shared region snapshot when the object is settled), version history around updates,
+//! the region listing, see [`super::regions`]), version history around updates,
 //! associations when domains are involved, and from the watch cache the owner of its package
 //! name and its Ready prerequisites.
 
@@ -9,11 +9,12 @@ use std::sync::Arc;
 use kube::{Resource, ResourceExt};
 
 use super::{Context, Failed};
-use crate::backend::{BackendError, Operation, Package, PackageBackend, PackageFilter};
+use crate::backend::{
+    BackendError, Operation, Package, PackageBackend, PackageFilter, PackageVersion,
+};
 use crate::crd::OpenSearchPackage;
 use crate::digest::SpecDigest;
 use crate::plan::{Observation, package_name};
-use crate::status::is_settled;
 use crate::vocabulary::PackageStatus;
 
 /// The region this object's package lives in: fixed in status at the first reconcile.
@@ -27,7 +28,7 @@ pub fn region_of(obj: &OpenSearchPackage, default_region: &str) -> String {
 
 /// Reads what AWS has for this object.
 pub async fn observe<B: PackageBackend>(
-    ctx: &Context<B>,
+    ctx: &Arc<Context<B>>,
     obj: &OpenSearchPackage,
     region: &str,
     deleting: bool,
@@ -40,14 +41,19 @@ pub async fn observe<B: PackageBackend>(
         // Another object owns the name: this one reads and changes nothing in AWS.
         return Ok(observed);
     }
-    observed.package = find_package(ctx, obj, region, deleting).await?;
+    observed.package = find_package(ctx, obj, region).await?;
     let Some(package) = observed.package.clone() else {
         return Ok(observed);
     };
     let status = obj.status.clone().unwrap_or_default();
     let ours = status.package_id.as_deref() == Some(package.id.as_str());
 
-    if ours && !deleting && history_needed(obj, &package) {
+    if ours
+        && !deleting
+        && let Some(first) = first_version_of_own_package(obj, &package)
+    {
+        observed.history = Some(first);
+    } else if ours && !deleting && history_needed(obj, &package) {
         observed.history = Some(
             ctx.backend
                 .package_version_history(region, &package.id)
@@ -69,35 +75,78 @@ pub async fn observe<B: PackageBackend>(
     Ok(observed)
 }
 
-/// The package by its recorded id (from the region snapshot when settled), else by name.
+/// The package from the region listing (one that started after this object's last change
+/// and is not older than its status), by recorded id or else by name. A recorded id missing
+/// from the listing, or no fresh listing in time, is read directly.
 async fn find_package<B: PackageBackend>(
-    ctx: &Context<B>,
+    ctx: &Arc<Context<B>>,
     obj: &OpenSearchPackage,
     region: &str,
-    deleting: bool,
 ) -> Result<Option<Package>, Failed> {
     let status = obj.status.as_ref();
-    let Some(id) = status.and_then(|s| s.package_id.clone()) else {
-        let filter = PackageFilter::Name(package_name(obj));
-        return describe_one(&ctx.backend, region, filter).await;
-    };
-    if is_settled(obj) && !deleting {
-        let all = ctx
-            .snapshots
-            .get(&ctx.backend, region)
+    let recorded = status.and_then(|s| s.package_id.clone());
+    let mut since = ctx.schedule.acted_at(obj);
+    for _ in 0..2 {
+        let listing = ctx
+            .regions
+            .listing(ctx, region, since)
             .await
             .map_err(|e| Failed::new(Operation::DescribePackages, e))?;
-        // A snapshot taken before this object's last change is older than its status: read
-        // the package itself rather than act on the stale version.
-        let recorded = status.and_then(|s| s.available_package_version.as_ref());
-        if let Some(package) = all
-            .iter()
-            .find(|p| p.id == id && p.available_version.as_ref() == recorded)
-        {
-            return Ok(Some(package.clone()));
+        let Some(listing) = listing else {
+            break;
+        };
+        let found = match &recorded {
+            Some(id) => listing.by_id(id),
+            None => listing.by_name(&package_name(obj)),
+        };
+        match found {
+            // A listing older than what status recorded (written by an earlier process or
+            // replica after this listing started): ask for a newer one.
+            Some(package) if older_than_status(package, obj) => since = Some(listing.started),
+            Some(package) => return Ok(Some(package.clone())),
+            None if recorded.is_none() => return Ok(None),
+            // A recorded package missing from the listing: gone, or too new to be listed yet.
+            None => break,
         }
     }
-    describe_one(&ctx.backend, region, PackageFilter::Id(id)).await
+    let filter = match recorded {
+        Some(id) => PackageFilter::Id(id),
+        None => PackageFilter::Name(package_name(obj)),
+    };
+    describe_one(&ctx.backend, region, filter).await
+}
+
+/// Whether the package as listed predates the state this object's status recorded.
+fn older_than_status(package: &Package, obj: &OpenSearchPackage) -> bool {
+    let recorded = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.last_updated_at.as_deref())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    match (package.last_updated_at, recorded) {
+        (Some(listed), Some(recorded)) => listed < recorded,
+        _ => false,
+    }
+}
+
+/// The first version of a package this object created and never updated is the only entry
+/// of its history: no need to read it.
+fn first_version_of_own_package(
+    obj: &OpenSearchPackage,
+    package: &Package,
+) -> Option<Vec<PackageVersion>> {
+    let status = obj.status.as_ref()?;
+    let own_first = status.version_history.is_empty()
+        && !status.adopted
+        && status.in_flight.is_none()
+        && status.applied_digest.as_deref() == Some(SpecDigest::of(&obj.spec).as_str())
+        && package.status == PackageStatus::Available;
+    let version = package.available_version.clone().filter(|_| own_first)?;
+    Some(vec![PackageVersion {
+        version,
+        commit_message: None,
+        created_at: package.last_updated_at,
+    }])
 }
 
 /// Version history is read when deciding about an update (the marker check) and when a new
@@ -131,10 +180,6 @@ async fn describe_one<B: PackageBackend>(
     }))
 }
 
-fn cached_objects<B>(ctx: &Context<B>) -> impl Iterator<Item = Arc<OpenSearchPackage>> + '_ {
-    ctx.stores.iter().flat_map(|s| s.state())
-}
-
 fn object_key(obj: &OpenSearchPackage) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
@@ -145,7 +190,8 @@ fn object_key(obj: &OpenSearchPackage) -> String {
 /// (then the first by namespace/name).
 fn name_owner<B>(ctx: &Context<B>, obj: &OpenSearchPackage, region: &str) -> Option<String> {
     let name = package_name(obj);
-    let mut contenders: Vec<Arc<OpenSearchPackage>> = cached_objects(ctx)
+    let mut contenders: Vec<Arc<OpenSearchPackage>> = ctx
+        .cached_objects()
         .filter(|o| o.uid() != obj.uid())
         .filter(|o| package_name(o) == name && region_of(o, &ctx.default_region) == region)
         .collect();
@@ -177,7 +223,7 @@ fn ready_prerequisites<B>(ctx: &Context<B>, obj: &OpenSearchPackage) -> BTreeMap
     if wanted.is_empty() {
         return BTreeMap::new();
     }
-    cached_objects(ctx)
+    ctx.cached_objects()
         .filter(|o| o.namespace() == namespace && wanted.contains(&&o.name_any()))
         .filter_map(|o| {
             let status = o.status.as_ref()?;

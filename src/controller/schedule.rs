@@ -1,5 +1,5 @@
-//! When each object is reconciled again: backoff for transient failures, polling while AWS
-//! works, the jittered resync otherwise, and a per-object "not yet due" gate so the operator's
+//! When each object is reconciled again: backoff for transient failures, polling while
+//! associations change, the region observer's wake-up while a package is imported, the jittered resync otherwise, and a per-object "not yet due" gate so the operator's
 //! own status writes (which the watch delivers back) do not cost another round of AWS reads.
 
 use std::collections::HashMap;
@@ -30,6 +30,8 @@ pub struct Schedule {
     backoff: Mutex<HashMap<String, u32>>,
     /// The fingerprint of the last reconcile and when the next one is due.
     due: Mutex<HashMap<String, (u64, Instant)>>,
+    /// When each object last changed its package in AWS.
+    acted: Mutex<HashMap<String, Instant>>,
 }
 
 impl Schedule {
@@ -38,7 +40,30 @@ impl Schedule {
             resync,
             backoff: Mutex::new(HashMap::new()),
             due: Mutex::new(HashMap::new()),
+            acted: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn resync(&self) -> Duration {
+        self.resync
+    }
+
+    /// Remembers that the object just changed its package: what it reads next must have been
+    /// read after now.
+    pub fn record_action(&self, obj: &OpenSearchPackage) {
+        self.acted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key(obj), Instant::now());
+    }
+
+    /// When the object last changed its package (in this process).
+    pub fn acted_at(&self, obj: &OpenSearchPackage) -> Option<Instant> {
+        self.acted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key(obj))
+            .copied()
     }
 
     /// Time left until this object's next reconcile is due, when nothing the user controls
@@ -60,6 +85,9 @@ impl Schedule {
         let delay = match requeue {
             Requeue::Soon => SOON,
             Requeue::Poll => poll_delay(obj, now),
+            // The region observer wakes the object when its package changes; this is only the
+            // safety net.
+            Requeue::Observe => jitter(POLL_MAX, 0.1),
             Requeue::Resync | Requeue::Never => jitter(self.resync, 0.1),
             Requeue::Backoff => self.next_backoff(&key),
             Requeue::Slowly => SLOWLY,
@@ -89,6 +117,10 @@ impl Schedule {
     pub fn forget(&self, obj: &OpenSearchPackage) {
         self.make_due(obj);
         self.reset_backoff(&key(obj));
+        self.acted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key(obj));
     }
 
     /// 1 s doubling to 5 min, ±20 % jitter.

@@ -71,8 +71,11 @@ pub enum Verdict {
 pub enum Requeue {
     /// Look again soon: something was just changed or recorded.
     Soon,
-    /// Poll: AWS is working.
+    /// Poll: AWS is changing associations (read per object).
     Poll,
+    /// Wait for the region observer: AWS is working on the package, which the region listing
+    /// shows.
+    Observe,
     /// Nothing to do until the resync.
     Resync,
     /// A transient failure: back off.
@@ -88,6 +91,7 @@ impl Verdict {
     pub fn requeue(&self) -> Requeue {
         match self {
             Self::Done | Self::Suspended => Requeue::Resync,
+            Self::Wait { reason, .. } if reason.shows_in_listing() => Requeue::Observe,
             Self::Wait { .. } => Requeue::Poll,
             Self::Stall { reason, .. } if reason.waits_on_others() => Requeue::Slowly,
             Self::Stall { .. } => Requeue::Resync,
@@ -139,6 +143,20 @@ pub enum Action {
         package_id: String,
         after_failure: Option<String>,
     },
+}
+
+impl Action {
+    /// Whether the action changes the package as DescribePackages shows it (so what is read
+    /// next must have been read after it).
+    pub fn changes_package(&self) -> bool {
+        matches!(
+            self,
+            Self::Create { .. }
+                | Self::Update { .. }
+                | Self::UpdateScope { .. }
+                | Self::Delete { .. }
+        )
+    }
 }
 
 impl Decision {

@@ -331,7 +331,7 @@ async fn access_denied_on_reads_stalls_and_recovers_without_an_edit() {
         .set_faults(&denied)
         .await
         .expect("faults");
-    harness.reconcile().await;
+    harness.resync().await;
     let obj = harness.api.object();
     assert_eq!(
         stall_reason(&obj).as_deref(),
@@ -347,6 +347,7 @@ async fn access_denied_on_reads_stalls_and_recovers_without_an_edit() {
         .set_faults(&FaultConfig::default())
         .await
         .expect("faults");
+    harness.resync().await;
     let obj = harness.settle(3).await;
     assert!(
         status_of(&obj).is_ready_at(obj.metadata.generation),

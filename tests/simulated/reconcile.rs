@@ -289,7 +289,7 @@ async fn a_crash_after_update_does_not_update_twice() {
 }
 
 #[tokio::test]
-async fn a_region_snapshot_older_than_status_is_not_trusted() {
+async fn a_region_listing_older_than_status_is_not_trusted() {
     let aws = Aws::immediate().await;
     let base = object(json!({}));
     let created = aws
@@ -303,14 +303,16 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
     let (client, api) = mock_client(base.clone());
     let ctx = context(client, aws.backend().await);
     let describes = aws.calls(Operation::DescribePackages).await;
-    // The shared snapshot is taken while the package is at v1...
-    ctx.snapshots
-        .get(&ctx.backend, REGION)
+    // The region listing is taken while the package is at v1...
+    ctx.regions
+        .listing(&ctx, REGION, None)
         .await
-        .expect("snapshot");
+        .expect("listing")
+        .expect("a listing in time");
     // ...then a new version becomes available and this object records it.
     let digest = ospkg::digest::SpecDigest::of(&base.spec);
-    aws.backend
+    let updated = aws
+        .backend
         .update_package(
             REGION,
             ospkg::plan::update_request(&base.spec, created.id.clone(), &digest),
@@ -325,6 +327,7 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
         applied_digest: Some(digest.as_str().into()),
         package_status: Some(ospkg::vocabulary::PackageStatus::Available),
         available_package_version: Some("v2".into()),
+        last_updated_at: ospkg::status::rfc3339(updated.last_updated_at),
         ..Default::default()
     };
     ospkg::status::apply_outcome(
@@ -344,7 +347,7 @@ async fn a_region_snapshot_older_than_status_is_not_trusted() {
             patch.body
         );
     }
-    // The snapshot disagreed with status, so the package was read directly.
+    // The listing was older than status, so a new one was taken (and nothing else read).
     assert_eq!(aws.calls(Operation::DescribePackages).await, describes + 2);
 }
 

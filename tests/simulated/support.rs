@@ -288,6 +288,15 @@ impl Harness {
             .expect("reconcile");
     }
 
+    /// The region observer's next listing (standing in for its resync timer), then a
+    /// reconcile.
+    pub async fn resync(&self) {
+        let since = Some(std::time::Instant::now());
+        // A failed listing is an answer too: the reconcile reports it.
+        let _ = self.ctx.regions.listing(&self.ctx, REGION, since).await;
+        self.reconcile().await;
+    }
+
     /// Reconciles until the object settles at its generation (Ready, or Stalled with
     /// `stalled_ok`), at most `rounds` times; returns it.
     pub async fn settle(&self, rounds: usize) -> OpenSearchPackage {

@@ -1,0 +1,311 @@
+//! AWS as a watched source: one observer per region lists the region's packages
+//! (DescribePackages, every page), keeps the listing, and wakes exactly the objects whose package
+//! changed. Reconciles read their package from the listing instead of calling AWS each.
+//!
+//! An observer lists quickly ([`FAST`]) while a package one of its objects owns is being imported
+//! or deleted, or while a reconcile waits for a listing newer than its own last change, and at
+//! the resync interval otherwise. So a settled region costs one listing per resync, however many
+//! objects it has, and an object whose package is importing is not polled at all: the observer
+//! sees the package change and wakes it.
+//!
+//! Freshness: a reconcile may only act on a listing that started after its object's last AWS
+//! change ([`super::Schedule::acted_at`]) and that is not older than what the object's status
+//! recorded; otherwise it asks for a new listing and waits for it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc::UnboundedSender;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::{Notify, watch};
+use tracing::{debug, warn};
+
+use super::Context;
+use super::observe::region_of;
+use crate::backend::{BackendError, Package, PackageBackend, PackageFilter};
+use crate::crd::OpenSearchPackage;
+use crate::plan::package_name;
+use crate::vocabulary::PackageStatus;
+
+/// Listing interval while something in the region is changing.
+pub const FAST: Duration = Duration::from_secs(1);
+/// Longest a reconcile waits for a fresh listing before reading its package directly.
+const WAIT_LIMIT: Duration = Duration::from_secs(15);
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// Every package of one region, as one listing saw them.
+#[derive(Debug)]
+pub struct Listing {
+    /// When the listing request was started: it reflects every change made before then.
+    pub started: Instant,
+    by_id: HashMap<String, Package>,
+    id_by_name: HashMap<String, String>,
+}
+
+impl Listing {
+    fn new(started: Instant, packages: Vec<Package>) -> Self {
+        let id_by_name = packages
+            .iter()
+            .map(|p| (p.name.clone(), p.id.clone()))
+            .collect();
+        let by_id = packages.into_iter().map(|p| (p.id.clone(), p)).collect();
+        Self {
+            started,
+            by_id,
+            id_by_name,
+        }
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&Package> {
+        self.by_id.get(id)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Package> {
+        self.by_id.get(self.id_by_name.get(name)?)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Ids whose package differs between `self` and `newer` (appeared, changed or gone).
+    fn changed_ids(&self, newer: &Listing) -> HashSet<String> {
+        let mut changed: HashSet<String> = newer
+            .by_id
+            .iter()
+            .filter(|(id, p)| self.by_id.get(*id) != Some(*p))
+            .map(|(id, _)| id.clone())
+            .collect();
+        changed.extend(
+            self.by_id
+                .keys()
+                .filter(|id| !newer.by_id.contains_key(*id))
+                .cloned(),
+        );
+        changed
+    }
+}
+
+/// What the last listing attempt of a region produced.
+#[derive(Clone, Debug, Default)]
+struct Latest {
+    listing: Option<Arc<Listing>>,
+    /// The last failed attempt, when it is newer than `listing`.
+    failure: Option<(Instant, BackendError)>,
+}
+
+struct Region {
+    latest: watch::Sender<Latest>,
+    /// A reconcile wants a listing newer than the current one.
+    demand: Notify,
+}
+
+/// Where woken objects are sent: one channel per kube-runtime controller (one per watched
+/// namespace, or one for all).
+#[derive(Default)]
+pub struct Wakers {
+    routes: Vec<(
+        Option<String>,
+        UnboundedSender<ObjectRef<OpenSearchPackage>>,
+    )>,
+}
+
+impl Wakers {
+    /// Objects of `namespace` (every namespace when `None`) go to `sender`.
+    pub fn route(
+        &mut self,
+        namespace: Option<String>,
+        sender: UnboundedSender<ObjectRef<OpenSearchPackage>>,
+    ) {
+        self.routes.push((namespace, sender));
+    }
+
+    fn wake(&self, obj: &OpenSearchPackage) {
+        let namespace = obj.namespace();
+        if let Some((_, sender)) = self
+            .routes
+            .iter()
+            .find(|(ns, _)| ns.is_none() || *ns == namespace)
+        {
+            // A closed channel means the controller is shutting down: nothing to wake.
+            let _ = sender.unbounded_send(ObjectRef::from_obj(obj));
+        }
+    }
+}
+
+/// The region observers of one leadership term.
+pub struct Regions {
+    resync: Duration,
+    regions: Mutex<HashMap<String, Arc<Region>>>,
+    wakers: Wakers,
+}
+
+impl Regions {
+    pub fn new(resync: Duration, wakers: Wakers) -> Self {
+        Self {
+            resync,
+            regions: Mutex::new(HashMap::new()),
+            wakers,
+        }
+    }
+
+    /// The region's observer, started on first use: regions are only known from the objects.
+    fn region<B: PackageBackend>(&self, ctx: &Arc<Context<B>>, name: &str) -> Arc<Region> {
+        let mut regions = self.regions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(region) = regions.get(name) {
+            return region.clone();
+        }
+        let region = Arc::new(Region {
+            latest: watch::Sender::new(Latest::default()),
+            demand: Notify::new(),
+        });
+        regions.insert(name.to_owned(), region.clone());
+        tokio::spawn(observe_region(
+            Arc::downgrade(ctx),
+            name.to_owned(),
+            region.clone(),
+        ));
+        region
+    }
+
+    /// A listing of `region` that started after `since` (any listing when `None`), asking the
+    /// observer for a new one and waiting for it when the current one is older. `Ok(None)` when
+    /// none came within the wait limit; the error of a failed listing attempt that started
+    /// after `since`.
+    pub async fn listing<B: PackageBackend>(
+        &self,
+        ctx: &Arc<Context<B>>,
+        region: &str,
+        since: Option<Instant>,
+    ) -> Result<Option<Arc<Listing>>, BackendError> {
+        let region = self.region(ctx, region);
+        let mut latest = region.latest.subscribe();
+        let fresh = |l: &Latest| -> bool {
+            let after = |t: Instant| since.is_none_or(|s| t > s);
+            l.listing.as_ref().is_some_and(|l| after(l.started))
+                || l.failure.as_ref().is_some_and(|(t, _)| after(*t))
+        };
+        if !fresh(&latest.borrow()) {
+            region.demand.notify_one();
+        }
+        let found = tokio::time::timeout(WAIT_LIMIT, latest.wait_for(fresh)).await;
+        let Ok(Ok(state)) = found else {
+            return Ok(None);
+        };
+        let after = |t: Instant| since.is_none_or(|s| t > s);
+        match (&state.listing, &state.failure) {
+            (_, Some((t, error))) if after(*t) => Err(error.clone()),
+            (Some(listing), _) => Ok(Some(listing.clone())),
+            (None, _) => Ok(None),
+        }
+    }
+
+    fn wake_changed<B>(&self, ctx: &Context<B>, region: &str, changed: &HashSet<String>) {
+        if changed.is_empty() {
+            return;
+        }
+        for obj in ctx.cached_objects() {
+            if region_of(&obj, &ctx.default_region) != region {
+                continue;
+            }
+            let recorded = obj.status.as_ref().and_then(|s| s.package_id.as_ref());
+            let concerned = match recorded {
+                Some(id) => changed.contains(id),
+                // An object that has not recorded its package yet follows its name.
+                None => true,
+            };
+            if concerned {
+                ctx.schedule.make_due(&obj);
+                self.wakers.wake(&obj);
+            }
+        }
+    }
+}
+
+/// Whether anything of this region that the operator's objects own is changing in AWS.
+fn region_busy<B>(ctx: &Context<B>, region: &str, listing: &Listing) -> bool {
+    ctx.cached_objects().any(|obj| {
+        if region_of(&obj, &ctx.default_region) != region {
+            return false;
+        }
+        let Some(status) = obj.status.as_ref() else {
+            return false;
+        };
+        let changing =
+            |p: &Package| p.status.is_importing() || matches!(p.status, PackageStatus::Deleting);
+        match status.package_id.as_deref() {
+            Some(id) => listing.by_id(id).is_some_and(changing),
+            None => {
+                status.in_flight.is_some()
+                    || listing.by_name(&package_name(&obj)).is_some_and(changing)
+            }
+        }
+    })
+}
+
+/// The observer of one region: lists, publishes, wakes, sleeps; ends with its term's context.
+async fn observe_region<B: PackageBackend>(
+    ctx: Weak<Context<B>>,
+    name: String,
+    region: Arc<Region>,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        let Some(context) = ctx.upgrade() else {
+            return;
+        };
+        let started = Instant::now();
+        let result = context
+            .backend
+            .describe_packages(&name, PackageFilter::All)
+            .await;
+        let pause = match result {
+            Ok(packages) => {
+                failures = 0;
+                let listing = Arc::new(Listing::new(started, packages));
+                let previous = region.latest.borrow().listing.clone();
+                region.latest.send_replace(Latest {
+                    listing: Some(listing.clone()),
+                    failure: None,
+                });
+                if let Some(previous) = previous {
+                    let changed = previous.changed_ids(&listing);
+                    debug!(region = %name, packages = listing.len(), changed = changed.len(), "listed");
+                    context.regions.wake_changed(&context, &name, &changed);
+                }
+                if region_busy(&context, &name, &listing) {
+                    FAST
+                } else {
+                    context.regions.resync
+                }
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                warn!(region = %name, %error, "listing the region's packages failed");
+                region
+                    .latest
+                    .send_modify(|l| l.failure = Some((started, error)));
+                BACKOFF_START
+                    .saturating_mul(1 << failures.saturating_sub(1).min(6))
+                    .min(BACKOFF_CAP)
+            }
+        };
+        drop(context);
+        // Sleep until the next listing is due, or until a reconcile asks for one: never more
+        // often than FAST, and never sooner than the backoff after a failure.
+        let earliest = if failures > 0 { pause } else { FAST.min(pause) };
+        tokio::select! {
+            () = tokio::time::sleep_until((started + pause).into()) => {}
+            () = region.demand.notified() => {
+                tokio::time::sleep_until((started + earliest).into()).await;
+            }
+        }
+    }
+}
