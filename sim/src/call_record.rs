@@ -22,6 +22,7 @@ pub(crate) struct CallRecord {
     pub(crate) fault: Option<&'static str>,
     pub(crate) effect: bool,
     pub(crate) commit_message: Option<String>,
+    pub(crate) lookup: bool,
 }
 
 impl CallRecord {
@@ -70,6 +71,7 @@ impl CallRecord {
             fault: self.fault.map(str::to_string),
             effect: self.effect,
             commit_message: self.commit_message,
+            lookup: self.lookup,
         });
     }
 }

@@ -59,6 +59,10 @@ pub struct LogEntry {
     /// (including imports that later fail and leave no version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_message: Option<String>,
+    /// DescribePackages only: whether the call named packages (filters on the package ID or
+    /// name) rather than listing the region.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lookup: bool,
 }
 
 #[derive(Debug, Default)]

@@ -344,6 +344,7 @@ pub async fn handle(
         fault: None,
         effect: false,
         commit_message: None,
+        lookup: false,
     };
     let caller = match caller {
         Ok(caller) => caller,
@@ -367,6 +368,7 @@ pub async fn handle(
     let result = match parse_request(&route, &uri, &body) {
         Ok(request) => {
             let (package_id, domain_name) = request.subject();
+            record.lookup = request.is_lookup();
             record.package_id = record.package_id.or(package_id);
             record.domain_name = record.domain_name.or(domain_name);
             sim.lock().execute(&caller.scope, request)

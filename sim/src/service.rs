@@ -69,6 +69,17 @@ pub enum Request {
 
 impl Request {
     /// The package and domain a request is about, for the call log.
+    /// A DescribePackages that names packages (by ID or name) instead of listing the region.
+    pub fn is_lookup(&self) -> bool {
+        match self {
+            Request::DescribePackages(i) => i
+                .filters
+                .iter()
+                .any(|f| matches!(f.name, FilterName::PackageId | FilterName::PackageName)),
+            _ => false,
+        }
+    }
+
     pub fn subject(&self) -> (Option<String>, Option<String>) {
         match self {
             Request::CreatePackage(_) | Request::DescribePackages(_) => (None, None),
@@ -271,6 +282,7 @@ impl Service {
             fault: None,
             effect: false,
             commit_message: None,
+            lookup: false,
         });
     }
 
