@@ -7,6 +7,7 @@
 mod admission;
 mod domains;
 mod ha;
+mod observer;
 mod storm;
 mod support;
 

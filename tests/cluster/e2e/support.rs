@@ -175,10 +175,16 @@ impl TestEnv {
         }
     }
 
-    pub async fn with_operator(mut self) -> TestEnv {
-        let operator = Operator::start(&self.cp, &self.sim, &self.ns, self.dir.path())
-            .await
-            .expect("operator");
+    pub async fn with_operator(self) -> TestEnv {
+        self.with_operator_args(&[]).await
+    }
+
+    /// The operator with some flags of its command line replaced (`--name=value` each).
+    pub async fn with_operator_args(mut self, args: &[&str]) -> TestEnv {
+        let operator =
+            Operator::start_replica_with(&self.cp, &self.sim, &self.ns, self.dir.path(), "a", args)
+                .await
+                .expect("operator");
         self.operator = Some(operator);
         self
     }
@@ -577,6 +583,18 @@ impl Operator {
         dir: &Path,
         replica: &str,
     ) -> Result<Self> {
+        Self::start_replica_with(cp, sim, ns, dir, replica, &[]).await
+    }
+
+    /// [`Self::start_replica`] with some flags replaced (`--name=value` each).
+    pub async fn start_replica_with(
+        cp: &ControlPlane,
+        sim: &RunningSim,
+        ns: &str,
+        dir: &Path,
+        replica: &str,
+        overrides: &[&str],
+    ) -> Result<Self> {
         let rbac = operator_rbac(cp).await?;
         let account = service_account_name(&rbac)?;
         let kubeconfig = dir.join("operator.kubeconfig");
@@ -599,7 +617,7 @@ impl Operator {
             ("POD_NAMESPACE".to_owned(), OPERATOR_NAMESPACE.to_owned()),
             ("POD_NAME".to_owned(), format!("operator-{ns}-{replica}")),
         ];
-        let args = vec![
+        let mut args = vec![
             "run".to_owned(),
             "--region=us-east-1".to_owned(),
             format!("--metrics-addr={metrics_addr}"),
@@ -609,6 +627,11 @@ impl Operator {
             // Every test's operator leads its own Lease: tests run side by side.
             format!("--leader-election-lease-name=ospkg-{ns}"),
         ];
+        for flag in overrides {
+            let name = flag.split('=').next().unwrap_or(flag);
+            args.retain(|a| a.split('=').next() != Some(name));
+            args.push((*flag).to_owned());
+        }
         let log = dir.join(format!("operator-{replica}.log"));
         let process = spawn_operator(&env, &args, &log)?;
         Ok(Self {

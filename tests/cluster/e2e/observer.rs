@@ -1,0 +1,146 @@
+//! AWS as a watched source: the region observer's listing serves every object of the region,
+//! counted by the simulator's call log.
+
+use std::time::{Duration, Instant};
+
+use ospkg_sim::{Durations, LogEntry, SimConfig};
+
+use super::support::{TestEnv, dictionary, fast_durations, shared_control_plane};
+
+/// The calls (not association transitions) logged after `seq`.
+async fn calls_after(env: &TestEnv, seq: u64) -> Vec<LogEntry> {
+    env.admin()
+        .log()
+        .await
+        .expect("call log")
+        .into_iter()
+        .filter(|e| e.seq > seq && e.operation.is_some())
+        .collect()
+}
+
+async fn last_seq(env: &TestEnv) -> u64 {
+    env.admin()
+        .log()
+        .await
+        .expect("call log")
+        .last()
+        .map_or(0, |e| e.seq)
+}
+
+fn describe(entries: &[LogEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}ms {}{}",
+                e.at_ms,
+                e.operation.as_deref().unwrap_or("-"),
+                if e.lookup { " (lookup)" } else { "" }
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_settled_region_costs_one_listing_per_resync_however_many_objects() {
+    const OBJECTS: usize = 12;
+    const RESYNC: Duration = Duration::from_secs(8);
+    let cp = shared_control_plane().await.expect("control plane");
+    let sim = SimConfig::default().durations(fast_durations());
+    let env = TestEnv::without_operator(cp, "observer-steady", sim)
+        .await
+        .with_operator_args(&["--resync-interval=8s"])
+        .await;
+    for i in 0..OBJECTS {
+        let key = format!("steady/{i}.txt");
+        env.put_object(&key, format!("word{i}, term{i}\n").as_bytes())
+            .await;
+        env.apply(&dictionary(&format!("steady-{i}"), &key, None, ""))
+            .await;
+    }
+    for i in 0..OBJECTS {
+        env.wait_ready(&format!("steady-{i}")).await;
+    }
+    // Let the wake-ups that brought the last objects to Ready finish.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let from = last_seq(&env).await;
+    // Two and a half resync windows: every object's own resync timer fires at least twice.
+    tokio::time::sleep(RESYNC * 5 / 2).await;
+    let calls = calls_after(&env, from).await;
+    let seen = describe(&calls);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.operation.as_deref() == Some("DescribePackages") && !c.lookup),
+        "a settled region makes nothing but region listings: {seen:#?}"
+    );
+    assert!(
+        (2..=3).contains(&calls.len()),
+        "one listing per resync window for {OBJECTS} objects: {seen:#?}"
+    );
+    for pair in calls.windows(2) {
+        let gap = Duration::from_millis(pair[1].at_ms - pair[0].at_ms);
+        assert!(
+            gap >= RESYNC.mul_f64(0.9),
+            "listings {gap:?} apart, resync {RESYNC:?}: {seen:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_importing_package_is_watched_by_the_region_not_polled() {
+    let durations = Durations {
+        copying_ms: 3_000,
+        validating_ms: 2_000,
+        ..fast_durations()
+    };
+    let cp = shared_control_plane().await.expect("control plane");
+    let env = TestEnv::without_operator(
+        cp,
+        "observer-import",
+        SimConfig::default().durations(durations),
+    )
+    .await
+    .with_operator()
+    .await;
+    env.put_object("import/slow.txt", b"slow, sluggish\n").await;
+    let from = last_seq(&env).await;
+    let applied = Instant::now();
+    env.apply(&dictionary("slow-import", "import/slow.txt", None, ""))
+        .await;
+    env.wait_ready("slow-import").await;
+    let took = applied.elapsed();
+
+    let calls = calls_after(&env, from).await;
+    let seen = describe(&calls);
+    let created = calls
+        .iter()
+        .position(|c| c.operation.as_deref() == Some("CreatePackage"))
+        .expect("the package was created");
+    let after_create = &calls[created + 1..];
+    assert!(
+        after_create
+            .iter()
+            .all(|c| c.operation.as_deref() == Some("DescribePackages") && !c.lookup),
+        "while the package imports only the region is listed: {seen:#?}"
+    );
+    // The observer lists quickly while the package imports (5 s here)...
+    assert!(
+        after_create.len() >= 3,
+        "the region was listed quickly during the import: {seen:#?}"
+    );
+    // ...and wakes the object when the import ends, long before its 30 s safety-net timer.
+    assert!(
+        took < Duration::from_secs(12),
+        "Ready {took:?} after the apply: {seen:#?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.operation.as_deref() == Some("GetPackageVersionHistory"))
+            .count(),
+        0,
+        "the first version of a new package needs no history read: {seen:#?}"
+    );
+}
