@@ -75,21 +75,44 @@ impl Listing {
         self.by_id.is_empty()
     }
 
-    /// Ids whose package differs between `self` and `newer` (appeared, changed or gone).
-    fn changed_ids(&self, newer: &Listing) -> HashSet<String> {
-        let mut changed: HashSet<String> = newer
+    /// The packages that differ between `self` and `newer` (appeared, changed or gone).
+    fn changes(&self, newer: &Listing) -> Changes {
+        let mut changes = Changes::default();
+        let appeared_or_changed = newer
             .by_id
-            .iter()
-            .filter(|(id, p)| self.by_id.get(*id) != Some(*p))
-            .map(|(id, _)| id.clone())
-            .collect();
-        changed.extend(
-            self.by_id
-                .keys()
-                .filter(|id| !newer.by_id.contains_key(*id))
-                .cloned(),
-        );
-        changed
+            .values()
+            .filter(|p| self.by_id.get(&p.id) != Some(*p));
+        let gone = self
+            .by_id
+            .values()
+            .filter(|p| !newer.by_id.contains_key(&p.id));
+        for package in appeared_or_changed.chain(gone) {
+            changes.ids.insert(package.id.clone());
+            changes.names.insert(package.name.clone());
+        }
+        changes
+    }
+}
+
+/// The ids and names of the packages one listing found changed.
+#[derive(Debug, Default)]
+struct Changes {
+    ids: HashSet<String>,
+    names: HashSet<String>,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Whether the object's package is among them: by its recorded id, or by its name while
+    /// it has recorded none.
+    fn concern(&self, obj: &OpenSearchPackage) -> bool {
+        match obj.status.as_ref().and_then(|s| s.package_id.as_ref()) {
+            Some(id) => self.ids.contains(id),
+            None => self.names.contains(&package_name(obj)),
+        }
     }
 }
 
@@ -207,21 +230,12 @@ impl Regions {
         }
     }
 
-    fn wake_changed<B>(&self, ctx: &Context<B>, region: &str, changed: &HashSet<String>) {
-        if changed.is_empty() {
+    fn wake_changed<B>(&self, ctx: &Context<B>, region: &str, changes: &Changes) {
+        if changes.is_empty() {
             return;
         }
         for obj in ctx.cached_objects() {
-            if region_of(&obj, &ctx.default_region) != region {
-                continue;
-            }
-            let recorded = obj.status.as_ref().and_then(|s| s.package_id.as_ref());
-            let concerned = match recorded {
-                Some(id) => changed.contains(id),
-                // An object that has not recorded its package yet follows its name.
-                None => true,
-            };
-            if concerned {
+            if region_of(&obj, &ctx.default_region) == region && changes.concern(&obj) {
                 ctx.schedule.make_due(&obj);
                 self.wakers.wake(&obj);
             }
@@ -276,9 +290,9 @@ async fn observe_region<B: PackageBackend>(
                     failure: None,
                 });
                 if let Some(previous) = previous {
-                    let changed = previous.changed_ids(&listing);
-                    debug!(region = %name, packages = listing.len(), changed = changed.len(), "listed");
-                    context.regions.wake_changed(&context, &name, &changed);
+                    let changes = previous.changes(&listing);
+                    debug!(region = %name, packages = listing.len(), changed = changes.ids.len(), "listed");
+                    context.regions.wake_changed(&context, &name, &changes);
                 }
                 if region_busy(&context, &name, &listing) {
                     FAST

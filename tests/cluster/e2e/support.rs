@@ -570,10 +570,6 @@ pub struct Operator {
 }
 
 impl Operator {
-    pub async fn start(cp: &ControlPlane, sim: &RunningSim, ns: &str, dir: &Path) -> Result<Self> {
-        Self::start_replica(cp, sim, ns, dir, "a").await
-    }
-
     /// One replica of the operator for `ns`: its own pod name, log file and AWS access key
     /// (the simulator's call log tells replicas apart by it), the same leader Lease.
     pub async fn start_replica(
