@@ -200,9 +200,17 @@ mkdir -p "$OUT/examples/argocd"
 
 # --- chart README from values.yaml ---------------------------------------------------------
 HELM_DOCS="$(find_tool OSPKG_HELM_DOCS helm-docs)"
-# helm-docs writes README.md into the chart it reads: let it read the copy.
+# helm-docs writes README.md into the chart it reads: let it read the copy. A value without a
+# `# --` description in values.yaml gets a row with an empty description, which
+# tests/cluster/chart/docs.rs rejects.
+rm -f "$CHART_COPY/README.md"
 (cd "$TMP/chart" && "$HELM_DOCS" --chart-search-root . --template-files README.md.gotmpl \
   --sort-values-order file --log-level warning)
+# helm-docs skips a chart it cannot parse and still exits 0.
+[[ -f "$CHART_COPY/README.md" ]] || {
+  log "helm-docs wrote no README.md for $CHART"
+  exit 1
+}
 cp "$CHART_COPY/README.md" "$OUT/$CHART/README.md"
 
 if [[ "$OUT" == "$ROOT" ]]; then
