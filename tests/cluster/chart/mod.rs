@@ -230,7 +230,7 @@ fn helm_lint_is_clean() {
 
 #[test]
 fn bad_values_fail_the_schema() {
-    let cases: [(&[&str], &str); 21] = [
+    let cases: [(&[&str], &str); 24] = [
         (&["--set", "logFormat=xml"], "logFormat"),
         (&["--set", "logLevel=verbose"], "logLevel"),
         (&["--set-string", "concurrency=many"], "concurrency"),
@@ -269,9 +269,10 @@ fn bad_values_fail_the_schema() {
             &["--set-json", r#"extraVolumeMounts=[{"name":"ca"}]"#],
             "mountPath",
         ),
+        // helm names the key, not the path, for a bad property name.
         (
             &["--set-json", r#"commonLabels={"bad key":"x"}"#],
-            "commonLabels",
+            "bad key",
         ),
         (&["--set", "podMonitor.scrapeTimeout=fast"], "scrapeTimeout"),
         (
@@ -525,8 +526,23 @@ fn rbac_is_cluster_wide_by_default_and_least_privilege() {
 fn watch_namespaces_get_a_role_each_and_no_cluster_role() {
     let objects = template(&["--set", "watchNamespaces={search,search-staging}"]);
     let found = kinds(&objects);
+    // The only ClusterRoles are the ones aggregated into view/edit/admin, bound to nobody.
+    let cluster_roles: BTreeSet<&str> = objects
+        .iter()
+        .filter(|o| o["kind"].as_str() == Some("ClusterRole"))
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cluster_roles,
+        [
+            format!("{RELEASE}-edit").as_str(),
+            format!("{RELEASE}-view").as_str()
+        ]
+        .into(),
+        "cluster-wide RBAC rendered with watchNamespaces"
+    );
     assert!(
-        !found.contains("ClusterRole") && !found.contains("ClusterRoleBinding"),
+        !found.contains("ClusterRoleBinding"),
         "cluster-wide RBAC rendered with watchNamespaces: {found:?}"
     );
     for namespace in ["search", "search-staging"] {
