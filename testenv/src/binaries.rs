@@ -71,8 +71,14 @@ impl Binaries {
             }
             Ok(path)
         };
-        let [kube_apiserver, kube_controller_manager, etcd, helm, helm_docs, kubectl] =
-            VARS.map(path);
+        let [
+            kube_apiserver,
+            kube_controller_manager,
+            etcd,
+            helm,
+            helm_docs,
+            kubectl,
+        ] = VARS.map(path);
         Ok(Self {
             kube_apiserver: kube_apiserver?,
             kube_controller_manager: kube_controller_manager?,

@@ -159,7 +159,10 @@ impl ControlPlane {
         let mut manager = Process::spawn(
             "kube-controller-manager",
             Command::new(&control_plane.binaries.kube_controller_manager)
-                .arg(join("--kubeconfig=", control_plane.kubeconfig_path.clone().into()))
+                .arg(join(
+                    "--kubeconfig=",
+                    control_plane.kubeconfig_path.clone().into(),
+                ))
                 .arg(format!("--controllers={}", controllers.join(",")))
                 .arg("--leader-elect=false")
                 .arg("--secure-port=0"),

@@ -104,7 +104,16 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {ADMIN}}}]
             );
         }
         // Status is the operator's to write; another namespace is not theirs.
-        assert!(!can_user(&cp, user, "update", "opensearchpackages.ospkg.dev/status", &team_a).await);
+        assert!(
+            !can_user(
+                &cp,
+                user,
+                "update",
+                "opensearchpackages.ospkg.dev/status",
+                &team_a
+            )
+            .await
+        );
         assert!(!can_user(&cp, user, "create", PACKAGES, &["--namespace=team-b"]).await);
         // Only the resources named: a future kind of the group is not granted.
         assert!(!can_user(&cp, user, "create", "tenancygrants.ospkg.dev", &team_a).await);
@@ -112,7 +121,16 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {ADMIN}}}]
     for verb in ["get", "list", "watch"] {
         assert!(can_user(&cp, VIEWER, verb, PACKAGES, &team_a).await);
     }
-    assert!(can_user(&cp, VIEWER, "get", "opensearchpackages.ospkg.dev/status", &team_a).await);
+    assert!(
+        can_user(
+            &cp,
+            VIEWER,
+            "get",
+            "opensearchpackages.ospkg.dev/status",
+            &team_a
+        )
+        .await
+    );
     for verb in ["create", "update", "patch", "delete"] {
         assert!(
             !can_user(&cp, VIEWER, verb, PACKAGES, &team_a).await,
@@ -154,7 +172,11 @@ spec:
     )
     .await;
     assert!(!deleted.status.success(), "a viewer deleted a package");
-    assert!(stderr(&deleted).contains("forbidden"), "{}", stderr(&deleted));
+    assert!(
+        stderr(&deleted).contains("forbidden"),
+        "{}",
+        stderr(&deleted)
+    );
 
     // Switched off, the built-in roles lose the rights again.
     let output = run_helm(&[

@@ -24,10 +24,7 @@ fn value_rows(readme: &str) -> Vec<(String, String)> {
         }
         let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
         assert!(cells.len() >= 4, "not a values row: {line}");
-        rows.push((
-            cells[0].to_owned(),
-            cells[cells.len() - 1].to_owned(),
-        ));
+        rows.push((cells[0].to_owned(), cells[cells.len() - 1].to_owned()));
     }
     rows
 }
@@ -172,7 +169,15 @@ fn artifact_hub_annotations_agree_with_the_chart() {
     for change in &changes {
         let kind = change["kind"].as_str().unwrap_or_default();
         assert!(
-            ["added", "changed", "deprecated", "removed", "fixed", "security"].contains(&kind),
+            [
+                "added",
+                "changed",
+                "deprecated",
+                "removed",
+                "fixed",
+                "security"
+            ]
+            .contains(&kind),
             "unknown change kind {kind:?}"
         );
         assert!(

@@ -94,6 +94,8 @@ async fn helm_upgrade_from_0_1_0_takes_the_crd_over_and_keeps_updating_it() {
                 "--namespace",
                 namespace,
                 "--create-namespace",
+                "--set",
+                "region=eu-west-1",
             ],
         )
     };
@@ -113,21 +115,53 @@ async fn helm_upgrade_from_0_1_0_takes_the_crd_over_and_keeps_updating_it() {
         helm_on(&cp, &args)
     };
     let refused = upgrade(&[]);
-    assert!(!refused.status.success(), "the upgrade took the CRD over unasked");
+    assert!(
+        !refused.status.success(),
+        "the upgrade took the CRD over unasked"
+    );
     assert!(
         stderr(&refused).contains("invalid ownership metadata"),
         "{}",
         stderr(&refused)
     );
-    // ... unless told to (Helm 3.17 or newer), as docs/operations.md says.
-    let taken = upgrade(&["--take-ownership"]);
+    // ... unless told to (Helm 3.17 or newer), with the command docs/operations.md gives.
+    let taken = upgrade(&["--reset-then-reuse-values", "--take-ownership"]);
     assert!(taken.status.success(), "{}", stderr(&taken));
+    let values = helm_ok(
+        &cp,
+        &[
+            "get",
+            "values",
+            RELEASE,
+            "--namespace",
+            NAMESPACE,
+            "--all",
+            "-o",
+            "yaml",
+        ],
+    );
+    let values: Value = serde_yaml::from_str(&values).unwrap();
+    assert_eq!(
+        values["region"].as_str(),
+        Some("eu-west-1"),
+        "settings kept"
+    );
+    assert_eq!(
+        values["crds"]["keep"].as_bool(),
+        Some(true),
+        "new defaults taken"
+    );
 
     let after = server_crd(&cp).await;
     assert_eq!(label(&after, "app.kubernetes.io/managed-by"), Some("Helm"));
-    assert_eq!(annotation(&after, "meta.helm.sh/release-name"), Some(RELEASE));
+    assert_eq!(
+        annotation(&after, "meta.helm.sh/release-name"),
+        Some(RELEASE)
+    );
     assert_eq!(annotation(&after, "helm.sh/resource-policy"), Some("keep"));
-    let chart_label = label(&after, "helm.sh/chart").unwrap_or_default().to_owned();
+    let chart_label = label(&after, "helm.sh/chart")
+        .unwrap_or_default()
+        .to_owned();
     let chart_yaml: Value = serde_yaml::from_str(
         &std::fs::read_to_string(Path::new(ROOT).join(CHART).join("Chart.yaml")).unwrap(),
     )
@@ -167,7 +201,10 @@ async fn helm_upgrade_from_0_1_0_takes_the_crd_over_and_keeps_updating_it() {
     assert!(status.success());
     let template = changed.join("templates/crds").join(CRD_FILE);
     let text = std::fs::read_to_string(&template).unwrap();
-    assert!(text.contains("    categories:\n"), "no categories in the CRD template");
+    assert!(
+        text.contains("    categories:\n"),
+        "no categories in the CRD template"
+    );
     std::fs::write(
         &template,
         text.replacen("    categories:\n", "    categories:\n    - upgraded\n", 1),
@@ -193,7 +230,10 @@ async fn helm_upgrade_from_0_1_0_takes_the_crd_over_and_keeps_updating_it() {
     // helm uninstall keeps the CRD and with it the objects.
     helm_ok(&cp, &["uninstall", RELEASE, "--namespace", NAMESPACE]);
     let kept = server_crd(&cp).await;
-    assert_eq!(kept["metadata"]["deletionTimestamp"], serde_json::Value::Null);
+    assert_eq!(
+        kept["metadata"]["deletionTimestamp"],
+        serde_json::Value::Null
+    );
     let objects = kubectl_ok(&cp, &["get", "ospkg", "-n", "search", "-o", "name"]).await;
     assert_eq!(objects.trim(), "opensearchpackage.ospkg.dev/survivor");
 
@@ -239,7 +279,10 @@ async fn helm_upgrade_from_0_1_0_takes_the_crd_over_and_keeps_updating_it() {
         &["upgrade", "ospkg", CHART, "--namespace", "operators"],
     );
     let adopted = server_crd(&cp).await;
-    assert_eq!(annotation(&adopted, "meta.helm.sh/release-name"), Some("ospkg"));
+    assert_eq!(
+        annotation(&adopted, "meta.helm.sh/release-name"),
+        Some("ospkg")
+    );
     assert!(
         !categories(&adopted).contains(&"upgraded".to_owned()),
         "the upgrade did not apply this chart's CRD"
@@ -254,10 +297,9 @@ async fn an_umbrella_chart_installs_it_as_a_subchart_with_global_values() {
     let umbrella = dir.path().join("platform");
     std::fs::create_dir_all(&umbrella).unwrap();
     let chart_path = Path::new(ROOT).join(CHART);
-    let chart_yaml: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(chart_path.join("Chart.yaml")).unwrap(),
-    )
-    .unwrap();
+    let chart_yaml: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart_path.join("Chart.yaml")).unwrap())
+            .unwrap();
     std::fs::write(
         umbrella.join("Chart.yaml"),
         format!(
@@ -312,7 +354,10 @@ opensearch-package-operator:
         ],
     );
     let crd = server_crd(&cp).await;
-    assert_eq!(annotation(&crd, "meta.helm.sh/release-name"), Some("platform"));
+    assert_eq!(
+        annotation(&crd, "meta.helm.sh/release-name"),
+        Some("platform")
+    );
     let args = kubectl_ok(
         &cp,
         &[

@@ -212,7 +212,10 @@ fn helm_lint_is_clean() {
             "--set",
             "podMonitor.enabled=true,podMonitor.scrapeTimeout=10s,commonLabels.team=search",
         ],
-        &["--set", "crds.install=false,rbac.aggregateToDefaultRoles=false"],
+        &[
+            "--set",
+            "crds.install=false,rbac.aggregateToDefaultRoles=false",
+        ],
     ];
     for extra in variants {
         let mut args = vec!["lint", "--strict", CHART, "--kube-version", KUBE_VERSION];
@@ -245,7 +248,10 @@ fn bad_values_fail_the_schema() {
         ),
         (&["--set", "crds.install=maybe"], "install"),
         (&["--set", "crds.upgrade=true"], "upgrade"),
-        (&["--set", "rbac.aggregateToDefaultRoles=yes"], "aggregateToDefaultRoles"),
+        (
+            &["--set", "rbac.aggregateToDefaultRoles=yes"],
+            "aggregateToDefaultRoles",
+        ),
         (&["--set", "image.digest=latest"], "digest"),
         (&["--set", "podSecurityContext.runAsUser=-1"], "runAsUser"),
         (&["--set", "podSecurityContext.runAsUsr=1000"], "runAsUsr"),

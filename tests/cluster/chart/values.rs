@@ -63,7 +63,9 @@ fn security_contexts_can_leave_ids_to_openshift_and_be_overridden() {
         "securityContext.runAsUser=null,securityContext.runAsGroup=null",
     ]);
     let pod = pod_spec(&objects);
-    let pod_security = pod["securityContext"].as_mapping().expect("pod securityContext");
+    let pod_security = pod["securityContext"]
+        .as_mapping()
+        .expect("pod securityContext");
     for key in ["runAsUser", "runAsGroup", "fsGroup"] {
         assert!(
             !pod_security.contains_key(key),
@@ -167,7 +169,11 @@ fn common_labels_are_on_every_object_but_never_in_a_selector() {
             object["metadata"]["name"].as_str().unwrap_or("?")
         );
         assert_eq!(labels(object)["team"].as_str(), Some("search"), "{what}");
-        assert_eq!(labels(object)["cost-center"].as_str(), Some("c42"), "{what}");
+        assert_eq!(
+            labels(object)["cost-center"].as_str(),
+            Some("c42"),
+            "{what}"
+        );
         assert_eq!(
             labels(object)["app.kubernetes.io/name"].as_str(),
             Some("opensearch-package-operator"),
@@ -184,8 +190,9 @@ fn common_labels_are_on_every_object_but_never_in_a_selector() {
         assert_eq!(&pod_labels[key], value, "the pod must match the selector");
     }
     assert!(find(&objects, "Service")["spec"]["selector"]["team"].is_null());
-    assert!(find(&objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]["team"]
-        .is_null());
+    assert!(
+        find(&objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]["team"].is_null()
+    );
     assert_eq!(
         labels(find(&objects, "ServiceMonitor"))["release"].as_str(),
         Some("prom")
@@ -279,9 +286,18 @@ fn pod_and_service_monitors_take_scrape_settings() {
             strings(&endpoint["relabelings"][0]["sourceLabels"]),
             ["__meta_kubernetes_pod_node_name"]
         );
-        assert_eq!(endpoint["relabelings"][0]["targetLabel"].as_str(), Some("node"));
-        assert_eq!(endpoint["metricRelabelings"][0]["action"].as_str(), Some("drop"));
-        assert_eq!(endpoint["metricRelabelings"][0]["regex"].as_str(), Some("go_.*"));
+        assert_eq!(
+            endpoint["relabelings"][0]["targetLabel"].as_str(),
+            Some("node")
+        );
+        assert_eq!(
+            endpoint["metricRelabelings"][0]["action"].as_str(),
+            Some("drop")
+        );
+        assert_eq!(
+            endpoint["metricRelabelings"][0]["regex"].as_str(),
+            Some("go_.*")
+        );
     }
 
     // Without the optional settings the endpoint carries none of them.
@@ -399,12 +415,23 @@ fn aggregated_roles_name_their_resources_and_can_be_switched_off() {
         let aggregated: Vec<&str> = objects
             .iter()
             .filter(|o| {
-                labels(o)
-                    .as_mapping()
-                    .is_some_and(|l| l.keys().any(|k| k.as_str().unwrap().contains("aggregate-to")))
+                labels(o).as_mapping().is_some_and(|l| {
+                    l.keys()
+                        .any(|k| k.as_str().unwrap().contains("aggregate-to"))
+                })
             })
             .map(|o| o["metadata"]["name"].as_str().unwrap())
             .collect();
         assert!(aggregated.is_empty(), "{off}: {aggregated:?}");
     }
+}
+
+#[test]
+fn zero_replicas_stop_the_operator() {
+    // docs/operations.md: scale to zero before deleting the CRD.
+    let objects = template(&["--set", "replicaCount=0"]);
+    let spec = &find(&objects, "Deployment")["spec"];
+    assert_eq!(spec["replicas"].as_i64(), Some(0));
+    assert_eq!(spec["strategy"]["type"].as_str(), Some("Recreate"));
+    assert!(!kinds(&objects).contains("PodDisruptionBudget"));
 }
