@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, etcd and helm from Go modules (nothing but the Go module proxy is
-# needed) and caches them by version outside the repo. A no-op when the binaries are present.
+# Builds kube-apiserver, kube-controller-manager, etcd, helm and helm-docs from Go modules
+# (nothing but the Go module proxy is needed) and caches them by version outside the repo. A
+# no-op when the binaries are present.
 #
 # stdout carries only `export OSPKG_...=path` lines, so both of these work:
 #   eval "$(hack/build-control-plane.sh)"
@@ -12,6 +13,7 @@ set -euo pipefail
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
 
 CACHE="${OSPKG_CACHE:-$HOME/.cache/ospkg}"
 BIN="$CACHE/bin"
@@ -19,8 +21,12 @@ SRC="$CACHE/src"
 mkdir -p "$BIN" "$SRC"
 
 KUBE_APISERVER="$BIN/kube-apiserver-$KUBE_VERSION"
+# Only its clusterrole-aggregation controller runs in tests (testenv starts it on request).
+KUBE_CONTROLLER_MANAGER="$BIN/kube-controller-manager-$KUBE_VERSION"
 ETCD="$BIN/etcd-$ETCD_VERSION"
 HELM="$BIN/helm-$HELM_VERSION"
+# Generates the chart README from values.yaml (hack/generate.sh).
+HELM_DOCS="$BIN/helm-docs-$HELM_DOCS_VERSION"
 # The machine's kubectl is enough for apply/get/wait; OSPKG_KUBECTL_FROM_SOURCE=1 builds the
 # matching release instead.
 if [[ -x /usr/bin/kubectl && "${OSPKG_KUBECTL_FROM_SOURCE:-0}" != 1 ]]; then
@@ -77,6 +83,7 @@ build_etcd() {
 build_kubernetes() {
   local need=()
   [[ -x "$KUBE_APISERVER" ]] || need+=(kube-apiserver)
+  [[ -x "$KUBE_CONTROLLER_MANAGER" ]] || need+=(kube-controller-manager)
   [[ -x "$KUBECTL" ]] || need+=(kubectl)
   [[ ${#need[@]} -gt 0 ]] || return 0
 
@@ -109,8 +116,12 @@ build_kubernetes() {
   local ldflags="-s -w -X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
   ldflags+=" -X $v.gitTreeState=clean -X $v.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   for cmd in "${need[@]}"; do
-    local out="$KUBE_APISERVER"
-    [[ "$cmd" == kubectl ]] && out="$KUBECTL"
+    local out
+    case "$cmd" in
+      kube-apiserver) out="$KUBE_APISERVER" ;;
+      kube-controller-manager) out="$KUBE_CONTROLLER_MANAGER" ;;
+      kubectl) out="$KUBECTL" ;;
+    esac
     # Getting the package (not just the module) records every go.sum entry it needs.
     go_get "$dir" "k8s.io/kubernetes/cmd/$cmd@$KUBE_VERSION"
     go_build "$dir" "$out" "k8s.io/kubernetes/cmd/$cmd" -ldflags "$ldflags"
@@ -126,11 +137,22 @@ build_helm() {
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
 
+build_helm_docs() {
+  [[ -x "$HELM_DOCS" ]] && return
+  local dir
+  dir="$(scratch_module "helm-docs-$HELM_DOCS_VERSION")"
+  go_get "$dir" "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
+  go_build "$dir" "$HELM_DOCS" github.com/norwoodj/helm-docs/cmd/helm-docs \
+    -ldflags "-s -w -X main.version=${HELM_DOCS_VERSION#v}"
+}
+
 write_env() {
   cat >"$BIN/env.tmp" <<EOF
 export OSPKG_KUBE_APISERVER=$KUBE_APISERVER
+export OSPKG_KUBE_CONTROLLER_MANAGER=$KUBE_CONTROLLER_MANAGER
 export OSPKG_ETCD=$ETCD
 export OSPKG_HELM=$HELM
+export OSPKG_HELM_DOCS=$HELM_DOCS
 export OSPKG_KUBECTL=$KUBECTL
 EOF
   mv "$BIN/env.tmp" "$BIN/env"
@@ -140,12 +162,14 @@ EOF
 exec 9>"$BIN/.lock"
 flock 9
 
-if [[ ! -x "$KUBE_APISERVER" || ! -x "$ETCD" || ! -x "$HELM" || ! -x "$KUBECTL" ]]; then
+if [[ ! -x "$KUBE_APISERVER" || ! -x "$KUBE_CONTROLLER_MANAGER" || ! -x "$ETCD" || ! -x "$HELM" \
+  || ! -x "$HELM_DOCS" || ! -x "$KUBECTL" ]]; then
   command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
   start=$SECONDS
   build_etcd
   build_kubernetes
   build_helm
+  build_helm_docs
   log "all binaries built in $((SECONDS - start))s"
 fi
 write_env

@@ -12,19 +12,25 @@ pub const BUILD_SCRIPT: &str = concat!(
     "/../hack/build-control-plane.sh"
 );
 
-const VARS: [&str; 4] = [
+const VARS: [&str; 6] = [
     "OSPKG_KUBE_APISERVER",
+    "OSPKG_KUBE_CONTROLLER_MANAGER",
     "OSPKG_ETCD",
     "OSPKG_HELM",
+    "OSPKG_HELM_DOCS",
     "OSPKG_KUBECTL",
 ];
 
-/// Paths of the control-plane binaries.
+/// Paths of the control-plane binaries and the chart tools.
 #[derive(Clone, Debug)]
 pub struct Binaries {
     pub kube_apiserver: PathBuf,
+    /// Started only on request ([`crate::ControlPlane::start_with_controllers`]).
+    pub kube_controller_manager: PathBuf,
     pub etcd: PathBuf,
     pub helm: PathBuf,
+    /// Generates the chart README (`hack/generate.sh`).
+    pub helm_docs: PathBuf,
     pub kubectl: PathBuf,
 }
 
@@ -65,11 +71,20 @@ impl Binaries {
             }
             Ok(path)
         };
-        let [kube_apiserver, etcd, helm, kubectl] = VARS.map(path);
+        let [
+            kube_apiserver,
+            kube_controller_manager,
+            etcd,
+            helm,
+            helm_docs,
+            kubectl,
+        ] = VARS.map(path);
         Ok(Self {
             kube_apiserver: kube_apiserver?,
+            kube_controller_manager: kube_controller_manager?,
             etcd: etcd?,
             helm: helm?,
+            helm_docs: helm_docs?,
             kubectl: kubectl?,
         })
     }

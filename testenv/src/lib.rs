@@ -117,13 +117,17 @@ fn write_atomically(path: &Path, contents: &str) -> Result<()> {
 ///
 /// Authentication is by bearer token: an admin token in `system:masters`, and
 /// service-account tokens from the TokenRequest API. Authorization is RBAC. There is no
-/// controller-manager, scheduler or kubelet: no Pods run and nothing is garbage-collected.
+/// scheduler or kubelet: no Pods run. A kube-controller-manager runs only when asked for
+/// ([`Self::start_with_controllers`]), with just the named controllers; by default nothing is
+/// garbage-collected and no ClusterRole is aggregated.
 ///
 /// Dropping it kills both processes and deletes its temporary directory (certificates, etcd
 /// data, logs), also when a test panics. Do not keep one in a `static`: statics are never
 /// dropped.
 pub struct ControlPlane {
-    // Field order is drop order: processes stop before their directory is removed.
+    // Field order is drop order: processes stop before their directory is removed, the
+    // controller-manager before the API server it talks to.
+    controller_manager: Option<Process>,
     apiserver: Process,
     etcd: Process,
     apiserver_args: Vec<OsString>,
@@ -141,6 +145,48 @@ impl ControlPlane {
     /// `default` exists.
     pub async fn start() -> Result<Self> {
         Self::start_with(Binaries::locate().await?).await
+    }
+
+    /// Like [`Self::start`], plus a kube-controller-manager that runs only `controllers`
+    /// (names as in its `--controllers` flag, e.g. `clusterrole-aggregation`), with the admin
+    /// kubeconfig, no leader election and no serving port.
+    pub async fn start_with_controllers(controllers: &[&str]) -> Result<Self> {
+        if controllers.is_empty() || controllers.iter().any(|c| c.is_empty() || c.contains(',')) {
+            bail!("name at least one controller, one per item: {controllers:?}");
+        }
+        let mut control_plane = Self::start().await?;
+        let log = control_plane.dir.path().join("kube-controller-manager.log");
+        let mut manager = Process::spawn(
+            "kube-controller-manager",
+            Command::new(&control_plane.binaries.kube_controller_manager)
+                .arg(join(
+                    "--kubeconfig=",
+                    control_plane.kubeconfig_path.clone().into(),
+                ))
+                .arg(format!("--controllers={}", controllers.join(",")))
+                .arg("--leader-elect=false")
+                .arg("--secure-port=0"),
+            &log,
+        )?;
+        // It has no health endpoint without a serving port: give it a moment to fail on
+        // bad flags, so that surfaces here rather than as a missing effect later.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(status) = manager.try_status()? {
+            bail!(
+                "kube-controller-manager exited with {status}; last log lines:\n{}",
+                manager.log_tail(40)
+            );
+        }
+        control_plane.controller_manager = Some(manager);
+        Ok(control_plane)
+    }
+
+    /// The kube-controller-manager log, when one runs (useful in assertion messages).
+    pub fn controller_manager_log_tail(&self, lines: usize) -> String {
+        self.controller_manager
+            .as_ref()
+            .map(|m| m.log_tail(lines))
+            .unwrap_or_default()
     }
 
     /// Like [`Self::start`], with the given binaries.
@@ -227,6 +273,7 @@ impl ControlPlane {
 
         let apiserver = spawn_apiserver(&binaries, &apiserver_args, &path("kube-apiserver.log"))?;
         let mut control_plane = Self {
+            controller_manager: None,
             apiserver,
             etcd,
             apiserver_args,

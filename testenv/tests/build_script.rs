@@ -25,8 +25,13 @@ async fn build_script_is_a_noop_when_binaries_are_cached() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let expected = [
         ("OSPKG_KUBE_APISERVER", &binaries.kube_apiserver),
+        (
+            "OSPKG_KUBE_CONTROLLER_MANAGER",
+            &binaries.kube_controller_manager,
+        ),
         ("OSPKG_ETCD", &binaries.etcd),
         ("OSPKG_HELM", &binaries.helm),
+        ("OSPKG_HELM_DOCS", &binaries.helm_docs),
         ("OSPKG_KUBECTL", &binaries.kubectl),
     ];
     let lines: Vec<&str> = stdout.lines().collect();
@@ -51,6 +56,8 @@ async fn built_binaries_report_the_pinned_versions() {
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     assert!(run(&binaries.kube_apiserver, "--version").starts_with("Kubernetes v1.36."));
+    assert!(run(&binaries.kube_controller_manager, "--version").starts_with("Kubernetes v1.36."));
     assert!(run(&binaries.etcd, "--version").contains("etcd Version: 3.6."));
     assert!(run(&binaries.helm, "version").contains("v3.22."));
+    assert!(run(&binaries.helm_docs, "--version").contains("1.14.2"));
 }

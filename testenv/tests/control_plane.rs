@@ -193,3 +193,46 @@ async fn restarted_apiserver_keeps_state_and_clients_reconnect() {
     assert!(found.is_some());
     assert!(Path::new(cp.kubeconfig_path()).is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requested_controller_manager_aggregates_cluster_roles() {
+    let cp = ControlPlane::start_with_controllers(&["clusterrole-aggregation"])
+        .await
+        .unwrap();
+    cp.apply_yaml(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: widget-viewer
+  labels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}
+rules:
+  - apiGroups: [testenv.example.com]
+    resources: [widgets]
+    verbs: [get, list, watch]
+"#,
+    )
+    .await
+    .unwrap();
+    // The built-in `view` role picks the rule up once the controller has run.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rules = cp
+            .kubectl_ok(&["get", "clusterrole", "view", "-o=jsonpath={.rules}"])
+            .await
+            .unwrap();
+        if rules.contains("testenv.example.com") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "view was not aggregated; controller-manager log:\n{}",
+            cp.controller_manager_log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        ControlPlane::start_with_controllers(&[]).await.is_err(),
+        "no controller named"
+    );
+}

@@ -34,13 +34,28 @@ app.kubernetes.io/name: {{ include "ospkg.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Labels of every object: the chart's own, then commonLabels (which cannot replace them: the
+pod must keep matching the Deployment's selector).
+*/}}
 {{- define "ospkg.labels" -}}
-helm.sh/chart: {{ include "ospkg.chart" . }}
-{{ include "ospkg.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/component: controller
-app.kubernetes.io/part-of: opensearch-package-operator
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- $own := dict
+  "helm.sh/chart" (include "ospkg.chart" .)
+  "app.kubernetes.io/version" .Chart.AppVersion
+  "app.kubernetes.io/component" "controller"
+  "app.kubernetes.io/part-of" "opensearch-package-operator"
+  "app.kubernetes.io/managed-by" .Release.Service }}
+{{- $own = merge $own (include "ospkg.selectorLabels" . | fromYaml) }}
+{{- toYaml (merge $own (deepCopy (default (dict) .Values.commonLabels))) }}
+{{- end }}
+
+{{/*
+The labels above plus extra ones ($.extra, e.g. podLabels), which cannot replace them either.
+Call with (dict "context" $ "extra" $map).
+*/}}
+{{- define "ospkg.labelsWith" -}}
+{{- $labels := include "ospkg.labels" .context | fromYaml }}
+{{- toYaml (merge $labels (deepCopy (default (dict) .extra))) }}
 {{- end }}
 
 {{- define "ospkg.serviceAccountName" -}}
@@ -51,8 +66,35 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+The operator image: by digest when one is given, else by tag (default: appVersion).
+*/}}
 {{- define "ospkg.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The endpoint settings a ServiceMonitor and a PodMonitor share; the argument is the monitor's
+values.
+*/}}
+{{- define "ospkg.monitorEndpoint" -}}
+path: /metrics
+interval: {{ .interval }}
+{{- with .scrapeTimeout }}
+scrapeTimeout: {{ . }}
+{{- end }}
+{{- with .relabelings }}
+relabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .metricRelabelings }}
+metricRelabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/*

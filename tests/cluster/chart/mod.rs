@@ -1,10 +1,18 @@
 //! The Helm chart and the manifests rendered from it (`deploy/`): lint, schema, rendering,
-//! staleness, acceptance by a real API server and the RBAC rights it grants.
+//! staleness, acceptance by a real API server and the RBAC rights it grants. Submodules:
+//! `values` (rendering of the optional values), `docs` (the generated README and the Artifact
+//! Hub annotations), `lifecycle` (CRD upgrades, subchart installs) and `aggregation` (the
+//! built-in view/edit/admin roles).
 //!
-//! helm is found through `$OSPKG_HELM`, then the env file `hack/build-control-plane.sh`
-//! writes (`${OSPKG_CACHE:-$HOME/.cache/ospkg}/bin/env`), then by running that script (it
-//! builds helm, etcd and kube-apiserver from Go modules the first time, which takes minutes).
-//! The API-server tests use `testenv::ControlPlane`.
+//! helm (and helm-docs) are found through `$OSPKG_HELM` (`$OSPKG_HELM_DOCS`), then the env
+//! file `hack/build-control-plane.sh` writes (`${OSPKG_CACHE:-$HOME/.cache/ospkg}/bin/env`),
+//! then by running that script (it builds them, etcd and kube-apiserver from Go modules the
+//! first time, which takes minutes). The API-server tests use `testenv::ControlPlane`.
+
+mod aggregation;
+mod docs;
+mod lifecycle;
+mod values;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -34,56 +42,61 @@ fn cache_dir() -> PathBuf {
     Path::new(&home).join(".cache/ospkg")
 }
 
-/// `OSPKG_HELM=<path>` from `export OSPKG_HELM=<path>` lines.
-fn helm_from_env_lines(text: &str) -> Option<PathBuf> {
+/// `<var>=<path>` from `export <var>=<path>` lines.
+fn tool_from_env_lines(text: &str, var: &str) -> Option<PathBuf> {
+    let prefix = format!("{var}=");
     text.lines()
         .filter_map(|line| line.trim().strip_prefix("export ").or(Some(line.trim())))
-        .filter_map(|line| line.strip_prefix("OSPKG_HELM="))
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
         .map(|value| PathBuf::from(value.trim().trim_matches(|c| c == '"' || c == '\'')))
         .find(|path| path.is_file())
 }
 
 fn helm() -> &'static Path {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("OSPKG_HELM") {
-            let path = PathBuf::from(path);
-            assert!(
-                path.is_file(),
-                "OSPKG_HELM={} does not exist",
-                path.display()
-            );
-            return path;
-        }
-        let env_file = cache_dir().join("bin/env");
-        if let Some(path) = std::fs::read_to_string(&env_file)
-            .ok()
-            .and_then(|text| helm_from_env_lines(&text))
-        {
-            return path;
-        }
-        let script = Path::new(ROOT).join("hack/build-control-plane.sh");
-        eprintln!(
-            "building helm with {} (minutes the first time)",
+    HELM.get_or_init(|| tool("OSPKG_HELM"))
+}
+
+fn helm_docs() -> &'static Path {
+    static HELM_DOCS: OnceLock<PathBuf> = OnceLock::new();
+    HELM_DOCS.get_or_init(|| tool("OSPKG_HELM_DOCS"))
+}
+
+/// A binary of `hack/build-control-plane.sh` by its variable (`OSPKG_HELM`, ...).
+fn tool(var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(var) {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "{var}={} does not exist", path.display());
+        return path;
+    }
+    let env_file = cache_dir().join("bin/env");
+    if let Some(path) = std::fs::read_to_string(&env_file)
+        .ok()
+        .and_then(|text| tool_from_env_lines(&text, var))
+    {
+        return path;
+    }
+    let script = Path::new(ROOT).join("hack/build-control-plane.sh");
+    eprintln!(
+        "building {var} with {} (minutes the first time)",
+        script.display()
+    );
+    let output = Command::new("bash")
+        .arg(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "{var} is unavailable: set it, or fix {} which failed ({}):\n{}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    tool_from_env_lines(&String::from_utf8_lossy(&output.stdout), var).unwrap_or_else(|| {
+        panic!(
+            "{var} is unavailable: {} printed no existing {var}; set it",
             script.display()
-        );
-        let output = Command::new("bash")
-            .arg(&script)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(
-            output.status.success(),
-            "helm is unavailable: set OSPKG_HELM, or fix {} which failed ({}):\n{}",
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        helm_from_env_lines(&String::from_utf8_lossy(&output.stdout)).unwrap_or_else(|| {
-            panic!(
-                "helm is unavailable: {} printed no existing OSPKG_HELM; set OSPKG_HELM",
-                script.display()
-            )
-        })
+        )
     })
 }
 
@@ -164,6 +177,13 @@ fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} rendered; kinds: {:?}", kinds(objects)))
 }
 
+fn find_named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"].as_str() == Some(kind) && o["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_sequence()
@@ -181,12 +201,20 @@ fn strings(value: &Value) -> Vec<String> {
 
 #[test]
 fn helm_lint_is_clean() {
-    let variants: [&[&str]; 3] = [
+    let variants: [&[&str]; 5] = [
         &[],
         &["--set", "watchNamespaces={search,search-staging}"],
         &[
             "--set",
             "serviceMonitor.enabled=true,podDisruptionBudget.enabled=true,region=eu-west-1",
+        ],
+        &[
+            "--set",
+            "podMonitor.enabled=true,podMonitor.scrapeTimeout=10s,commonLabels.team=search",
+        ],
+        &[
+            "--set",
+            "crds.install=false,rbac.aggregateToDefaultRoles=false",
         ],
     ];
     for extra in variants {
@@ -205,7 +233,7 @@ fn helm_lint_is_clean() {
 
 #[test]
 fn bad_values_fail_the_schema() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 24] = [
         (&["--set", "logFormat=xml"], "logFormat"),
         (&["--set", "logLevel=verbose"], "logLevel"),
         (&["--set-string", "concurrency=many"], "concurrency"),
@@ -217,6 +245,49 @@ fn bad_values_fail_the_schema() {
         (
             &["--set", "watchNamespaces={Not_A_Namespace}"],
             "watchNamespaces",
+        ),
+        (&["--set", "crds.install=maybe"], "install"),
+        (&["--set", "crds.upgrade=true"], "upgrade"),
+        (
+            &["--set", "rbac.aggregateToDefaultRoles=yes"],
+            "aggregateToDefaultRoles",
+        ),
+        (&["--set", "image.digest=latest"], "digest"),
+        (&["--set", "podSecurityContext.runAsUser=-1"], "runAsUser"),
+        (&["--set", "podSecurityContext.runAsUsr=1000"], "runAsUsr"),
+        (
+            &["--set", "securityContext.capabilities.drop=ALL"],
+            "capabilities",
+        ),
+        (&["--set", "extraArgs[0]=region"], "extraArgs"),
+        (
+            &["--set-json", r#"extraVolumes=[{"name":"ca"}]"#],
+            "extraVolumes",
+        ),
+        (
+            &[
+                "--set-json",
+                r#"extraVolumes=[{"name":"ca","configMap":{},"secret":{}}]"#,
+            ],
+            "extraVolumes",
+        ),
+        (
+            &["--set-json", r#"extraVolumeMounts=[{"name":"ca"}]"#],
+            "mountPath",
+        ),
+        // helm names the key, not the path, for a bad property name.
+        (
+            &["--set-json", r#"commonLabels={"bad key":"x"}"#],
+            "bad key",
+        ),
+        (&["--set", "podMonitor.scrapeTimeout=fast"], "scrapeTimeout"),
+        (
+            &["--set", "serviceMonitor.relabelings[0].action=explode"],
+            "action",
+        ),
+        (
+            &["--set", "podMonitor.metricRelabelings[0].target=x"],
+            "target",
         ),
     ];
     for (extra, field) in cases {
@@ -245,6 +316,7 @@ fn default_values_render_a_hardened_highly_available_deployment() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "CustomResourceDefinition",
             "Deployment",
             "PodDisruptionBudget",
             "Role",
@@ -258,7 +330,7 @@ fn default_values_render_a_hardened_highly_available_deployment() {
     for object in &objects {
         if !matches!(
             object["kind"].as_str(),
-            Some("ClusterRole" | "ClusterRoleBinding")
+            Some("ClusterRole" | "ClusterRoleBinding" | "CustomResourceDefinition")
         ) {
             assert_eq!(
                 object["metadata"]["namespace"].as_str(),
@@ -442,7 +514,7 @@ fn a_single_replica_is_recreated_without_a_disruption_budget() {
 #[test]
 fn rbac_is_cluster_wide_by_default_and_least_privilege() {
     let objects = template(&[]);
-    let role = find(&objects, "ClusterRole");
+    let role = find_named(&objects, "ClusterRole", RELEASE);
     assert_eq!(role["rules"], expected_rules());
     let binding = find(&objects, "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
@@ -460,8 +532,23 @@ fn rbac_is_cluster_wide_by_default_and_least_privilege() {
 fn watch_namespaces_get_a_role_each_and_no_cluster_role() {
     let objects = template(&["--set", "watchNamespaces={search,search-staging}"]);
     let found = kinds(&objects);
+    // The only ClusterRoles are the ones aggregated into view/edit/admin, bound to nobody.
+    let cluster_roles: BTreeSet<&str> = objects
+        .iter()
+        .filter(|o| o["kind"].as_str() == Some("ClusterRole"))
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cluster_roles,
+        [
+            format!("{RELEASE}-edit").as_str(),
+            format!("{RELEASE}-view").as_str()
+        ]
+        .into(),
+        "cluster-wide RBAC rendered with watchNamespaces"
+    );
     assert!(
-        !found.contains("ClusterRole") && !found.contains("ClusterRoleBinding"),
+        !found.contains("ClusterRoleBinding"),
         "cluster-wide RBAC rendered with watchNamespaces: {found:?}"
     );
     for namespace in ["search", "search-staging"] {
@@ -607,6 +694,7 @@ fn generated_files_are_up_to_date() {
             env!("CARGO_BIN_EXE_opensearch-package-operator"),
         )
         .env("OSPKG_HELM", helm())
+        .env("OSPKG_HELM_DOCS", helm_docs())
         .output()
         .expect("running hack/generate.sh");
     assert!(
@@ -636,27 +724,55 @@ fn generated_files_are_up_to_date() {
             stale.push(format!("{} is not generated any more", file.display()));
         }
     }
+    // A CRD left in the chart's crds/ would clash with the templated one.
+    let chart_crds = Path::new(ROOT).join(CHART).join("crds");
+    if chart_crds.exists() {
+        stale.push(format!("{CHART}/crds/ exists"));
+    }
     assert!(
         stale.is_empty(),
-        "deploy/ is stale: run hack/generate.sh\n{}",
+        "generated files are stale: run hack/generate.sh\n{}",
         stale.join("\n")
     );
+}
+
+/// The checked-in CRD (`crds/`), as a parsed object.
+fn checked_in_crd() -> Value {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("crds").join(CRD_FILE)).unwrap();
+    serde_yaml::from_str(&text).expect("the CRD parses")
 }
 
 #[test]
 fn the_chart_and_deploy_carry_the_checked_in_crd() {
     let crd = std::fs::read_to_string(Path::new(ROOT).join("crds").join(CRD_FILE)).unwrap();
-    for copy in [
-        format!("{CHART}/crds/{CRD_FILE}"),
-        format!("deploy/crds/{CRD_FILE}"),
-    ] {
-        let text = std::fs::read_to_string(Path::new(ROOT).join(&copy))
-            .unwrap_or_else(|e| panic!("{copy}: {e}; run hack/generate.sh"));
-        assert!(
-            text == crd,
-            "{copy} differs from crds/{CRD_FILE}: run hack/generate.sh"
-        );
-    }
+    let copy = format!("deploy/crds/{CRD_FILE}");
+    let text = std::fs::read_to_string(Path::new(ROOT).join(&copy))
+        .unwrap_or_else(|e| panic!("{copy}: {e}; run hack/generate.sh"));
+    assert!(
+        text == crd,
+        "{copy} differs from crds/{CRD_FILE}: run hack/generate.sh"
+    );
+
+    // The chart renders the same CRD, with only its own labels and annotation added.
+    let objects = template(&[]);
+    let rendered = find(&objects, "CustomResourceDefinition");
+    let mut expected = checked_in_crd();
+    let mut rendered_plain = rendered.clone();
+    let metadata = rendered_plain["metadata"].as_mapping_mut().unwrap();
+    metadata.remove("labels");
+    metadata.remove("annotations");
+    expected["metadata"]
+        .as_mapping_mut()
+        .unwrap()
+        .retain(|key, _| key.as_str() == Some("name"));
+    assert_eq!(
+        rendered_plain, expected,
+        "the chart's CRD template differs from crds/{CRD_FILE}: run hack/generate.sh"
+    );
+    assert!(
+        !Path::new(ROOT).join(CHART).join("crds").exists(),
+        "{CHART}/crds/ must not exist: Helm would install that copy and clash with the template"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -879,12 +995,43 @@ async fn the_api_server_accepts_the_chart_deploy_and_examples() {
             "{example}: {out}"
         );
     }
+
+    // The examples Artifact Hub shows with the CRD.
+    let chart: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join(CHART).join("Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    let examples = chart["annotations"]["artifacthub.io/crdsExamples"]
+        .as_str()
+        .expect("crdsExamples");
+    let examples: Vec<Value> = serde_yaml::from_str(examples).expect("a YAML list");
+    for (i, example) in examples.iter().enumerate() {
+        let path = write_temp(
+            dir.path(),
+            &format!("crds-example-{i}.yaml"),
+            &serde_yaml::to_string(example).unwrap(),
+        );
+        let out = kubectl_ok(&cp, &["apply", "--dry-run=server", "-f", &path]).await;
+        assert!(out.contains("opensearchpackage.ospkg.dev/"), "{out}");
+    }
 }
 
 /// `kubectl auth can-i` as the chart's ServiceAccount (a SubjectAccessReview against the
 /// server's RBAC authorizer).
 async fn can_i(cp: &testenv::ControlPlane, verb: &str, resource: &str, scope: &[&str]) -> bool {
-    let user = format!("--as=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}");
+    let user = format!("system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}");
+    can_user(cp, &user, verb, resource, scope).await
+}
+
+/// `kubectl auth can-i --as <user>`; `resource` may name a subresource (`things/status`).
+async fn can_user(
+    cp: &testenv::ControlPlane,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    scope: &[&str],
+) -> bool {
+    let user = format!("--as={user}");
     let (resource, subresource) = match resource.split_once('/') {
         Some((resource, sub)) => (resource, Some(format!("--subresource={sub}"))),
         None => (resource, None),
@@ -948,7 +1095,7 @@ async fn helm_install_grants_the_operator_exactly_its_rights() {
         .expect("starting the test API server");
     let kubeconfig = cp.kubeconfig_path().to_str().unwrap().to_owned();
 
-    // A real install, CRD from the chart's crds/ included. There is no controller-manager,
+    // A real install, the chart's CRD template included. There is no controller-manager,
     // so no pod starts; the objects and the rights they grant are what is checked.
     let output = run_helm(&[
         "install",
