@@ -125,8 +125,15 @@ impl Event {
             Self::Stalled { .. } | Self::Ready { .. } | Self::Suspended => "Reconcile".into(),
             Self::Observing { .. } => "Observe".into(),
             Self::ObservedPackageGone { .. } => "Forget".into(),
-            Self::Exported { .. } => "WriteConfigMap".into(),
-            Self::ExportRemoved { .. } => "DeleteConfigMap".into(),
+            Self::Exported {
+                config_map,
+                created: true,
+            } => format!("CreateConfigMap/{config_map}"),
+            Self::Exported {
+                config_map,
+                created: false,
+            } => format!("UpdateConfigMap/{config_map}"),
+            Self::ExportRemoved { config_map } => format!("DeleteConfigMap/{config_map}"),
         }
     }
 
