@@ -870,6 +870,7 @@ async fn the_api_server_accepts_the_chart_deploy_and_examples() {
         "zip-plugin",
         "package-license",
         "package-config",
+        "observe-only",
     ] {
         let path = Path::new(ROOT).join(format!("examples/{example}.yaml"));
         let out = kubectl_ok(
