@@ -80,7 +80,10 @@ async fn find_package<B: PackageBackend>(
 ) -> Result<Option<Package>, Failed> {
     let status = obj.status.as_ref();
     let Some(id) = status.and_then(|s| s.package_id.clone()) else {
-        let filter = PackageFilter::Name(package_name(obj));
+        let filter = match &obj.spec.package_id {
+            Some(id) => PackageFilter::Id(id.clone()),
+            None => PackageFilter::Name(package_name(obj)),
+        };
         return describe_one(&ctx.backend, region, filter).await;
     };
     if is_settled(obj) && !deleting {

@@ -49,7 +49,7 @@ pub const FIELD_MANAGER: &str = "opensearch-package-operator";
     printcolumn = r#"{"name":"Region","type":"string","priority":1,"jsonPath":".status.region"}"#,
     printcolumn = r#"{"name":"Domains","type":"string","priority":1,"jsonPath":".status.domainsReady"}"#,
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
-    validation = Rule::new("has(self.spec.packageName) || (size(self.metadata.name) >= 3 && size(self.metadata.name) <= 256 && self.metadata.name.matches('^[a-z][a-z0-9-]+$'))").message("metadata.name is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName").field_path(".spec.packageName")
+    validation = Rule::new("has(self.spec.packageName) || has(self.spec.packageID) || (size(self.metadata.name) >= 3 && size(self.metadata.name) <= 256 && self.metadata.name.matches('^[a-z][a-z0-9-]+$'))").message("metadata.name is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName").field_path(".spec.packageName")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -59,6 +59,8 @@ pub const FIELD_MANAGER: &str = "opensearch-package-operator";
     validation = Rule::new("self.packageType == 'ZIP-PLUGIN' || !has(self.domains) || self.domains.all(d, !has(d.keyStoreAccess))").message("domains[].keyStoreAccess is only for ZIP-PLUGIN packages").field_path(".domains"),
     validation = Rule::new("!has(self.allowListedUsers) || (has(self.vending) && self.vending.enabled)").message("allowListedUsers needs vending.enabled: true (only a vended package can be shared)").field_path(".allowListedUsers"),
     validation = Rule::new("self.managementPolicy == oldSelf.managementPolicy").message("managementPolicy is immutable").field_path(".managementPolicy"),
+    validation = Rule::new("self.managementPolicy == 'Observe' || !has(self.packageID)").message("packageID is only for managementPolicy Observe (a managed package's id is assigned by AWS)").field_path(".packageID"),
+    validation = Rule::new("has(self.packageID) == has(oldSelf.packageID) && (!has(self.packageID) || self.packageID == oldSelf.packageID)").message("packageID is immutable").field_path(".packageID"),
     validation = Rule::new("self.managementPolicy == 'Observe' || has(self.source)").message("source is required unless managementPolicy is Observe").field_path(".source"),
     validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.source)").message("source must not be set when managementPolicy is Observe (an observed package is never imported)").field_path(".source"),
     validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.description)").message("description must not be set when managementPolicy is Observe (an observed package is never updated)").field_path(".description"),
@@ -85,6 +87,13 @@ pub struct OpenSearchPackageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 256), regex(pattern = r"^[a-z][a-z0-9-]+$"))]
     pub package_name: Option<String>,
+
+    /// managementPolicy Observe only: the id of the package to observe (e.g. F123456789, an
+    /// AWS-owned G... plugin, or a pkg-... package shared with this account), looked up
+    /// instead of the name. A managed package's id is assigned by AWS. Immutable.
+    #[serde(default, rename = "packageID", skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([FG][0-9]+|pkg-[a-f0-9]+)$"))]
+    pub package_id: Option<String>,
 
     /// OpenSearch or Elasticsearch version the plugin is built for, e.g. OpenSearch_2.15.
     /// Required for ZIP-PLUGIN, forbidden for the other types. Immutable.
@@ -177,8 +186,8 @@ pub struct OpenSearchPackageSpec {
     pub suspend: bool,
 
     /// Manage (default): the operator creates, updates, associates and deletes the package.
-    /// Observe: it only reads an existing package found by name (packageName, else
-    /// metadata.name) and reports it in status; it never creates, updates, shares,
+    /// Observe: it only reads an existing package, found by packageID when set, else by name
+    /// (packageName, else metadata.name), and reports it in status; it never creates, updates, shares,
     /// associates, dissociates or deletes anything in AWS, also not when this object is
     /// deleted (deletionPolicy is ignored). An Observe object does not own the package name,
     /// so it may sit beside the object that manages the package. Immutable.

@@ -1,4 +1,4 @@
-//! `managementPolicy: Observe`: track an existing package found by name and report it. Every
+//! `managementPolicy: Observe`: track an existing package found by id or name and report it. Every
 //! decision here is a verdict or a record of what was seen ([`Action::Track`],
 //! [`Action::Untrack`]); nothing that changes AWS is ever planned.
 
@@ -10,7 +10,10 @@ use crate::vocabulary::{PackageStatus, StallReason, WaitReason};
 /// Decide what an observing object reports.
 pub(super) fn plan_observe_only(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
     let name = package_name(obj);
-    if let Some(invalid) = invalid_name(&name) {
+    let wanted_id = obj.spec.package_id.as_deref();
+    if wanted_id.is_none()
+        && let Some(invalid) = invalid_name(&name)
+    {
         return invalid;
     }
     if obj.spec.suspend {
@@ -21,10 +24,14 @@ pub(super) fn plan_observe_only(obj: &OpenSearchPackage, observed: &Observation)
         if recorded.is_some() {
             return Decision::Act(Action::Untrack);
         }
+        let what = match wanted_id {
+            Some(id) => format!("no package with id {id} is visible"),
+            None => format!("no package named {name:?} exists"),
+        };
         return Decision::stall(
             StallReason::PackageNotFound,
             format!(
-                "no package named {name:?} exists in this account and region; managementPolicy Observe never creates one (create it, or fix spec.packageName)"
+                "{what} in this account and region; managementPolicy Observe never creates one (create it, or fix spec.packageName / spec.packageID)"
             ),
         );
     };
@@ -34,8 +41,8 @@ pub(super) fn plan_observe_only(obj: &OpenSearchPackage, observed: &Observation)
             return Decision::stall(
                 StallReason::InvalidSpec,
                 format!(
-                    "package {name:?} ({}) is a {}, not a {wanted} as spec.packageType says",
-                    package.id, package.package_type
+                    "package {:?} ({}) is a {}, not a {wanted} as spec.packageType says",
+                    package.name, package.id, package.package_type
                 ),
             );
         }

@@ -97,6 +97,29 @@ fn a_package_found_by_name_is_tracked_then_reported() {
 }
 
 #[test]
+fn with_a_package_id_the_object_name_need_not_be_a_package_name() {
+    let mut obj = observer(json!({"packageID": ID}));
+    obj.metadata.name = Some("shared.synonyms".into());
+    assert!(matches!(
+        plan(&obj, &seen(PackageStatus::Available)),
+        Decision::Act(Action::Track { .. })
+    ));
+    let step = plan(&obj, &Observation::default());
+    assert_eq!(stall_reason(&step), Some(StallReason::PackageNotFound));
+    let Decision::Settle(Verdict::Stall { message, .. }) = step else {
+        unreachable!()
+    };
+    assert!(message.contains(ID), "{message}");
+    // Without one, such a name is refused as before.
+    let mut obj = observer(json!({}));
+    obj.metadata.name = Some("shared.synonyms".into());
+    assert_eq!(
+        stall_reason(&plan(&obj, &Observation::default())),
+        Some(StallReason::InvalidSpec)
+    );
+}
+
+#[test]
 fn spec_package_name_and_the_package_type_must_match() {
     let obj = observer(json!({"packageType": "ZIP-PLUGIN"}));
     let step = plan(&obj, &seen(PackageStatus::Available));

@@ -284,3 +284,30 @@ async fn suspend_keeps_the_last_conditions_and_changes_nothing() {
         .expect("describe");
     assert_eq!(package[0].description.as_deref(), Some("new words, later"));
 }
+
+#[tokio::test]
+async fn an_observer_finds_an_aws_owned_package_by_its_id() {
+    // The simulator, like the service, lists AWS-provided optional plugins (G… ids).
+    let aws = aws_with_domain().await;
+    let start = aws.log_position().await;
+    let mut obj = with_finalizer(object(json!({
+        "spec": {
+            "packageType": "ZIP-PLUGIN",
+            "managementPolicy": "Observe",
+            "packageID": "G100000001",
+        },
+    })));
+    // Not a valid package name: with packageID it is never used as one.
+    obj.metadata.name = Some("icu.plugin".into());
+    let harness = Harness::new(aws, obj).await;
+    let obj = harness.settle(10).await;
+    let status = status_of(&obj);
+    assert!(status.is_ready_at(obj.metadata.generation), "{status:#?}");
+    assert_eq!(status.package_id.as_deref(), Some("G100000001"));
+    assert_eq!(status.package_name.as_deref(), Some("analysis-icu"));
+    assert_eq!(status.package_type.as_deref(), Some("ZIP-PLUGIN"));
+    assert_eq!(
+        harness.aws.changing_calls_since(start).await,
+        Vec::<String>::new()
+    );
+}

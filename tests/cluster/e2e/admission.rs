@@ -114,6 +114,8 @@ async fn invalid_objects_are_rejected_at_admission() {
         },
         case("unknown managementPolicy", "bad-management", dict("managementPolicy: Adopt\n"), "spec.managementPolicy", "Unsupported value"),
         case("changing managementPolicy", "base-dict", dict("packageName: base-dict\nregion: us-east-1\nmanagementPolicy: Observe\n"), "spec.managementPolicy", "immutable"),
+        case("packageID on a managed object", "managed-with-id", dict("packageID: F123\n"), "spec.packageID", "only for managementPolicy Observe"),
+        case("malformed packageID", "bad-package-id", "packageType: TXT-DICTIONARY\nmanagementPolicy: Observe\npackageID: X1\n".to_owned(), "spec.packageID", "should match"),
         case("export ConfigMap name that is no DNS name", "bad-export-name", dict("export:\n  configMapName: Bad_Name\n"), "spec.export.configMapName", "should match"),
         case("export keyPrefix that is no variable name", "bad-export-prefix", dict("export:\n  configMapName: words\n  keyPrefix: 1-words\n"), "spec.export.keyPrefix", "should match"),
     ];
@@ -233,9 +235,11 @@ async fn invalid_objects_are_rejected_at_admission() {
         "a condition status Maybe was not refused naming the field: {error}"
     );
 
-    // What the rules allow: an observer of a plugin needs no engineVersion, a vended package
+    // What the rules allow: an observer by id needs no valid package name, an observer of a
+    // plugin needs no engineVersion, a vended package
     // may list users, a plugin may carry configuration, prerequisites and key-store access.
     let allowed = [
+        ("icu.by-id", "packageType: ZIP-PLUGIN\nmanagementPolicy: Observe\npackageID: G100000001\n".to_owned()),
         ("observe-plugin", "packageType: ZIP-PLUGIN\nmanagementPolicy: Observe\npackageName: some-plugin\nexport:\n  configMapName: some-plugin\n  keyPrefix: PLUGIN_\n".to_owned()),
         ("vended", dict("vending:\n  enabled: true\nallowListedUsers:\n  - \"123456789012\"\n")),
         ("full-plugin", format!("packageType: ZIP-PLUGIN\nengineVersion: OpenSearch_2.19\n{SOURCE}configuration:\n  licenseRequirement: REQUIRED\n  configurationRequirement: NONE\ndomains:\n  - name: catalog-prod\n    prerequisites:\n      - some-license\n    keyStoreAccess:\n      enabled: true\n      keyAccessRoleARN: arn:aws:iam::123456789012:role/keys\n")),
@@ -279,6 +283,7 @@ async fn invalid_objects_are_rejected_at_admission() {
             "opensearchpackage.ospkg.dev/base-dict",
             "opensearchpackage.ospkg.dev/base-plugin",
             "opensearchpackage.ospkg.dev/full-plugin",
+            "opensearchpackage.ospkg.dev/icu.by-id",
             "opensearchpackage.ospkg.dev/observe-plugin",
             "opensearchpackage.ospkg.dev/vended",
         ]
