@@ -49,7 +49,8 @@ pub async fn perform<B: PackageBackend>(
     })
 }
 
-/// managementPolicy Observe: the package found by name becomes the one this object reports.
+/// managementPolicy Observe: the package found (by id or name) becomes the one this object
+/// reports.
 fn track(status: &mut Status, package: &Package) -> Effect {
     clear_package(status);
     status.domains.clear();
@@ -62,7 +63,8 @@ fn track(status: &mut Status, package: &Package) -> Effect {
     )
 }
 
-/// managementPolicy Observe: the observed package is gone; the next look-up goes by name.
+/// managementPolicy Observe: the observed package is gone; the next look-up goes by id or
+/// name again.
 fn untrack(status: &mut Status) -> Effect {
     let id = status.package_id.clone().unwrap_or_default();
     clear_package(status);

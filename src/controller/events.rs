@@ -57,7 +57,7 @@ pub enum Event {
     },
     /// `spec.suspend` is true for a generation not seen before.
     Suspended,
-    /// managementPolicy Observe: a package found by name is now reported.
+    /// managementPolicy Observe: a package found by id or name is now reported.
     Observing {
         name: String,
         id: String,
@@ -182,7 +182,7 @@ impl Event {
                 format!("observing package {name} ({id}); managementPolicy Observe never changes it")
             }
             Self::ObservedPackageGone { id } => {
-                format!("observed package {id} no longer exists; looking the name up again")
+                format!("observed package {id} no longer exists; looking it up again")
             }
             Self::Exported {
                 config_map,

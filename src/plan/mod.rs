@@ -143,10 +143,11 @@ pub enum Action {
         package_id: String,
         after_failure: Option<String>,
     },
-    /// managementPolicy Observe: record a package found by name as the one observed; no call.
+    /// managementPolicy Observe: record the package found (by id or name) as the one
+    /// observed; no call.
     Track { package: Package },
     /// managementPolicy Observe: the recorded package is gone; forget it (the next look-up
-    /// goes by name again); no call.
+    /// goes by id or name again); no call.
     Untrack,
 }
 
