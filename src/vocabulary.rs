@@ -61,8 +61,6 @@ pub enum ReadyReason {
     Progressing,
     /// Progress needs the user (see `Stalled`).
     Failed,
-    /// `spec.suspend` is true.
-    Suspended,
     /// The object is being deleted.
     Deleting,
 }
@@ -87,6 +85,8 @@ pub enum WaitReason {
     Prerequisites,
     Retrying,
     Deleting,
+    /// managementPolicy Observe: the package was just found (or lost) and is read again.
+    Observing,
 }
 
 impl WaitReason {
@@ -127,6 +127,12 @@ pub enum StallReason {
     DeleteFailed,
     /// The service reports a package status this operator does not know.
     UnexpectedPackageStatus,
+    /// managementPolicy Observe: no package of this name exists (an observer never creates one).
+    PackageNotFound,
+    /// spec.export names a ConfigMap this object does not own.
+    ExportConflict,
+    /// The API server refused to write the export ConfigMap (e.g. missing RBAC).
+    ExportFailed,
 }
 
 impl StallReason {
@@ -144,7 +150,8 @@ impl StallReason {
     }
 
     /// Stalls that wait on something other than this object's spec (another domain, a
-    /// domain or prerequisite to appear, the service): checked again every minute.
+    /// domain, prerequisite or observed package to appear, the service, a ConfigMap in the
+    /// way, RBAC): checked again every minute.
     pub fn waits_on_others(self) -> bool {
         matches!(
             self,
@@ -154,6 +161,9 @@ impl StallReason {
                 | Self::PrerequisiteNotActive
                 | Self::DeleteFailed
                 | Self::UnexpectedPackageStatus
+                | Self::PackageNotFound
+                | Self::ExportConflict
+                | Self::ExportFailed
         )
     }
 }

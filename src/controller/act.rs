@@ -44,7 +44,37 @@ pub async fn perform<B: PackageBackend>(
             package_id,
             after_failure,
         } => delete(job.ctx, job.region, package_id, after_failure).await,
+        Action::Track { package } => track(status, &package),
+        Action::Untrack => untrack(status),
     })
+}
+
+/// managementPolicy Observe: the package found (by id or name) becomes the one this object
+/// reports.
+fn track(status: &mut Status, package: &Package) -> Effect {
+    clear_package(status);
+    status.domains.clear();
+    status::record_package(status, package);
+    Effect::progressing(WaitReason::Observing, "package found", Requeue::Soon).with(
+        Event::Observing {
+            name: package.name.clone(),
+            id: package.id.clone(),
+        },
+    )
+}
+
+/// managementPolicy Observe: the observed package is gone; the next look-up goes by id or
+/// name again.
+fn untrack(status: &mut Status) -> Effect {
+    let id = status.package_id.clone().unwrap_or_default();
+    clear_package(status);
+    status.domains.clear();
+    Effect::progressing(
+        WaitReason::Observing,
+        "observed package is gone",
+        Requeue::Soon,
+    )
+    .with(Event::ObservedPackageGone { id })
 }
 
 /// CreatePackage, written ahead: the create record (`status.inFlight`) is stored before the

@@ -63,7 +63,16 @@ impl Effect {
             Verdict::Stall { reason, message } => {
                 Self::new(Outcome::Stalled { reason, message }, requeue)
             }
-            Verdict::Suspended => Self::new(Outcome::Suspended, requeue),
+            // Flux's convention: a suspended object keeps the conditions it had, so a GitOps
+            // wait on it neither hangs nor flips.
+            Verdict::Suspended { new_generation } => {
+                let effect = Self::only(requeue);
+                if new_generation {
+                    effect.with(Event::Suspended)
+                } else {
+                    effect
+                }
+            }
             Verdict::Finished => Self::only(requeue),
         }
     }

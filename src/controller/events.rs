@@ -55,12 +55,34 @@ pub enum Event {
     Ready {
         version: String,
     },
+    /// `spec.suspend` is true for a generation not seen before.
+    Suspended,
+    /// managementPolicy Observe: a package found by id or name is now reported.
+    Observing {
+        name: String,
+        id: String,
+    },
+    /// managementPolicy Observe: the reported package no longer exists.
+    ObservedPackageGone {
+        id: String,
+    },
+    /// The export ConfigMap was created or changed.
+    Exported {
+        config_map: String,
+        created: bool,
+    },
+    /// A ConfigMap published earlier was deleted (spec.export changed or went).
+    ExportRemoved {
+        config_map: String,
+    },
 }
 
 impl Event {
     pub fn type_(&self) -> EventType {
         match self {
-            Self::PackageVanished { .. } | Self::Stalled { .. } => EventType::Warning,
+            Self::PackageVanished { .. }
+            | Self::ObservedPackageGone { .. }
+            | Self::Stalled { .. } => EventType::Warning,
             _ => EventType::Normal,
         }
     }
@@ -79,6 +101,10 @@ impl Event {
             Self::Deleted { .. } => "Deleted",
             Self::Stalled { reason, .. } => reason.as_str(),
             Self::Ready { .. } => "Ready",
+            Self::Suspended => "Suspended",
+            Self::Observing { .. } => "Observing",
+            Self::ObservedPackageGone { .. } => "PackageVanished",
+            Self::Exported { .. } | Self::ExportRemoved { .. } => "Exported",
         }
     }
 
@@ -96,7 +122,18 @@ impl Event {
             Self::Associating { domain, .. } => format!("AssociatePackage/{domain}"),
             Self::Dissociating { domain, .. } => format!("DissociatePackage/{domain}"),
             Self::Deleted { .. } => "DeletePackage".into(),
-            Self::Stalled { .. } | Self::Ready { .. } => "Reconcile".into(),
+            Self::Stalled { .. } | Self::Ready { .. } | Self::Suspended => "Reconcile".into(),
+            Self::Observing { .. } => "Observe".into(),
+            Self::ObservedPackageGone { .. } => "Forget".into(),
+            Self::Exported {
+                config_map,
+                created: true,
+            } => format!("CreateConfigMap/{config_map}"),
+            Self::Exported {
+                config_map,
+                created: false,
+            } => format!("UpdateConfigMap/{config_map}"),
+            Self::ExportRemoved { config_map } => format!("DeleteConfigMap/{config_map}"),
         }
     }
 
@@ -139,6 +176,24 @@ impl Event {
             Self::Stalled { message, .. } => message.clone(),
             Self::Ready { version } => {
                 format!("package is available at {version} on every listed domain")
+            }
+            Self::Suspended => "spec.suspend is true: this generation changes nothing in AWS; the conditions keep their last state".into(),
+            Self::Observing { name, id } => {
+                format!("observing package {name} ({id}); managementPolicy Observe never changes it")
+            }
+            Self::ObservedPackageGone { id } => {
+                format!("observed package {id} no longer exists; looking it up again")
+            }
+            Self::Exported {
+                config_map,
+                created: true,
+            } => format!("created ConfigMap {config_map} with the package's id, version and reference paths"),
+            Self::Exported {
+                config_map,
+                created: false,
+            } => format!("updated ConfigMap {config_map}"),
+            Self::ExportRemoved { config_map } => {
+                format!("deleted ConfigMap {config_map}, no longer named in spec.export")
             }
         }
     }

@@ -64,7 +64,7 @@ async fn json_patch(
 }
 
 /// Only the leader writes; a replica that lost the Lease (or was paused past it) stops here.
-fn fence<B>(job: &Job<'_, B>) -> Result<(), Error> {
+pub(super) fn fence<B>(job: &Job<'_, B>) -> Result<(), Error> {
     if job.ctx.leadership.is_leader() {
         Ok(())
     } else {

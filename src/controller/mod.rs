@@ -7,6 +7,7 @@
 //! | `act` | one function per [`Action`](crate::plan::Action): the AWS call and its effect |
 //! | `effect` | what a step leaves behind; failed calls mapped to effects |
 //! | `events` | the catalogue of Kubernetes Events |
+//! | `export` | the `spec.export` ConfigMap |
 //! | `kube_io` | finalizer, status and event writes |
 //! | `schedule` | requeue delays, backoff, the "not yet due" gate |
 //! | `regions` | the per-region observers: AWS as a watched source |
@@ -14,6 +15,7 @@
 mod act;
 mod effect;
 mod events;
+mod export;
 mod kube_io;
 mod observe;
 mod regions;
@@ -247,6 +249,7 @@ async fn cleanup<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error>
     let obj = job.obj;
     let mut status = obj.status.clone().unwrap_or_default();
     let needs_aws = obj.spec.deletion_policy == DeletionPolicy::Delete
+        && obj.spec.manages()
         && (status.package_id.is_some() || status.in_flight.is_some());
     let observed = if needs_aws {
         match observe::observe(job.ctx, obj, job.region, true).await {
@@ -309,6 +312,9 @@ async fn finish<B: PackageBackend>(
     mut effect: Effect,
 ) -> Result<Requeued, Error> {
     let (obj, ctx) = (job.obj, job.ctx);
+    if obj.meta().deletion_timestamp.is_none() {
+        export::publish(job, &mut status, &mut effect).await?;
+    }
     let before = obj.status.clone().unwrap_or_default();
     match &effect.outcome {
         Some(Outcome::Stalled { reason, message }) if !before.is_stalled_for(*reason) => {

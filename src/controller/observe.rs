@@ -61,7 +61,9 @@ pub async fn observe<B: PackageBackend>(
                 .map_err(|e| Failed::new(Operation::GetPackageVersionHistory, e))?,
         );
     }
-    let has_domains = !obj.spec.domains.is_empty() || !status.domains.is_empty();
+    // An observer reports every association of the package it watches.
+    let has_domains =
+        !obj.spec.manages() || !obj.spec.domains.is_empty() || !status.domains.is_empty();
     let could_be_ours = ours || status.in_flight.is_some();
     if could_be_ours && (deleting || (has_domains && package.status == PackageStatus::Available)) {
         observed.associations = Some(
@@ -84,7 +86,10 @@ async fn find_package<B: PackageBackend>(
     region: &str,
 ) -> Result<Option<Package>, Failed> {
     let status = obj.status.as_ref();
-    let recorded = status.and_then(|s| s.package_id.clone());
+    // Observe-only objects may name the package by id in the spec.
+    let recorded = status
+        .and_then(|s| s.package_id.clone())
+        .or_else(|| obj.spec.package_id.clone());
     let mut since = ctx.schedule.acted_at(obj);
     for _ in 0..2 {
         let listing = ctx
@@ -149,12 +154,13 @@ fn first_version_of_own_package(
     }])
 }
 
-/// Version history is read when deciding about an update (the marker check) and when a new
-/// version became available.
+/// Version history is read when deciding about an update (the marker check; never for an
+/// observer) and when a new version became available.
 fn history_needed(obj: &OpenSearchPackage, package: &Package) -> bool {
     let status = obj.status.clone().unwrap_or_default();
     let digest = SpecDigest::of(&obj.spec);
-    let update_due = status.applied_digest.as_deref() != Some(digest.as_str())
+    let update_due = obj.spec.manages()
+        && status.applied_digest.as_deref() != Some(digest.as_str())
         && (package.status == PackageStatus::Available || package.status.is_failed());
     let new_version = package.status == PackageStatus::Available
         && (status.available_package_version != package.available_version
@@ -189,10 +195,14 @@ fn object_key(obj: &OpenSearchPackage) -> String {
 /// The owner is the object that recorded the package id; failing that, the oldest object
 /// (then the first by namespace/name).
 fn name_owner<B>(ctx: &Context<B>, obj: &OpenSearchPackage, region: &str) -> Option<String> {
+    if !obj.spec.manages() {
+        // An observer owns nothing and may watch any package.
+        return None;
+    }
     let name = package_name(obj);
     let mut contenders: Vec<Arc<OpenSearchPackage>> = ctx
         .cached_objects()
-        .filter(|o| o.uid() != obj.uid())
+        .filter(|o| o.uid() != obj.uid() && o.spec.manages())
         .filter(|o| package_name(o) == name && region_of(o, &ctx.default_region) == region)
         .collect();
     if contenders.is_empty() {

@@ -49,11 +49,29 @@ pub const FIELD_MANAGER: &str = "opensearch-package-operator";
     printcolumn = r#"{"name":"Region","type":"string","priority":1,"jsonPath":".status.region"}"#,
     printcolumn = r#"{"name":"Domains","type":"string","priority":1,"jsonPath":".status.domainsReady"}"#,
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
-    validation = Rule::new("has(self.spec.packageName) || (size(self.metadata.name) >= 3 && size(self.metadata.name) <= 256 && self.metadata.name.matches('^[a-z][a-z0-9-]+$'))").message("metadata.name is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName").field_path(".spec.packageName")
+    validation = Rule::new("has(self.spec.packageName) || has(self.spec.packageID) || (size(self.metadata.name) >= 3 && size(self.metadata.name) <= 256 && self.metadata.name.matches('^[a-z][a-z0-9-]+$'))").message("metadata.name is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName").field_path(".spec.packageName")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.packageType == 'ZIP-PLUGIN' ? has(self.engineVersion) : !has(self.engineVersion)").message("engineVersion is required when packageType is ZIP-PLUGIN and forbidden otherwise").field_path(".engineVersion"),
+    validation = Rule::new("self.packageType == 'ZIP-PLUGIN' ? (has(self.engineVersion) || self.managementPolicy == 'Observe') : !has(self.engineVersion)").message("engineVersion is required when packageType is ZIP-PLUGIN (unless managementPolicy is Observe) and forbidden otherwise").field_path(".engineVersion"),
+    validation = Rule::new("self.packageType == 'ZIP-PLUGIN' || !has(self.configuration)").message("configuration is only for ZIP-PLUGIN packages").field_path(".configuration"),
+    validation = Rule::new("self.packageType == 'ZIP-PLUGIN' || !has(self.domains) || self.domains.all(d, !has(d.prerequisites) || size(d.prerequisites) == 0)").message("domains[].prerequisites are only for ZIP-PLUGIN packages").field_path(".domains"),
+    validation = Rule::new("self.packageType == 'ZIP-PLUGIN' || !has(self.domains) || self.domains.all(d, !has(d.keyStoreAccess))").message("domains[].keyStoreAccess is only for ZIP-PLUGIN packages").field_path(".domains"),
+    validation = Rule::new("!has(self.allowListedUsers) || (has(self.vending) && self.vending.enabled)").message("allowListedUsers needs vending.enabled: true (only a vended package can be shared)").field_path(".allowListedUsers"),
+    validation = Rule::new("self.managementPolicy == oldSelf.managementPolicy").message("managementPolicy is immutable").field_path(".managementPolicy"),
+    validation = Rule::new("self.managementPolicy == 'Observe' || !has(self.packageID)").message("packageID is only for managementPolicy Observe (a managed package's id is assigned by AWS)").field_path(".packageID"),
+    validation = Rule::new("has(self.packageID) == has(oldSelf.packageID) && (!has(self.packageID) || self.packageID == oldSelf.packageID)").message("packageID is immutable").field_path(".packageID"),
+    validation = Rule::new("self.managementPolicy == 'Observe' || has(self.source)").message("source is required unless managementPolicy is Observe").field_path(".source"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.source)").message("source must not be set when managementPolicy is Observe (an observed package is never imported)").field_path(".source"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.description)").message("description must not be set when managementPolicy is Observe (an observed package is never updated)").field_path(".description"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.configuration)").message("configuration must not be set when managementPolicy is Observe (an observed package is never updated)").field_path(".configuration"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.encryption)").message("encryption must not be set when managementPolicy is Observe (an observed package is never updated)").field_path(".encryption"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.commitMessage)").message("commitMessage must not be set when managementPolicy is Observe (an observed package is never updated)").field_path(".commitMessage"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.vending)").message("vending must not be set when managementPolicy is Observe (an observed package is never created)").field_path(".vending"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.allowListedUsers)").message("allowListedUsers must not be set when managementPolicy is Observe (an observed package's scope is never changed)").field_path(".allowListedUsers"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.domains) || size(self.domains) == 0").message("domains must not be set when managementPolicy is Observe (an observed package is never associated or dissociated; its associations are reported in status.domains)").field_path(".domains"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.rollout)").message("rollout must not be set when managementPolicy is Observe").field_path(".rollout"),
+    validation = Rule::new("self.managementPolicy == 'Manage' || !self.adoptExisting").message("adoptExisting must not be true when managementPolicy is Observe (an observer never takes a package over)").field_path(".adoptExisting"),
     validation = Rule::new("has(self.packageName) == has(oldSelf.packageName) && (!has(self.packageName) || self.packageName == oldSelf.packageName)").message("packageName is immutable").field_path(".packageName"),
     validation = Rule::new("has(self.engineVersion) == has(oldSelf.engineVersion) && (!has(self.engineVersion) || self.engineVersion == oldSelf.engineVersion)").message("engineVersion is immutable").field_path(".engineVersion"),
     validation = Rule::new("has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)").message("region is immutable").field_path(".region"),
@@ -69,6 +87,13 @@ pub struct OpenSearchPackageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 256), regex(pattern = r"^[a-z][a-z0-9-]+$"))]
     pub package_name: Option<String>,
+
+    /// managementPolicy Observe only: the id of the package to observe (e.g. F123456789, an
+    /// AWS-owned G... plugin, or a pkg-... package shared with this account), looked up
+    /// instead of the name. A managed package's id is assigned by AWS. Immutable.
+    #[serde(default, rename = "packageID", skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([FG][0-9]+|pkg-[a-f0-9]+)$"))]
+    pub package_id: Option<String>,
 
     /// OpenSearch or Elasticsearch version the plugin is built for, e.g. OpenSearch_2.15.
     /// Required for ZIP-PLUGIN, forbidden for the other types. Immutable.
@@ -86,6 +111,8 @@ pub struct OpenSearchPackageSpec {
     pub region: Option<String>,
 
     /// Where the package content is read from. A change imports a new package version.
+    /// Required when managementPolicy is Manage; not allowed when it is Observe.
+    #[serde(default, skip_serializing_if = "PackageSource::is_unset")]
     pub source: PackageSource,
 
     /// Package description (at most 1024 characters). A change imports a new package version,
@@ -94,7 +121,7 @@ pub struct OpenSearchPackageSpec {
     #[schemars(length(max = 1024))]
     pub description: Option<String>,
 
-    /// Plugin configuration requirements (ZIP-PLUGIN packages of third-party plugins).
+    /// Plugin configuration requirements (ZIP-PLUGIN packages only).
     /// A change imports a new package version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<PackageConfiguration>,
@@ -114,8 +141,8 @@ pub struct OpenSearchPackageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vending: Option<Vending>,
 
-    /// Accounts allowed to use a vended package: 12-digit account ids or GLOBAL.
-    /// Applied with UpdatePackageScope (OVERRIDE).
+    /// Accounts allowed to use a vended package: 12-digit account ids or GLOBAL. Needs
+    /// vending.enabled: true. Applied with UpdatePackageScope (OVERRIDE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         extend("x-kubernetes-list-type" = "set"),
@@ -139,17 +166,78 @@ pub struct OpenSearchPackageSpec {
 
     /// What happens to the package in AWS when this object is deleted: Delete (default)
     /// removes it after dissociating this object's domains; Retain leaves it in place.
+    /// Ignored when managementPolicy is Observe (an observed package is never deleted).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
     /// Adopt a package of this name that already exists in the account and region instead of
-    /// failing with AlreadyExists.
+    /// failing with AlreadyExists: it is then managed (updated to this spec, deleted with
+    /// deletionPolicy Delete). To track a package without managing it, use
+    /// managementPolicy: Observe instead.
     #[serde(default)]
     pub adopt_existing: bool,
 
-    /// While true, the operator makes no call that changes anything in AWS.
+    /// While true, the operator makes no call that changes anything in AWS and writes no
+    /// export ConfigMap. The conditions keep what they said before the suspension (so a
+    /// GitOps wait on a suspended object does not hang); status.observedGeneration still
+    /// follows the spec, and a Normal event with reason Suspended marks each generation seen
+    /// while suspended.
     #[serde(default)]
     pub suspend: bool,
+
+    /// Manage (default): the operator creates, updates, associates and deletes the package.
+    /// Observe: it only reads an existing package, found by packageID when set, else by name
+    /// (packageName, else metadata.name), and reports it in status; it never creates, updates, shares,
+    /// associates, dissociates or deletes anything in AWS, also not when this object is
+    /// deleted (deletionPolicy is ignored). An Observe object does not own the package name,
+    /// so it may sit beside the object that manages the package. Immutable.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
+    /// Publish the package's id, version and reference paths into a ConfigMap for index
+    /// templates and jobs to consume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<Export>,
+}
+
+/// Whether the operator manages the package or only observes it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ManagementPolicy {
+    /// Create, update, share, associate and delete the package as the spec says.
+    #[default]
+    Manage,
+    /// Only read an existing package and report it; never call an API that changes anything.
+    Observe,
+}
+
+/// A ConfigMap in the object's namespace that the operator keeps filled with what consumers
+/// of the package need. It is owned by this object (ownerReference with controller: true) and
+/// written only when its content changes.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Export {
+    /// Name of the ConfigMap (in this object's namespace). The operator creates it and
+    /// refuses to overwrite one it did not create (Stalled, reason ExportConflict). When the
+    /// name changes or export is removed, the ConfigMap it published before is deleted.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub config_map_name: String,
+
+    /// Prefix for every key, e.g. SYNONYMS_ (letters, digits and underscores, starting with a
+    /// letter or underscore), so that several packages' ConfigMaps can feed the same Flux
+    /// postBuild.substituteFrom or envFrom without clashing keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub key_prefix: Option<String>,
+}
+
+impl OpenSearchPackageSpec {
+    /// Whether the operator manages the package (policy Manage) rather than only observing it.
+    pub fn manages(&self) -> bool {
+        self.management_policy == ManagementPolicy::Manage
+    }
 }
 
 /// Kind of package, as OpenSearch Service names it.
@@ -182,7 +270,7 @@ impl PackageType {
 }
 
 /// The S3 object a package is imported from.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PackageSource {
     /// S3 bucket holding the package file (S3 bucket naming rules, 3-63 characters).
@@ -201,6 +289,13 @@ pub struct PackageSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub revision: Option<String>,
+}
+
+impl PackageSource {
+    /// No source given (an Observe object has none).
+    pub fn is_unset(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// How strictly a plugin needs a licence or a configuration.
@@ -280,7 +375,8 @@ pub struct DomainTarget {
     pub name: String,
 
     /// Names of other OpenSearchPackage objects in this namespace (licence and configuration
-    /// packages) that must be associated with this plugin as prerequisites.
+    /// packages) that must be associated with this plugin as prerequisites (ZIP-PLUGIN
+    /// packages only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         extend("x-kubernetes-list-type" = "set"),
@@ -289,7 +385,7 @@ pub struct DomainTarget {
     )]
     pub prerequisites: Vec<String>,
 
-    /// Key-store access for the association.
+    /// Key-store access for the association (ZIP-PLUGIN packages only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_store_access: Option<KeyStoreAccess>,
 }
@@ -302,7 +398,11 @@ pub struct KeyStoreAccess {
     pub enabled: bool,
 
     /// IAM role the service assumes to access the key store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "keyAccessRoleARN",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(
         length(min = 20, max = 2048),
         regex(pattern = r"^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b):iam::[0-9]+:role/.*$")

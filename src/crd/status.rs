@@ -93,10 +93,34 @@ pub struct OpenSearchPackageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domains_ready: Option<String>,
 
+    /// Name of the ConfigMap this object last published its export to (spec.export); it is
+    /// deleted when spec.export names another one or goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exported_config_map_name: Option<String>,
+
     /// Ready, Reconciling and Stalled conditions (kstatus compatible).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(
+        schema_with = "conditions_schema",
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
+}
+
+/// `metav1.Condition` items whose `status` is one of True, False and Unknown (the upstream
+/// type says so only in prose).
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    if let Some(status) = schema
+        .pointer_mut("/items/properties/status")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        status.insert(
+            "enum".into(),
+            serde_json::json!(["True", "False", "Unknown"]),
+        );
+    }
+    schema
 }
 
 /// The service's error details.

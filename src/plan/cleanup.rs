@@ -10,7 +10,8 @@ use crate::vocabulary::{DomainPackageStatus, PackageStatus, StallReason, WaitRea
 /// Decide the next step for an object that is being deleted.
 pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
     let finished = Decision::Settle(Verdict::Finished);
-    if obj.spec.deletion_policy == DeletionPolicy::Retain {
+    // An observer never changes the package, deletion included.
+    if obj.spec.deletion_policy == DeletionPolicy::Retain || !obj.spec.manages() {
         return finished;
     }
     let status = obj.status.clone().unwrap_or_default();

@@ -4,9 +4,12 @@
 //! A [`Decision`] is either a [`Verdict`] (the object settles where it is: done, waiting,
 //! stalled, suspended, finished deleting) or one [`Action`] (one AWS call, or one record of a
 //! call an earlier attempt made). The controller performs actions and writes verdicts.
+//! Objects with `managementPolicy: Observe` are planned by `observe_only`, whose only
+//! actions record what was seen and never call AWS.
 
 mod cleanup;
 mod domains;
+mod observe_only;
 mod package;
 
 use std::collections::BTreeMap;
@@ -60,8 +63,9 @@ pub enum Verdict {
         reason: StallReason,
         message: String,
     },
-    /// `spec.suspend` is true: change nothing in AWS.
-    Suspended,
+    /// `spec.suspend` is true: change nothing in AWS and leave the conditions as they were.
+    /// `new_generation` when this generation had not been seen yet (an Event says so).
+    Suspended { new_generation: bool },
     /// Deleting: nothing (more) to do in AWS, the finalizer can go.
     Finished,
 }
@@ -90,7 +94,7 @@ impl Verdict {
     /// When an object that settled here is looked at again.
     pub fn requeue(&self) -> Requeue {
         match self {
-            Self::Done | Self::Suspended => Requeue::Resync,
+            Self::Done | Self::Suspended { .. } => Requeue::Resync,
             Self::Wait { reason, .. } if reason.shows_in_listing() => Requeue::Observe,
             Self::Wait { .. } => Requeue::Poll,
             Self::Stall { reason, .. } if reason.waits_on_others() => Requeue::Slowly,
@@ -143,6 +147,12 @@ pub enum Action {
         package_id: String,
         after_failure: Option<String>,
     },
+    /// managementPolicy Observe: record the package found (by id or name) as the one
+    /// observed; no call.
+    Track { package: Package },
+    /// managementPolicy Observe: the recorded package is gone; forget it (the next look-up
+    /// goes by id or name again); no call.
+    Untrack,
 }
 
 impl Action {

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::{
     Action, Decision, Observation, Verdict, create_request, domains, is_valid_package_name,
-    package_name, update_request,
+    observe_only, package_name, update_request,
 };
 use crate::backend::{Operation, Package};
 use crate::crd::{InFlight, OpenSearchPackage};
@@ -14,6 +14,9 @@ use crate::vocabulary::{PackageStatus, StallReason, WaitReason};
 
 /// Decide the next step for an object that is not being deleted.
 pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
+    if !obj.spec.manages() {
+        return observe_only::plan_observe_only(obj, observed);
+    }
     let spec = &obj.spec;
     let status = obj.status.clone().unwrap_or_default();
     let name = package_name(obj);
@@ -78,13 +81,8 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
 /// What is decided before looking at AWS: a bad name, a name another object owns, a
 /// suspension, a rejection the user has not acted on yet.
 fn before_aws(obj: &OpenSearchPackage, observed: &Observation, name: &str) -> Option<Decision> {
-    if !is_valid_package_name(name) {
-        return Some(Decision::stall(
-            StallReason::InvalidSpec,
-            format!(
-                "metadata.name {name:?} is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName"
-            ),
-        ));
+    if let Some(invalid) = invalid_name(name) {
+        return Some(invalid);
     }
     if let Some(owner) = &observed.name_owner {
         return Some(Decision::stall(
@@ -95,9 +93,29 @@ fn before_aws(obj: &OpenSearchPackage, observed: &Observation, name: &str) -> Op
         ));
     }
     if obj.spec.suspend {
-        return Some(Decision::Settle(Verdict::Suspended));
+        return Some(suspended(obj));
     }
     sticky_stall(obj).map(Decision::Settle)
+}
+
+/// metadata.name used as the package name, but not a valid one.
+pub(super) fn invalid_name(name: &str) -> Option<Decision> {
+    (!is_valid_package_name(name)).then(|| {
+        Decision::stall(
+            StallReason::InvalidSpec,
+            format!(
+                "metadata.name {name:?} is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName"
+            ),
+        )
+    })
+}
+
+/// `spec.suspend`: nothing changes in AWS and the conditions stay as they were.
+pub(super) fn suspended(obj: &OpenSearchPackage) -> Decision {
+    let seen = obj.status.as_ref().and_then(|s| s.observed_generation);
+    Decision::Settle(Verdict::Suspended {
+        new_generation: seen != obj.metadata.generation,
+    })
 }
 
 /// A stall caused by a rejected call that the user has not acted on yet. AWS state does not
@@ -218,7 +236,7 @@ fn not_available(status: &PackageStatus, package: &Package) -> Decision {
     }
 }
 
-fn failure_message_for(package: &Package, what: &str) -> String {
+pub(super) fn failure_message_for(package: &Package, what: &str) -> String {
     match package
         .error
         .as_ref()
@@ -229,7 +247,7 @@ fn failure_message_for(package: &Package, what: &str) -> String {
     }
 }
 
-fn wait_for_import(package: &Package) -> Decision {
+pub(super) fn wait_for_import(package: &Package) -> Decision {
     let reason = match package.status {
         PackageStatus::Copying => WaitReason::Copying,
         _ => WaitReason::Validating,

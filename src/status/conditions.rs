@@ -21,8 +21,6 @@ pub enum Outcome {
         reason: StallReason,
         message: String,
     },
-    /// `spec.suspend` is true.
-    Suspended,
 }
 
 impl Outcome {
@@ -105,12 +103,6 @@ pub fn apply_outcome(
             set(Ready, false, ReadyReason::Failed.as_str(), message);
             set(Stalled, true, reason.as_str(), message);
             remove_condition(conditions, Reconciling);
-        }
-        Outcome::Suspended => {
-            let message = "spec.suspend is true: no changes are made in AWS";
-            set(Ready, false, ReadyReason::Suspended.as_str(), message);
-            remove_condition(conditions, Reconciling);
-            remove_condition(conditions, Stalled);
         }
     }
     conditions.sort_by_key(|c| ConditionType::rank(&c.type_));

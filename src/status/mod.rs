@@ -3,6 +3,7 @@
 //! other module scans conditions by hand.
 
 mod conditions;
+pub mod export;
 mod record;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

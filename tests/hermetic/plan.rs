@@ -337,14 +337,27 @@ fn a_second_object_naming_the_same_package_stalls() {
 
 #[test]
 fn suspend_changes_nothing() {
+    // A generation not seen before is announced (an Event); the conditions stay as they were.
     assert_eq!(
         plan(&fresh(json!({"suspend": true})), &Observation::default()),
-        Decision::Settle(Verdict::Suspended)
+        Decision::Settle(Verdict::Suspended {
+            new_generation: true
+        })
     );
-    let obj = owning(json!({"suspend": true, "description": "new"}), json!({}));
+    let mut obj = owning(json!({"suspend": true, "description": "new"}), json!({}));
+    obj.status.as_mut().expect("status").observed_generation = Some(1);
     assert_eq!(
         plan(&obj, &seen(PackageStatus::Available)),
-        Decision::Settle(Verdict::Suspended)
+        Decision::Settle(Verdict::Suspended {
+            new_generation: false
+        })
+    );
+    obj.metadata.generation = Some(2);
+    assert_eq!(
+        plan(&obj, &seen(PackageStatus::ValidationFailed)),
+        Decision::Settle(Verdict::Suspended {
+            new_generation: true
+        })
     );
 }
 

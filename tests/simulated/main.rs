@@ -4,5 +4,6 @@
 
 mod backend_sim;
 mod exactly_once;
+mod observe_and_suspend;
 mod reconcile;
 mod support;

@@ -81,6 +81,32 @@ impl Aws {
         let calls = self.sim.admin().calls().await.expect("call counts");
         calls.values().sum()
     }
+
+    /// The sequence number of the newest entry in the simulator's call log.
+    pub async fn log_position(&self) -> u64 {
+        let log = self.sim.admin().log().await.expect("call log");
+        log.last().map(|e| e.seq).unwrap_or_default()
+    }
+
+    /// Every call after log position `after` that changes something (anything but the three
+    /// reads), as "Operation package/domain".
+    pub async fn changing_calls_since(&self, after: u64) -> Vec<String> {
+        let log = self.sim.admin().log().await.expect("call log");
+        log.into_iter()
+            .filter(|e| e.seq > after && e.kind == ospkg_sim::EntryKind::Call)
+            .filter_map(|e| {
+                let name = e.operation.clone()?;
+                let read = name.parse::<Operation>().is_ok_and(|op| !op.is_mutating());
+                (!read).then(|| {
+                    format!(
+                        "{name} {}/{}",
+                        e.package_id.unwrap_or_default(),
+                        e.domain_name.unwrap_or_default()
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// One request the reconcile sent to the API server.
@@ -168,6 +194,21 @@ pub fn mock_client(object: OpenSearchPackage) -> (Client, MockApi) {
             });
             let reply = if path.contains("/events") {
                 body
+            } else if !path.starts_with("/apis/ospkg.dev/") {
+                // Only the OpenSearchPackage lives here (no ConfigMaps, for one).
+                let response = Response::builder()
+                    .status(StatusCode::NOT_FOUND)
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        serde_json::to_vec(&json!({
+                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "NotFound", "code": 404, "message": format!("{path} not found"),
+                        }))
+                        .expect("reply"),
+                    ))
+                    .expect("response");
+                respond.send_response(response);
+                continue;
             } else {
                 let mut stored = state.object.lock().expect("object");
                 if path.ends_with("/status") {

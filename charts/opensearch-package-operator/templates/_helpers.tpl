@@ -113,4 +113,8 @@ The operator's least-privilege rules, shared by the ClusterRole and the per-name
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- /* spec.export: read, write and remove the ConfigMaps objects publish; never list or watch. */}}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "update", "delete"]
 {{- end }}

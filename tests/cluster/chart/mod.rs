@@ -467,6 +467,9 @@ fn expected_rules() -> Value {
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "update", "delete"]
 "#,
     )
     .unwrap()
@@ -983,6 +986,7 @@ async fn the_api_server_accepts_the_chart_deploy_and_examples() {
         "zip-plugin",
         "package-license",
         "package-config",
+        "observe-only",
     ] {
         let path = Path::new(ROOT).join(format!("examples/{example}.yaml"));
         let out = kubectl_ok(
@@ -1058,14 +1062,20 @@ async fn assert_rights(cp: &testenv::ControlPlane, scope: &[&str], context: &str
         ("update", "opensearchpackages.ospkg.dev/finalizers"),
         ("create", "events.events.k8s.io"),
         ("patch", "events.events.k8s.io"),
+        // spec.export
+        ("get", "configmaps"),
+        ("create", "configmaps"),
+        ("update", "configmaps"),
+        ("delete", "configmaps"),
     ];
     let denied = [
         ("create", "opensearchpackages.ospkg.dev"),
         ("delete", "opensearchpackages.ospkg.dev"),
         ("get", "secrets"),
         ("list", "secrets"),
-        ("get", "configmaps"),
-        ("create", "configmaps"),
+        ("list", "configmaps"),
+        ("watch", "configmaps"),
+        ("patch", "configmaps"),
         ("get", "deployments.apps"),
         ("patch", "deployments.apps"),
         ("create", "pods"),

@@ -25,30 +25,30 @@ fn dict(extra: &str) -> String {
 }
 
 struct Case {
-    what: &'static str,
+    what: String,
     /// Object name; for an update, the existing object it changes.
-    name: &'static str,
+    name: String,
     spec: String,
     /// Extra kubectl flags.
     flags: &'static [&'static str],
     /// Field path the error must name, and a further fragment of the message.
-    field: &'static str,
+    field: String,
     message: &'static str,
 }
 
 fn case(
-    what: &'static str,
-    name: &'static str,
+    what: impl Into<String>,
+    name: impl Into<String>,
     spec: String,
-    field: &'static str,
+    field: impl Into<String>,
     message: &'static str,
 ) -> Case {
     Case {
-        what,
-        name,
+        what: what.into(),
+        name: name.into(),
         spec,
         flags: &[],
-        field,
+        field: field.into(),
         message,
     }
 }
@@ -78,7 +78,7 @@ async fn invalid_objects_are_rejected_at_admission() {
             "should match",
         ),
         case("bucket name too short", "short-bucket", "packageType: TXT-DICTIONARY\nsource:\n  s3BucketName: ab\n  s3Key: words.txt\n".to_owned(), "spec.source.s3BucketName", "at least 3"),
-        case("missing source", "no-source", "packageType: TXT-DICTIONARY\n".to_owned(), "spec.source", "Required value"),
+        case("missing source", "no-source", "packageType: TXT-DICTIONARY\n".to_owned(), "spec.source", "source is required unless managementPolicy is Observe"),
         case("empty s3Key", "empty-key", "packageType: TXT-DICTIONARY\nsource:\n  s3BucketName: e2e-dicts\n  s3Key: \"\"\n".to_owned(), "spec.source.s3Key", "at least 1"),
         case("engineVersion on a dictionary", "dict-engine", dict("engineVersion: OpenSearch_2.19\n"), "spec.engineVersion", "forbidden otherwise"),
         case("ZIP-PLUGIN without engineVersion", "plugin-no-engine", format!("packageType: ZIP-PLUGIN\n{SOURCE}"), "spec.engineVersion", "required when packageType is ZIP-PLUGIN"),
@@ -102,12 +102,88 @@ async fn invalid_objects_are_rejected_at_admission() {
             flags: &["--validate=strict"],
             ..case("unknown field (strict field validation)", "unknown-field", dict("frobnicate: true\n"), "spec.frobnicate", "")
         },
+        // Cross-field rules.
+        case("allowListedUsers without vending", "users-no-vending", dict("allowListedUsers:\n  - \"123456789012\"\n"), "spec.allowListedUsers", "needs vending.enabled: true"),
+        case("allowListedUsers with vending disabled", "users-vending-off", dict("vending:\n  enabled: false\nallowListedUsers:\n  - GLOBAL\n"), "spec.allowListedUsers", "needs vending.enabled: true"),
+        case("configuration on a dictionary", "dict-configuration", dict("configuration:\n  licenseRequirement: NONE\n  configurationRequirement: NONE\n"), "spec.configuration", "only for ZIP-PLUGIN"),
+        case("prerequisites on a dictionary", "dict-prerequisites", dict("domains:\n  - name: catalog-prod\n    prerequisites:\n      - some-license\n"), "spec.domains", "prerequisites are only for ZIP-PLUGIN"),
+        case("keyStoreAccess on a dictionary", "dict-keystore", dict("domains:\n  - name: catalog-prod\n    keyStoreAccess:\n      enabled: true\n"), "spec.domains", "keyStoreAccess is only for ZIP-PLUGIN"),
+        Case {
+            flags: &["--validate=strict"],
+            ..case("keyAccessRoleArn (renamed keyAccessRoleARN)", "old-role-spelling", format!("packageType: ZIP-PLUGIN\nengineVersion: OpenSearch_2.19\n{SOURCE}domains:\n  - name: catalog-prod\n    keyStoreAccess:\n      enabled: true\n      keyAccessRoleArn: arn:aws:iam::123456789012:role/keys\n"), "keyStoreAccess.keyAccessRoleArn", "not declared in schema")
+        },
+        case("unknown managementPolicy", "bad-management", dict("managementPolicy: Adopt\n"), "spec.managementPolicy", "Unsupported value"),
+        case("changing managementPolicy", "base-dict", dict("packageName: base-dict\nregion: us-east-1\nmanagementPolicy: Observe\n"), "spec.managementPolicy", "immutable"),
+        case("packageID on a managed object", "managed-with-id", dict("packageID: F123\n"), "spec.packageID", "only for managementPolicy Observe"),
+        case("malformed packageID", "bad-package-id", "packageType: TXT-DICTIONARY\nmanagementPolicy: Observe\npackageID: X1\n".to_owned(), "spec.packageID", "should match"),
+        case("export ConfigMap name that is no DNS name", "bad-export-name", dict("export:\n  configMapName: Bad_Name\n"), "spec.export.configMapName", "should match"),
+        case("export keyPrefix that is no variable name", "bad-export-prefix", dict("export:\n  configMapName: words\n  keyPrefix: 1-words\n"), "spec.export.keyPrefix", "should match"),
     ];
+    // Observe: every field that would change the package is refused, naming the field.
+    let observe = "packageType: TXT-DICTIONARY\nmanagementPolicy: Observe\n";
+    let observe_cases: [(&str, &str, &str); 10] = [
+        ("source", SOURCE, "source must not be set"),
+        (
+            "description",
+            "description: words\n",
+            "description must not be set",
+        ),
+        (
+            "configuration",
+            "configuration:\n  licenseRequirement: NONE\n  configurationRequirement: NONE\n",
+            "configuration must not be set",
+        ),
+        (
+            "encryption",
+            "encryption:\n  enabled: true\n",
+            "encryption must not be set",
+        ),
+        (
+            "commitMessage",
+            "commitMessage: words\n",
+            "commitMessage must not be set",
+        ),
+        (
+            "vending",
+            "vending:\n  enabled: true\n",
+            "vending must not be set",
+        ),
+        (
+            "allowListedUsers",
+            "vending:\n  enabled: true\nallowListedUsers:\n  - GLOBAL\n",
+            "allowListedUsers must not be set",
+        ),
+        (
+            "domains",
+            "domains:\n  - name: catalog-prod\n",
+            "domains must not be set",
+        ),
+        (
+            "rollout",
+            "rollout:\n  strategy: Parallel\n",
+            "rollout must not be set",
+        ),
+        (
+            "adoptExisting",
+            "adoptExisting: true\n",
+            "adoptExisting must not be true",
+        ),
+    ];
+    let mut cases = cases;
+    for (field, extra, message) in observe_cases {
+        cases.push(case(
+            format!("{field} on an Observe object"),
+            format!("observe-{}", field.to_lowercase()),
+            format!("{observe}{extra}"),
+            format!("spec.{field}"),
+            message,
+        ));
+    }
     assert!(cases.len() >= 12);
 
     let mut failures = Vec::new();
     for case in &cases {
-        let yaml = object(case.name, &case.spec);
+        let yaml = object(&case.name, &case.spec);
         match env.try_apply(&yaml, case.flags).await {
             Ok(out) => failures.push(format!("{}: accepted ({})", case.what, out.trim())),
             Err(error) => {
@@ -117,7 +193,7 @@ async fn invalid_objects_are_rejected_at_admission() {
                     case.what,
                     text.lines().last().unwrap_or_default()
                 );
-                if !text.contains(case.field) || !text.contains(case.message) {
+                if !text.contains(&case.field) || !text.contains(case.message) {
                     failures.push(format!(
                         "{}: the error does not name {:?} with {:?}:\n    {text}",
                         case.what, case.field, case.message
@@ -134,6 +210,69 @@ async fn invalid_objects_are_rejected_at_admission() {
         failures.join("\n")
     );
 
+    // A condition status other than True, False and Unknown is refused on the status
+    // subresource too.
+    let output = env
+        .cp
+        .kubectl(&[
+            "patch",
+            "ospkg",
+            "base-dict",
+            "-n",
+            &env.ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"conditions":[{"type":"Ready","status":"Maybe","reason":"Guess","message":"","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#,
+        ])
+        .await
+        .expect("kubectl patch runs");
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && error.contains("status.conditions[0].status")
+            && error.contains("Unsupported value"),
+        "a condition status Maybe was not refused naming the field: {error}"
+    );
+
+    // What the rules allow: an observer by id needs no valid package name, an observer of a
+    // plugin needs no engineVersion, a vended package
+    // may list users, a plugin may carry configuration, prerequisites and key-store access.
+    let allowed = [
+        ("icu.by-id", "packageType: ZIP-PLUGIN\nmanagementPolicy: Observe\npackageID: G100000001\n".to_owned()),
+        ("observe-plugin", "packageType: ZIP-PLUGIN\nmanagementPolicy: Observe\npackageName: some-plugin\nexport:\n  configMapName: some-plugin\n  keyPrefix: PLUGIN_\n".to_owned()),
+        ("vended", dict("vending:\n  enabled: true\nallowListedUsers:\n  - \"123456789012\"\n")),
+        ("full-plugin", format!("packageType: ZIP-PLUGIN\nengineVersion: OpenSearch_2.19\n{SOURCE}configuration:\n  licenseRequirement: REQUIRED\n  configurationRequirement: NONE\ndomains:\n  - name: catalog-prod\n    prerequisites:\n      - some-license\n    keyStoreAccess:\n      enabled: true\n      keyAccessRoleARN: arn:aws:iam::123456789012:role/keys\n")),
+    ];
+    for (name, spec) in &allowed {
+        if let Err(error) = env
+            .try_apply(&object(name, spec), &["--validate=strict"])
+            .await
+        {
+            panic!("{name} was refused: {error:#}");
+        }
+    }
+    let plugin = env.get("full-plugin").await.expect("exists");
+    let access = plugin.spec.domains[0]
+        .key_store_access
+        .as_ref()
+        .expect("keyStoreAccess");
+    assert_eq!(
+        access.key_access_role_arn.as_deref(),
+        Some("arn:aws:iam::123456789012:role/keys")
+    );
+    let observer = env.get("observe-plugin").await.expect("exists");
+    assert_eq!(
+        observer.spec.management_policy,
+        ospkg::crd::ManagementPolicy::Observe
+    );
+    let defaulted = env.get("base-dict").await.expect("exists");
+    assert_eq!(
+        defaulted.spec.management_policy,
+        ospkg::crd::ManagementPolicy::Manage,
+        "managementPolicy defaults to Manage"
+    );
+
     // Rejected creates left nothing behind; rejected updates left the objects unchanged.
     let names = env.kubectl(&["get", "ospkg", "-o", "name"]).await;
     let mut names: Vec<&str> = names.lines().collect();
@@ -142,7 +281,11 @@ async fn invalid_objects_are_rejected_at_admission() {
         names,
         [
             "opensearchpackage.ospkg.dev/base-dict",
-            "opensearchpackage.ospkg.dev/base-plugin"
+            "opensearchpackage.ospkg.dev/base-plugin",
+            "opensearchpackage.ospkg.dev/full-plugin",
+            "opensearchpackage.ospkg.dev/icu.by-id",
+            "opensearchpackage.ospkg.dev/observe-plugin",
+            "opensearchpackage.ospkg.dev/vended",
         ]
     );
     let base = env.get("base-dict").await.expect("exists");

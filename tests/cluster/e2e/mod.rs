@@ -6,7 +6,9 @@
 
 mod admission;
 mod domains;
+mod export;
 mod ha;
+mod observe;
 mod observer;
 mod storm;
 mod support;
@@ -241,34 +243,21 @@ async fn update_relevant_fields_each_make_one_version() {
             &format!("commitMessage: step {revision}\n{extra}"),
         )
     };
-    let configuration =
-        "configuration:\n  licenseRequirement: NONE\n  configurationRequirement: NONE\n";
+    // configuration is for ZIP-PLUGIN packages only: tests/hermetic/plan.rs covers its digest.
     let encryption = "encryption:\n  enabled: true\n  kmsKeyIdentifier: alias/e2e-packages\n";
     let description = "description: English stop words\n";
 
     expect_version(&env, name, &spec("stop/v1.txt", "1", ""), "v1").await;
-    let steps: [(&str, String); 5] = [
+    let steps: [(&str, String); 4] = [
         ("s3Key", spec("stop/v2.txt", "1", "")),
-        ("configuration", spec("stop/v2.txt", "1", configuration)),
-        (
-            "encryption",
-            spec("stop/v2.txt", "1", &format!("{configuration}{encryption}")),
-        ),
+        ("encryption", spec("stop/v2.txt", "1", encryption)),
         (
             "description",
-            spec(
-                "stop/v2.txt",
-                "1",
-                &format!("{configuration}{encryption}{description}"),
-            ),
+            spec("stop/v2.txt", "1", &format!("{encryption}{description}")),
         ),
         (
             "revision",
-            spec(
-                "stop/v2.txt",
-                "2",
-                &format!("{configuration}{encryption}{description}"),
-            ),
+            spec("stop/v2.txt", "2", &format!("{encryption}{description}")),
         ),
     ];
     let mut last_yaml = String::new();
@@ -292,10 +281,7 @@ async fn update_relevant_fields_each_make_one_version() {
         assert_eq!(history.len(), i + 2, "{history:?}");
         last_yaml = yaml.clone();
     }
-    assert_eq!(
-        env.sim_versions(name).await,
-        ["v6", "v5", "v4", "v3", "v2", "v1"]
-    );
+    assert_eq!(env.sim_versions(name).await, ["v5", "v4", "v3", "v2", "v1"]);
     assert_event(&env, name, "Normal", "Updated", "new version").await;
 
     // commitMessage alone: a new generation, Ready again, and no call that changes anything.
@@ -325,9 +311,9 @@ async fn update_relevant_fields_each_make_one_version() {
         );
     }
     let s = status_of(&obj);
-    assert_eq!(s.available_package_version.as_deref(), Some("v6"));
+    assert_eq!(s.available_package_version.as_deref(), Some("v5"));
     assert_eq!(s.applied_digest, status_of(&before_obj).applied_digest);
-    assert_eq!(env.sim_versions(name).await.len(), 6);
+    assert_eq!(env.sim_versions(name).await.len(), 5);
     assert!(condition(&obj, "Ready").is_some_and(|c| c.status == "True"));
 }
 
@@ -739,30 +725,85 @@ async fn copying_validation_failure_and_suspend() {
     )
     .await;
 
-    let creates = count(&env.calls().await, "CreatePackage");
+    // Suspend a Ready object and change it in the same edit: the change is seen
+    // (observedGeneration) but not applied, and the conditions stay exactly as they were, so a
+    // GitOps wait on it passes (kstatus Current) instead of hanging.
+    env.apply(&dictionary("paused", "states/good.txt", None, ""))
+        .await;
+    env.wait_for("paused", "created", support::CONVERGE, |o| {
+        o.and_then(|o| o.status.as_ref())
+            .is_some_and(|s| s.package_id.is_some())
+    })
+    .await;
+    env.admin()
+        .advance_clock(5_000)
+        .await
+        .expect("advance clock");
+    let ready = env.wait_ready("paused").await;
+    let before = env.calls().await;
     env.apply(&dictionary(
         "paused",
         "states/good.txt",
-        None,
+        Some("2"),
         "suspend: true\n",
     ))
     .await;
     let obj = env
-        .wait_for("paused", "Suspended", support::CONVERGE, |o| {
-            o.is_some_and(|o| {
-                support::is_current(o)
-                    && condition(o, "Ready").is_some_and(|c| c.reason == "Suspended")
-            })
-        })
+        .wait_for(
+            "paused",
+            "the suspended generation seen",
+            support::CONVERGE,
+            |o| o.is_some_and(|o| o.spec.suspend && support::is_current(o)),
+        )
         .await
         .expect("exists");
-    assert_eq!(condition(&obj, "Ready").expect("Ready").status, "False");
+    assert_eq!(
+        status_of(&obj).conditions,
+        status_of(&ready).conditions,
+        "suspending changed the conditions"
+    );
+    let kept = condition(&obj, "Ready").expect("Ready");
+    assert_eq!(
+        (kept.status.as_str(), kept.reason.as_str()),
+        ("True", "Available")
+    );
+    assert!(kept.observed_generation < obj.metadata.generation);
+    assert_event(
+        &env,
+        "paused",
+        "Normal",
+        "Suspended",
+        "changes nothing in AWS",
+    )
+    .await;
+    let file = env.dir.path().join("paused.yaml");
+    let mut live = serde_json::to_value(&obj).expect("serialize");
+    live["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("managedFields");
+    std::fs::write(&file, serde_yaml::to_string(&live).expect("yaml")).expect("write");
+    let (kstatus, message) = crate::kstatus::status_of_file(&file);
+    assert_eq!(kstatus, "Current", "kstatus: {kstatus} {message}");
     tokio::time::sleep(SETTLE).await;
-    assert_eq!(count(&env.calls().await, "CreatePackage"), creates);
+    env.force_reconcile("paused").await;
+    let after = env.calls().await;
+    for operation in [
+        "CreatePackage",
+        "UpdatePackage",
+        "AssociatePackage",
+        "DeletePackage",
+    ] {
+        assert_eq!(
+            count(&before, operation),
+            count(&after, operation),
+            "{operation} was called while suspended"
+        );
+    }
     env.capture_fixture(
         "paused",
         "suspended.yaml",
-        "Suspended: spec.suspend is true.",
+        "Suspended (after a change): the conditions are kept from before the suspension.",
     )
     .await;
 }
