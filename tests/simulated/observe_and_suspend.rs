@@ -106,6 +106,8 @@ async fn an_observer_reports_a_package_it_does_not_own_and_never_changes_it() {
         .await
         .expect("the owner updates");
     let after_owner = harness.aws.log_position().await;
+    // The region observer's next listing shows the change.
+    harness.resync().await;
     let obj = harness.settle(10).await;
     assert_eq!(
         status_of(&obj).available_package_version.as_deref(),
@@ -180,6 +182,8 @@ async fn an_observer_stalls_while_its_package_is_missing_and_recovers_when_it_ap
     // Someone creates the package: the observer finds it.
     let id = foreign_package(&harness.aws).await;
     let after_create = harness.aws.log_position().await;
+    // The region observer's next listing shows the change.
+    harness.resync().await;
     let obj = harness.settle(10).await;
     assert!(status_of(&obj).is_ready_at(obj.metadata.generation));
     assert_eq!(status_of(&obj).package_id.as_deref(), Some(id.as_str()));
@@ -198,6 +202,8 @@ async fn an_observer_stalls_while_its_package_is_missing_and_recovers_when_it_ap
         .await
         .expect("delete");
     let after_delete = harness.aws.log_position().await;
+    // The region observer's next listing shows the change.
+    harness.resync().await;
     let obj = harness.settle(10).await;
     assert!(
         status_of(&obj).is_stalled_for(StallReason::PackageNotFound),
