@@ -384,7 +384,11 @@ mod tests {
     fn run(seed: u64) -> Vec<Verdict> {
         let mut injector = FaultInjector::new(config(seed));
         (0..200)
-            .map(|_| injector.decide("DescribePackages", Some(&scope("us-east-1"))).verdict)
+            .map(|_| {
+                injector
+                    .decide("DescribePackages", Some(&scope("us-east-1")))
+                    .verdict
+            })
             .collect()
     }
 
@@ -406,7 +410,11 @@ mod tests {
             ..Default::default()
         });
         let verdicts: Vec<_> = (0..5)
-            .map(|_| injector.decide("DescribePackages", Some(&scope("us-east-1"))).verdict)
+            .map(|_| {
+                injector
+                    .decide("DescribePackages", Some(&scope("us-east-1")))
+                    .verdict
+            })
             .collect();
         assert_eq!(
             &verdicts[..3],
@@ -457,13 +465,28 @@ mod tests {
         });
         let a = scope("us-east-1");
         let b = scope("us-west-2");
-        assert_eq!(injector.decide("DescribePackages", Some(&a)).verdict, Verdict::Proceed);
-        assert_eq!(injector.decide("DescribePackages", Some(&a)).verdict, Verdict::RateLimited);
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&a)).verdict,
+            Verdict::Proceed
+        );
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&a)).verdict,
+            Verdict::RateLimited
+        );
         // One token comes back after 1/50 s; b's first request never waited for a's.
         std::thread::sleep(std::time::Duration::from_millis(40));
-        assert_eq!(injector.decide("DescribePackages", Some(&a)).verdict, Verdict::Proceed);
-        assert_eq!(injector.decide("DescribePackages", Some(&b)).verdict, Verdict::Proceed);
-        assert_eq!(injector.decide("DescribePackages", Some(&b)).verdict, Verdict::RateLimited);
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&a)).verdict,
+            Verdict::Proceed
+        );
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&b)).verdict,
+            Verdict::Proceed
+        );
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&b)).verdict,
+            Verdict::RateLimited
+        );
     }
 
     #[test]
@@ -488,7 +511,11 @@ mod tests {
             ["UpdatePackage"]
         );
         let rest: Vec<Verdict> = (2..200)
-            .map(|_| injector.decide("DescribePackages", Some(&scope("us-east-1"))).verdict)
+            .map(|_| {
+                injector
+                    .decide("DescribePackages", Some(&scope("us-east-1")))
+                    .verdict
+            })
             .collect();
         assert_eq!(rest, plain[2..]);
     }
@@ -503,11 +530,15 @@ mod tests {
             Verdict::Proceed
         );
         assert_eq!(
-            injector.decide("DeletePackage", Some(&scope("us-east-1"))).verdict,
+            injector
+                .decide("DeletePackage", Some(&scope("us-east-1")))
+                .verdict,
             Verdict::Throttle
         );
         assert_eq!(
-            injector.decide("DeletePackage", Some(&scope("us-east-1"))).verdict,
+            injector
+                .decide("DeletePackage", Some(&scope("us-east-1")))
+                .verdict,
             Verdict::Proceed
         );
     }
@@ -519,7 +550,9 @@ mod tests {
                 operations: BTreeMap::from([("*".to_string(), f)]),
                 ..Default::default()
             });
-            injector.decide("DeletePackage", Some(&scope("us-east-1"))).verdict
+            injector
+                .decide("DeletePackage", Some(&scope("us-east-1")))
+                .verdict
         };
         let certain = |name: &str| {
             let mut f = OperationFaults::default();
