@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::clock::ClockSettings;
 use crate::faults::{FaultConfig, FaultInjector, ScriptedFault};
 use crate::journal::LogEntry;
-use crate::service::Sim;
+use crate::service::{Quotas, Sim};
 use crate::state::DomainDecl;
 
 /// Body of `POST /_sim/reset` (optional; both default to true).
@@ -62,6 +62,7 @@ pub fn router() -> Router<Sim> {
         )
         .route("/faults", get(faults).put(set_faults))
         .route("/faults/script", post(script_fault))
+        .route("/quotas", get(quotas).put(set_quotas))
         .route("/clock", get(clock).put(set_clock))
         .route("/clock/advance", post(advance_clock))
         .route("/calls", get(calls))
@@ -191,6 +192,25 @@ async fn script_fault(State(sim): State<Sim>, body: Bytes) -> Response {
         return bad_request(message);
     }
     Json(service.faults.config().clone()).into_response()
+}
+
+async fn quotas(State(sim): State<Sim>) -> Json<Quotas> {
+    Json(sim.lock().quotas)
+}
+
+/// Replaces the quotas; they apply to calls from now on (packages and associations that
+/// already exist are kept, also above a lowered quota).
+async fn set_quotas(State(sim): State<Sim>, body: Bytes) -> Response {
+    let quotas: Quotas = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => {
+            return bad_request(format!(
+                "expected {{\"packagesPerRegion\": N, \"packagesPerDomain\": N}}: {e}"
+            ));
+        }
+    };
+    sim.lock().quotas = quotas;
+    Json(quotas).into_response()
 }
 
 async fn clock(State(sim): State<Sim>) -> Json<ClockSettings> {

@@ -17,6 +17,7 @@ use crate::admin::{Advance, ResetOptions, ScriptRequest};
 use crate::clock::ClockSettings;
 use crate::faults::{FaultConfig, ScriptedFault};
 use crate::journal::LogEntry;
+use crate::service::Quotas;
 use crate::state::DomainDecl;
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +158,16 @@ impl AdminClient {
 
     pub async fn faults(&self) -> Result<FaultConfig, AdminError> {
         self.json(Method::GET, "/faults", None::<&()>).await
+    }
+
+    /// The quotas in force (packages per (account, region), associations per domain).
+    pub async fn quotas(&self) -> Result<Quotas, AdminError> {
+        self.json(Method::GET, "/quotas", None::<&()>).await
+    }
+
+    /// Replaces the quotas for calls from now on; `reset` brings back the start-up ones.
+    pub async fn set_quotas(&self, quotas: &Quotas) -> Result<Quotas, AdminError> {
+        self.json(Method::PUT, "/quotas", Some(quotas)).await
     }
 
     pub async fn set_clock(&self, settings: &ClockSettings) -> Result<ClockSettings, AdminError> {

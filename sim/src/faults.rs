@@ -2,9 +2,9 @@
 //! seeded with `seed`, decides that request's fault; the same seed and the same request
 //! sequence give the same faults. Scripted faults ("fail the next call") are queued per
 //! operation and consumed in order, ahead of the draw (which is still made). The rate limiter
-//! is a token bucket in real time.
+//! is a token bucket in real time per (account, region), as AWS throttles the control plane.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::server::Operation;
+use crate::state::Scope;
 
 /// Settings for one operation (or for all, under the key `"*"`). Probabilities are in [0, 1]
 /// and are checked in this order on the same draw: throttle, internal, unavailable,
@@ -50,12 +51,15 @@ impl OperationFaults {
     }
 }
 
+/// A token bucket per (account, region): each account and region has its own `burst` and
+/// refills at `per_second`, independently of the others (as AWS rate-limits per account
+/// and region).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimit {
-    /// Tokens added per second.
+    /// Tokens added per second, per (account, region).
     pub per_second: f64,
-    /// Bucket size (requests that may arrive at once).
+    /// Bucket size per (account, region) (requests that may arrive at once).
     pub burst: u32,
 }
 
@@ -206,20 +210,17 @@ struct Bucket {
 pub struct FaultInjector {
     config: FaultConfig,
     rng: ChaCha8Rng,
-    bucket: Option<Bucket>,
+    /// One bucket per (account, region), made full on its first request.
+    buckets: HashMap<Scope, Bucket>,
 }
 
 impl FaultInjector {
     pub fn new(config: FaultConfig) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let bucket = config.rate_limit.map(|r| Bucket {
-            tokens: f64::from(r.burst),
-            at: Instant::now(),
-        });
         FaultInjector {
             config,
             rng,
-            bucket,
+            buckets: HashMap::new(),
         }
     }
 
@@ -259,11 +260,12 @@ impl FaultInjector {
         Ok(())
     }
 
-    /// Decides one request. Always makes exactly one draw, so that the sequence of draws
-    /// depends only on the number of requests, not on which ones were faulted or scripted.
-    /// An unauthenticated request (`authenticated: false`) is refused before the rate limiter
-    /// and the fault stage, so it takes no token and consumes no scripted fault.
-    pub fn decide(&mut self, operation: &str, authenticated: bool) -> Decision {
+    /// Decides one request of the caller's (account, region) `scope`. Always makes exactly
+    /// one draw, so that the sequence of draws depends only on the number of requests, not on
+    /// which ones were faulted or scripted. An unauthenticated request (`scope: None`) is
+    /// refused before the rate limiter and the fault stage, so it takes no token and consumes
+    /// no scripted fault.
+    pub fn decide(&mut self, operation: &str, scope: Option<&Scope>) -> Decision {
         let draw: f64 = self.rng.random();
         let faults = self
             .config
@@ -279,10 +281,10 @@ impl FaultInjector {
             latency_ms,
             hold_response_ms,
         };
-        if !authenticated {
+        let Some(scope) = scope else {
             return decision(Verdict::Proceed);
-        }
-        if !self.take_token() {
+        };
+        if !self.take_token(scope) {
             return decision(Verdict::RateLimited);
         }
         if let Some(fault) = self.pop_script(operation) {
@@ -330,11 +332,16 @@ impl FaultInjector {
         fault
     }
 
-    fn take_token(&mut self) -> bool {
-        let (Some(limit), Some(bucket)) = (self.config.rate_limit, self.bucket.as_mut()) else {
+    /// Takes a token from `scope`'s bucket (made full on first use); `false` when empty.
+    fn take_token(&mut self, scope: &Scope) -> bool {
+        let Some(limit) = self.config.rate_limit else {
             return true;
         };
         let now = Instant::now();
+        let bucket = self.buckets.entry(scope.clone()).or_insert(Bucket {
+            tokens: f64::from(limit.burst),
+            at: now,
+        });
         let refill = now.duration_since(bucket.at).as_secs_f64() * limit.per_second;
         bucket.tokens = (bucket.tokens + refill).min(f64::from(limit.burst));
         bucket.at = now;
@@ -350,6 +357,13 @@ impl FaultInjector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scope(region: &str) -> Scope {
+        Scope {
+            account: "123456789012".to_string(),
+            region: region.to_string(),
+        }
+    }
 
     fn config(seed: u64) -> FaultConfig {
         FaultConfig {
@@ -370,7 +384,11 @@ mod tests {
     fn run(seed: u64) -> Vec<Verdict> {
         let mut injector = FaultInjector::new(config(seed));
         (0..200)
-            .map(|_| injector.decide("DescribePackages", true).verdict)
+            .map(|_| {
+                injector
+                    .decide("DescribePackages", Some(&scope("us-east-1")))
+                    .verdict
+            })
             .collect()
     }
 
@@ -392,7 +410,11 @@ mod tests {
             ..Default::default()
         });
         let verdicts: Vec<_> = (0..5)
-            .map(|_| injector.decide("DescribePackages", true).verdict)
+            .map(|_| {
+                injector
+                    .decide("DescribePackages", Some(&scope("us-east-1")))
+                    .verdict
+            })
             .collect();
         assert_eq!(
             &verdicts[..3],
@@ -405,6 +427,69 @@ mod tests {
     }
 
     #[test]
+    fn each_account_and_region_has_its_own_bucket() {
+        let mut injector = FaultInjector::new(FaultConfig {
+            rate_limit: Some(RateLimit {
+                per_second: 0.001,
+                burst: 2,
+            }),
+            ..Default::default()
+        });
+        let other_account = Scope {
+            account: "111122223333".to_string(),
+            region: "us-east-1".to_string(),
+        };
+        let mut decide = |scope: &Scope| injector.decide("DescribePackages", Some(scope)).verdict;
+        // us-east-1 spends its burst of two ...
+        assert_eq!(decide(&scope("us-east-1")), Verdict::Proceed);
+        assert_eq!(decide(&scope("us-east-1")), Verdict::Proceed);
+        assert_eq!(decide(&scope("us-east-1")), Verdict::RateLimited);
+        // ... which leaves eu-west-1's and another account's in us-east-1 full.
+        assert_eq!(decide(&scope("eu-west-1")), Verdict::Proceed);
+        assert_eq!(decide(&other_account), Verdict::Proceed);
+        assert_eq!(decide(&other_account), Verdict::Proceed);
+        assert_eq!(decide(&other_account), Verdict::RateLimited);
+        assert_eq!(decide(&scope("eu-west-1")), Verdict::Proceed);
+        assert_eq!(decide(&scope("eu-west-1")), Verdict::RateLimited);
+        assert_eq!(decide(&scope("us-east-1")), Verdict::RateLimited);
+    }
+
+    #[test]
+    fn buckets_refill_at_the_rate_per_scope() {
+        let mut injector = FaultInjector::new(FaultConfig {
+            rate_limit: Some(RateLimit {
+                per_second: 50.0,
+                burst: 1,
+            }),
+            ..Default::default()
+        });
+        let a = scope("us-east-1");
+        let b = scope("us-west-2");
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&a)).verdict,
+            Verdict::Proceed
+        );
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&a)).verdict,
+            Verdict::RateLimited
+        );
+        // One token comes back after 1/50 s; b's first request never waited for a's.
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&a)).verdict,
+            Verdict::Proceed
+        );
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&b)).verdict,
+            Verdict::Proceed
+        );
+        assert_eq!(
+            injector.decide("DescribePackages", Some(&b)).verdict,
+            Verdict::RateLimited
+        );
+    }
+
+    #[test]
     fn script_is_consumed_in_order_and_keeps_the_draw_sequence() {
         let plain = run(7);
         let mut injector = FaultInjector::new(
@@ -413,9 +498,9 @@ mod tests {
                 .scripted("DescribePackages", ScriptedFault::HoldAfterEffect { ms: 5 })
                 .scripted("UpdatePackage", ScriptedFault::Internal),
         );
-        let first = injector.decide("DescribePackages", true);
+        let first = injector.decide("DescribePackages", Some(&scope("us-east-1")));
         assert_eq!(first.verdict, Verdict::AccessDenied);
-        let second = injector.decide("DescribePackages", true);
+        let second = injector.decide("DescribePackages", Some(&scope("us-east-1")));
         assert_eq!(
             (second.verdict, second.hold_response_ms),
             (Verdict::Proceed, 5)
@@ -426,7 +511,11 @@ mod tests {
             ["UpdatePackage"]
         );
         let rest: Vec<Verdict> = (2..200)
-            .map(|_| injector.decide("DescribePackages", true).verdict)
+            .map(|_| {
+                injector
+                    .decide("DescribePackages", Some(&scope("us-east-1")))
+                    .verdict
+            })
             .collect();
         assert_eq!(rest, plain[2..]);
     }
@@ -437,15 +526,19 @@ mod tests {
             FaultConfig::default().scripted("DeletePackage", ScriptedFault::Throttle),
         );
         assert_eq!(
-            injector.decide("DeletePackage", false).verdict,
+            injector.decide("DeletePackage", None).verdict,
             Verdict::Proceed
         );
         assert_eq!(
-            injector.decide("DeletePackage", true).verdict,
+            injector
+                .decide("DeletePackage", Some(&scope("us-east-1")))
+                .verdict,
             Verdict::Throttle
         );
         assert_eq!(
-            injector.decide("DeletePackage", true).verdict,
+            injector
+                .decide("DeletePackage", Some(&scope("us-east-1")))
+                .verdict,
             Verdict::Proceed
         );
     }
@@ -457,7 +550,9 @@ mod tests {
                 operations: BTreeMap::from([("*".to_string(), f)]),
                 ..Default::default()
             });
-            injector.decide("DeletePackage", true).verdict
+            injector
+                .decide("DeletePackage", Some(&scope("us-east-1")))
+                .verdict
         };
         let certain = |name: &str| {
             let mut f = OperationFaults::default();

@@ -329,7 +329,8 @@ pub async fn handle(
         let mut service = sim.lock();
         service.journal.count_call(operation);
         let caller = caller_from_headers(&headers, &service.settings.default_account);
-        let decision = service.faults.decide(operation, caller.is_ok());
+        let scope = caller.as_ref().ok().map(|c| &c.scope);
+        let decision = service.faults.decide(operation, scope);
         (decision, caller)
     };
     let mut record = CallRecord {

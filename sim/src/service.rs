@@ -33,6 +33,26 @@ pub struct Settings {
     pub faults: FaultConfig,
 }
 
+/// Service quotas, changeable at run time through `PUT /_sim/quotas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quotas {
+    /// Custom packages per (account, region); AWS-owned packages do not count.
+    pub packages_per_region: usize,
+    /// Associations per domain (in any state, AWS packages included).
+    pub packages_per_domain: usize,
+}
+
+impl Settings {
+    /// The quotas the service starts (and resets) with.
+    pub fn quotas(&self) -> Quotas {
+        Quotas {
+            packages_per_region: self.package_quota,
+            packages_per_domain: self.domain_quota,
+        }
+    }
+}
+
 /// A parsed request to one of the twelve operations.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -126,6 +146,8 @@ pub struct Service {
     pub objects: ObjectStore,
     pub journal: Journal,
     pub faults: FaultInjector,
+    /// Start with the settings' quotas; `/_sim/reset` brings those back.
+    pub quotas: Quotas,
     next_package: u64,
     /// Set by every change, cleared when the `--state` snapshot is written.
     pub dirty: bool,
@@ -135,6 +157,7 @@ impl Service {
     pub fn new(settings: Settings, clock: Clock) -> Self {
         let domains = settings.domains.clone();
         let faults = FaultInjector::new(settings.faults.clone());
+        let quotas = settings.quotas();
         Service {
             settings,
             clock,
@@ -143,6 +166,7 @@ impl Service {
             objects: ObjectStore::default(),
             journal: Journal::default(),
             faults,
+            quotas,
             next_package: 0,
             dirty: false,
         }
@@ -182,6 +206,7 @@ impl Service {
         self.regions.clear();
         self.journal.clear();
         self.faults = FaultInjector::new(self.settings.faults.clone());
+        self.quotas = self.settings.quotas();
         if !keep_domains {
             self.domains = self.settings.domains.clone();
         }
@@ -366,7 +391,7 @@ impl Service {
         scope: &Scope,
         input: CreatePackageInput,
     ) -> Result<Value, ApiError> {
-        let quota = self.settings.package_quota;
+        let quota = self.quotas.packages_per_region;
         let region = self.region(scope);
         if region
             .packages
@@ -574,7 +599,7 @@ impl Service {
         }
         let failure = self.faults.association_failure(domain);
         let associating_ms = self.clock.durations.associating_ms;
-        let domain_quota = self.settings.domain_quota;
+        let domain_quota = self.quotas.packages_per_domain;
         let region = self.region(scope);
 
         let in_call: BTreeSet<&str> = entries.iter().map(|e| e.package_id.as_str()).collect();

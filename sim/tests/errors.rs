@@ -8,7 +8,7 @@ use aws_sdk_opensearch::types::{
     PackageScopeOperationEnum, PackageType,
 };
 use common::*;
-use ospkg_sim::SimConfig;
+use ospkg_sim::{Quotas, SimConfig};
 
 /// (method, path, body, member the message must name)
 const RULES: &[(&str, &str, &str, &str)] = &[
@@ -621,6 +621,15 @@ async fn package_and_domain_quotas() {
             .await,
     );
     assert_eq!(c, "LimitExceededException", "{message}");
+    // The quota is per (account, region): another region has its own count.
+    let west = client_for(&sim, "eu-west-1", "test");
+    west.create_package()
+        .package_name("q-one")
+        .package_type(PackageType::TxtDictionary)
+        .package_source(source("pkgs", "q-one.txt"))
+        .send()
+        .await
+        .expect("another region's quota is its own");
     sim.admin().advance_clock(3000).await.unwrap();
     let mut request = client.associate_packages().domain_name("search");
     for id in &ids {
@@ -654,6 +663,30 @@ async fn package_and_domain_quotas() {
             .await,
     );
     assert_eq!(c, "LimitExceededException");
+
+    // Raised through the admin API, both quotas let the refused calls through.
+    let admin = sim.admin();
+    let start = Quotas {
+        packages_per_region: 4,
+        packages_per_domain: 3,
+    };
+    assert_eq!(admin.quotas().await.unwrap(), start);
+    let raised = Quotas {
+        packages_per_region: 5000,
+        packages_per_domain: 4,
+    };
+    assert_eq!(admin.set_quotas(&raised).await.unwrap(), raised);
+    create_dictionary(&sim, &client, "q-five").await;
+    client
+        .associate_package()
+        .package_id(&ids[2])
+        .domain_name("search")
+        .send()
+        .await
+        .expect("within the raised domain quota");
+    // A reset brings back the start-up quotas.
+    admin.reset().await.unwrap();
+    assert_eq!(admin.quotas().await.unwrap(), start);
 }
 
 #[tokio::test]

@@ -76,6 +76,20 @@ async fn rate_limiter_answers_throttling_above_its_rate() {
         }
     }
     assert!((5..=7).contains(&(12 - throttled)), "{throttled} throttled");
+    // The bucket is per (account, region): another region, and another account in the same
+    // region, still have their whole burst.
+    for other in [
+        client_for(&sim, "eu-west-1", "test"),
+        client_for(&sim, "us-east-1", "111122223333"),
+    ] {
+        for _ in 0..5 {
+            other
+                .describe_packages()
+                .send()
+                .await
+                .expect("a bucket of its own");
+        }
+    }
     tokio::time::sleep(Duration::from_millis(600)).await;
     client
         .describe_packages()

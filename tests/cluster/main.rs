@@ -1,6 +1,8 @@
 //! Tests against a real kube-apiserver and etcd (see `testenv/`): the operator end to end
-//! with the simulator, the Helm chart and RBAC, readiness, and kstatus on captured objects.
+//! with the simulator, the Helm chart and RBAC, readiness, kstatus on captured objects, and a
+//! smoke run of the benchmark.
 
+mod bench_smoke;
 mod chart;
 mod e2e;
 mod kstatus;
