@@ -52,11 +52,12 @@ pub struct RunArgs {
     )]
     pub resync_interval: Duration,
 
-    /// Number of objects reconciled at the same time.
+    /// Number of objects reconciled at the same time. A reconcile waiting for its region's
+    /// AWS rate limiter holds its slot, so this bounds how many regions progress at once.
     #[arg(
         long,
         env = "OSPKG_CONCURRENCY",
-        default_value_t = 4,
+        default_value_t = 32,
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub concurrency: u16,
@@ -246,7 +247,7 @@ mod tests {
                 namespaces: vec![],
                 label_selector: None,
                 resync_interval: Duration::from_secs(600),
-                concurrency: 4,
+                concurrency: 32,
                 metrics_addr: "0.0.0.0:8080".parse().expect("valid address"),
                 log_level: "info".to_owned(),
                 log_format: LogFormat::Text,

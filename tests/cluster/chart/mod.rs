@@ -391,7 +391,7 @@ fn default_values_render_a_hardened_highly_available_deployment() {
         [
             "run",
             "--resync-interval=10m",
-            "--concurrency=4",
+            "--concurrency=32",
             "--aws-rate-limit=10",
             "--metrics-addr=0.0.0.0:8080",
             "--log-level=info",
