@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, etcd and helm from Go modules (nothing but the Go module proxy is
-# needed) and caches them by version outside the repo. A no-op when the binaries are present.
+# Builds kube-apiserver, etcd, helm and promtool from Go modules (nothing but the Go module
+# proxy is needed) and caches them by version outside the repo. A no-op when the binaries are
+# present.
 #
 # stdout carries only `export OSPKG_...=path` lines, so both of these work:
 #   eval "$(hack/build-control-plane.sh)"
@@ -12,6 +13,8 @@ set -euo pipefail
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+# Prometheus v3.16.0: its Go module versions are v0.<major><minor>.<patch>.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 
 CACHE="${OSPKG_CACHE:-$HOME/.cache/ospkg}"
 BIN="$CACHE/bin"
@@ -21,6 +24,7 @@ mkdir -p "$BIN" "$SRC"
 KUBE_APISERVER="$BIN/kube-apiserver-$KUBE_VERSION"
 ETCD="$BIN/etcd-$ETCD_VERSION"
 HELM="$BIN/helm-$HELM_VERSION"
+PROMTOOL="$BIN/promtool-$PROMETHEUS_VERSION"
 # The machine's kubectl is enough for apply/get/wait; OSPKG_KUBECTL_FROM_SOURCE=1 builds the
 # matching release instead.
 if [[ -x /usr/bin/kubectl && "${OSPKG_KUBECTL_FROM_SOURCE:-0}" != 1 ]]; then
@@ -126,12 +130,25 @@ build_helm() {
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
 
+# promtool checks and unit-tests the chart's alerting rules (tests/cluster/monitoring.rs).
+build_promtool() {
+  [[ -x "$PROMTOOL" ]] && return
+  local dir release
+  dir="$(scratch_module "prometheus-$PROMETHEUS_VERSION")"
+  # v0.316.0 is release 3.16.0.
+  release="$(sed -E 's/^v0\.([0-9])([0-9]+)\.([0-9]+)$/\1.\2.\3/; s/\.0([0-9])/.\1/' <<<"$PROMETHEUS_VERSION")"
+  go_get "$dir" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+  go_build "$dir" "$PROMTOOL" github.com/prometheus/prometheus/cmd/promtool \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release"
+}
+
 write_env() {
   cat >"$BIN/env.tmp" <<EOF
 export OSPKG_KUBE_APISERVER=$KUBE_APISERVER
 export OSPKG_ETCD=$ETCD
 export OSPKG_HELM=$HELM
 export OSPKG_KUBECTL=$KUBECTL
+export OSPKG_PROMTOOL=$PROMTOOL
 EOF
   mv "$BIN/env.tmp" "$BIN/env"
 }
@@ -140,12 +157,13 @@ EOF
 exec 9>"$BIN/.lock"
 flock 9
 
-if [[ ! -x "$KUBE_APISERVER" || ! -x "$ETCD" || ! -x "$HELM" || ! -x "$KUBECTL" ]]; then
+if [[ ! -x "$KUBE_APISERVER" || ! -x "$ETCD" || ! -x "$HELM" || ! -x "$KUBECTL" || ! -x "$PROMTOOL" ]]; then
   command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
   start=$SECONDS
   build_etcd
   build_kubernetes
   build_helm
+  build_promtool
   log "all binaries built in $((SECONDS - start))s"
 fi
 write_env
