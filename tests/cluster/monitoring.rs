@@ -506,6 +506,27 @@ fn the_chart_ships_the_dashboard_in_a_configmap_for_the_grafana_sidecar() {
     assert!(map["metadata"]["labels"]["grafana_dashboard"].is_null());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_server_accepts_the_dashboard_configmap() {
+    let cp = testenv::ControlPlane::start()
+        .await
+        .expect("starting the test API server");
+    cp.create_namespace(NAMESPACE).await.unwrap();
+    let objects = template(&["--set", "dashboards.enabled=true"]);
+    let map = serde_yaml::to_string(of_kind(&objects, "ConfigMap")[0]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dashboard.yaml");
+    std::fs::write(&path, map).unwrap();
+    let out = cp
+        .kubectl_ok(&["apply", "--dry-run=server", "-f", path.to_str().unwrap()])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        out.contains("configmap/opensearch-package-operator-dashboard"),
+        "{out}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // the metrics the queries name
 
