@@ -138,8 +138,8 @@ build_promtool() {
   # v0.316.0 is release 3.16.0.
   release="$(sed -E 's/^v0\.([0-9])([0-9]+)\.([0-9]+)$/\1.\2.\3/; s/\.0([0-9])/.\1/' <<<"$PROMETHEUS_VERSION")"
   go_get "$dir" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
-  # remove_all_sd leaves out the service-discovery plugins (cloud SDKs), which checking and
-  # unit-testing rules do not use; it roughly halves the build.
+  # remove_all_sd leaves out the service-discovery plugins and their cloud SDKs (Azure, AWS,
+  # GCE, Kubernetes, …), which checking and unit-testing rules do not use, and their build.
   go_build "$dir" "$PROMTOOL" github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release"
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script and nothing else).
 #
-# Builds what the tests need and is idempotent: kube-apiserver, etcd and helm from Go modules
-# (cached under ${OSPKG_CACHE:-$HOME/.cache/ospkg}), a Python venv with boto3 for the simulator's
+# Builds what the tests need and is idempotent: kube-apiserver, etcd, helm and promtool from Go
+# modules (cached under ${OSPKG_CACHE:-$HOME/.cache/ospkg}), a Python venv with boto3 for the simulator's
 # second client. Every server a test needs (API server, etcd, simulator) is started by that
 # test and stopped when it ends.
 set -euo pipefail
@@ -13,7 +13,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "control-plane binaries (kube-apiserver, etcd, helm)"
+step "control-plane binaries (kube-apiserver, etcd, helm, promtool)"
 hack/build-control-plane.sh >/dev/null
 # shellcheck disable=SC1091
 source "$OSPKG_CACHE/bin/env"
