@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, etcd, helm and helm-docs from Go modules
-# (nothing but the Go module proxy is needed) and caches them by version outside the repo. A
-# no-op when the binaries are present.
+# Builds kube-apiserver, kube-controller-manager, etcd, helm, helm-docs and promtool from Go
+# modules (nothing but the Go module proxy is needed) and caches them by version outside the
+# repo. A no-op when the binaries are present.
 #
 # stdout carries only `export OSPKG_...=path` lines, so both of these work:
 #   eval "$(hack/build-control-plane.sh)"
@@ -14,6 +14,8 @@ KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
+# Prometheus v3.16.0: its Go module versions are v0.<major><minor>.<patch>.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 
 CACHE="${OSPKG_CACHE:-$HOME/.cache/ospkg}"
 BIN="$CACHE/bin"
@@ -27,6 +29,7 @@ ETCD="$BIN/etcd-$ETCD_VERSION"
 HELM="$BIN/helm-$HELM_VERSION"
 # Generates the chart README from values.yaml (hack/generate.sh).
 HELM_DOCS="$BIN/helm-docs-$HELM_DOCS_VERSION"
+PROMTOOL="$BIN/promtool-$PROMETHEUS_VERSION"
 # The machine's kubectl is enough for apply/get/wait; OSPKG_KUBECTL_FROM_SOURCE=1 builds the
 # matching release instead.
 if [[ -x /usr/bin/kubectl && "${OSPKG_KUBECTL_FROM_SOURCE:-0}" != 1 ]]; then
@@ -146,6 +149,20 @@ build_helm_docs() {
     -ldflags "-s -w -X main.version=${HELM_DOCS_VERSION#v}"
 }
 
+# promtool checks and unit-tests the chart's alerting rules (tests/cluster/monitoring.rs).
+build_promtool() {
+  [[ -x "$PROMTOOL" ]] && return
+  local dir release
+  dir="$(scratch_module "prometheus-$PROMETHEUS_VERSION")"
+  # v0.316.0 is release 3.16.0.
+  release="$(sed -E 's/^v0\.([0-9])([0-9]+)\.([0-9]+)$/\1.\2.\3/; s/\.0([0-9])/.\1/' <<<"$PROMETHEUS_VERSION")"
+  go_get "$dir" "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+  # remove_all_sd leaves out the service-discovery plugins and their cloud SDKs (Azure, AWS,
+  # GCE, Kubernetes, …), which checking and unit-testing rules do not use, and their build.
+  go_build "$dir" "$PROMTOOL" github.com/prometheus/prometheus/cmd/promtool -tags remove_all_sd \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release"
+}
+
 write_env() {
   cat >"$BIN/env.tmp" <<EOF
 export OSPKG_KUBE_APISERVER=$KUBE_APISERVER
@@ -154,6 +171,7 @@ export OSPKG_ETCD=$ETCD
 export OSPKG_HELM=$HELM
 export OSPKG_HELM_DOCS=$HELM_DOCS
 export OSPKG_KUBECTL=$KUBECTL
+export OSPKG_PROMTOOL=$PROMTOOL
 EOF
   mv "$BIN/env.tmp" "$BIN/env"
 }
@@ -163,13 +181,14 @@ exec 9>"$BIN/.lock"
 flock 9
 
 if [[ ! -x "$KUBE_APISERVER" || ! -x "$KUBE_CONTROLLER_MANAGER" || ! -x "$ETCD" || ! -x "$HELM" \
-  || ! -x "$HELM_DOCS" || ! -x "$KUBECTL" ]]; then
+  || ! -x "$HELM_DOCS" || ! -x "$KUBECTL" || ! -x "$PROMTOOL" ]]; then
   command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
   start=$SECONDS
   build_etcd
   build_kubernetes
   build_helm
   build_helm_docs
+  build_promtool
   log "all binaries built in $((SECONDS - start))s"
 fi
 write_env

@@ -2,7 +2,7 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this script and nothing else).
 #
 # Builds what the tests need and is idempotent: kube-apiserver, kube-controller-manager, etcd,
-# helm and helm-docs from Go modules (cached under ${OSPKG_CACHE:-$HOME/.cache/ospkg}), a
+# helm, helm-docs and promtool from Go modules (cached under ${OSPKG_CACHE:-$HOME/.cache/ospkg}), a
 # Python venv with boto3 for the simulator's second client. Every server a test needs (API server, etcd, simulator) is started by that
 # test and stopped when it ends.
 set -euo pipefail
@@ -13,7 +13,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "control-plane binaries (kube-apiserver, kube-controller-manager, etcd, helm, helm-docs)"
+step "control-plane binaries (kube-apiserver, kube-controller-manager, etcd, helm, helm-docs, promtool)"
 hack/build-control-plane.sh >/dev/null
 # shellcheck disable=SC1091
 source "$OSPKG_CACHE/bin/env"

@@ -3,8 +3,9 @@
 //! One [`Metrics`] value is shared (in an `Arc`) by the controller, the metered backend and
 //! the HTTP server. Every label value is bounded: results and outcomes are `&'static str`
 //! per variant, `package_status` comes from the service's small set of states, regions are
-//! the few the objects name, and the per-object condition series are bounded by the number
-//! of objects (dropped when an object goes).
+//! the few the objects name, and the per-object series (conditions, domains behind) are
+//! bounded by the number of objects (dropped when an object goes, and all of them when this
+//! replica stops leading). The standard `process_*` metrics are read at each scrape.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,8 +21,9 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::backend::Operation;
 
 mod objects;
+mod process;
 
-use objects::{ConditionLabels, Objects, StatusLabels};
+use objects::{ConditionLabels, ObjectLabels, Objects, StatusLabels};
 
 /// Reconcile durations span a no-op resync (about a millisecond) to a slow chain of AWS
 /// calls (up to a minute).
@@ -70,6 +72,7 @@ pub struct Metrics {
     aws_calls: Family<AwsCallLabels, Counter>,
     packages: Family<StatusLabels, Gauge>,
     domains_behind: Gauge,
+    object_domains_behind: Family<ObjectLabels, Gauge>,
     leader: Gauge,
     aws_call_duration: Family<AwsLatencyLabels, Histogram, fn() -> Histogram>,
     conditions: Family<ConditionLabels, Gauge>,
@@ -84,12 +87,17 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ospkg");
+        let mut root = Registry::default();
+        // The process collector's names carry no prefix (`process_cpu_seconds_total`, as
+        // every Prometheus client library exports them); the operator's own do.
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("ospkg");
         let reconciles = Family::<ResultLabels, Counter>::default();
         let reconcile_duration = Histogram::new(RECONCILE_BUCKETS);
         let aws_calls = Family::<AwsCallLabels, Counter>::default();
         let packages = Family::<StatusLabels, Gauge>::default();
         let domains_behind = Gauge::default();
+        let object_domains_behind = Family::<ObjectLabels, Gauge>::default();
         let leader = Gauge::default();
         let aws_call_duration =
             Family::<AwsLatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -126,6 +134,11 @@ impl Metrics {
             "(object, domain) pairs not yet on the package's current version",
             domains_behind.clone(),
         );
+        registry.register(
+            "object_domains_behind",
+            "Each object's listed domains not yet on the package's current version",
+            object_domains_behind.clone(),
+        );
         registry.register_with_unit(
             "aws_call_duration",
             "Time an OpenSearch Service API call took, by operation and region",
@@ -149,12 +162,13 @@ impl Metrics {
         );
 
         Self {
-            registry,
+            registry: root,
             reconciles,
             reconcile_duration,
             aws_calls,
             packages,
             domains_behind,
+            object_domains_behind,
             leader,
             aws_call_duration,
             conditions,
@@ -188,9 +202,14 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Whether this replica leads (runs the controllers).
+    /// Whether this replica leads (runs the controllers). A replica that stops leading drops
+    /// every per-object series: it no longer watches the objects, and its last values would
+    /// otherwise be reported (and alerted on) beside the new leader's.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+        if !leader {
+            self.forget_all();
+        }
     }
 
     /// The metrics in OpenMetrics text format.
@@ -303,6 +322,23 @@ mod tests {
         assert!(text.contains(
             "ospkg_aws_call_duration_seconds_count{operation=\"UpdatePackage\",region=\"eu-west-1\"} 1"
         ), "{text}");
+    }
+
+    #[test]
+    fn process_metrics_have_the_standard_unprefixed_names() {
+        let text = Metrics::new().encode();
+        for family in [
+            "# TYPE process_cpu_seconds counter",
+            "# TYPE process_resident_memory_bytes gauge",
+            "# TYPE process_virtual_memory_bytes gauge",
+            "# TYPE process_open_fds gauge",
+            "# TYPE process_max_fds gauge",
+            "# TYPE process_start_time_seconds gauge",
+        ] {
+            assert!(text.contains(family), "no {family:?} in\n{text}");
+        }
+        assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+        assert!(!text.contains("ospkg_process_"), "{text}");
     }
 
     #[test]

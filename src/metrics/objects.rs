@@ -1,5 +1,5 @@
-//! The per-object gauges: objects by package status, domains behind, and each object's
-//! conditions. They are kept from per-object facts, so a gauge is always an exact count
+//! The per-object gauges: objects by package status, domains behind (in total and per
+//! object), and each object's conditions. They are kept from per-object facts, so a gauge is always an exact count
 //! rather than a sum of increments that could drift when an object is reconciled again or
 //! deleted.
 
@@ -14,6 +14,23 @@ use crate::vocabulary::{ConditionStatus, ConditionType};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct StatusLabels {
     pub(super) package_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ObjectLabels {
+    namespace: String,
+    name: String,
+}
+
+impl ObjectLabels {
+    /// The labels of an object key, "namespace/name".
+    fn of(object: &str) -> Self {
+        let (namespace, name) = object.split_once('/').unwrap_or(("", object));
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,8 +111,12 @@ impl Metrics {
         }
     }
 
-    /// Records how many of the object's domains are not yet on the current version.
+    /// Records how many of the object's ("namespace/name") domains are not yet on the current
+    /// version.
     pub fn set_domains_behind(&self, object: &str, behind: usize) {
+        self.object_domains_behind
+            .get_or_create(&ObjectLabels::of(object))
+            .set(i64::try_from(behind).unwrap_or(i64::MAX));
         let mut objects = self.lock();
         if behind == 0 {
             objects.behind.remove(object);
@@ -108,6 +129,7 @@ impl Metrics {
     /// Drops everything recorded about a deleted object ("namespace/name").
     pub fn forget(&self, object: &str) {
         self.set_package_status(object, None);
+        self.object_domains_behind.remove(&ObjectLabels::of(object));
         let mut objects = self.lock();
         if objects.behind.remove(object).is_some() {
             self.update_domains_behind(&objects);
@@ -115,6 +137,16 @@ impl Metrics {
         for labels in objects.conditions.remove(object).unwrap_or_default() {
             self.conditions.remove(&labels);
         }
+    }
+
+    /// Drops everything recorded about every object.
+    pub(super) fn forget_all(&self) {
+        let mut objects = self.lock();
+        *objects = Objects::default();
+        self.packages.clear();
+        self.conditions.clear();
+        self.object_domains_behind.clear();
+        self.domains_behind.set(0);
     }
 
     /// A poisoned lock only means another thread panicked mid-update; the maps are still
@@ -211,9 +243,56 @@ mod tests {
     }
 
     #[test]
-    fn conditions_are_one_series_per_status_and_go_with_the_object() {
+    fn each_object_has_its_own_domains_behind_series() {
         let metrics = Metrics::new();
-        let condition = |type_: &str, status: &str| Condition {
+        metrics.set_domains_behind("search/synonyms", 2);
+        metrics.set_domains_behind("search/stopwords", 0);
+        let text = metrics.encode();
+        assert!(
+            text.contains("ospkg_object_domains_behind{namespace=\"search\",name=\"synonyms\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ospkg_object_domains_behind{namespace=\"search\",name=\"stopwords\"} 0"),
+            "{text}"
+        );
+        metrics.forget("search/synonyms");
+        let text = metrics.encode();
+        assert!(!text.contains("name=\"synonyms\""), "{text}");
+        assert!(text.contains("name=\"stopwords\""), "{text}");
+    }
+
+    #[test]
+    fn a_replica_that_stops_leading_drops_every_per_object_series() {
+        let metrics = Metrics::new();
+        metrics.set_leader(true);
+        metrics.set_package_status("ns/a", Some("AVAILABLE"));
+        metrics.set_domains_behind("ns/a", 1);
+        metrics.set_conditions(
+            "ns",
+            "a",
+            &[condition("Ready", "False"), condition("Stalled", "True")],
+        );
+        metrics.set_leader(false);
+        let text = metrics.encode();
+        for gone in [
+            "ospkg_object_condition{",
+            "ospkg_object_domains_behind{",
+            "ospkg_packages{",
+        ] {
+            assert!(!text.contains(gone), "{gone} left in\n{text}");
+        }
+        assert!(text.contains("ospkg_domains_behind 0"), "{text}");
+        assert!(text.contains("ospkg_leader 0"), "{text}");
+
+        // Leading again starts from scratch: counts are not carried over.
+        metrics.set_leader(true);
+        metrics.set_package_status("ns/a", Some("AVAILABLE"));
+        assert_eq!(packages(&metrics, "AVAILABLE"), Some(1));
+    }
+
+    fn condition(type_: &str, status: &str) -> Condition {
+        Condition {
             type_: type_.into(),
             status: status.into(),
             reason: "R".into(),
@@ -222,7 +301,12 @@ mod tests {
             last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 jiff::Timestamp::UNIX_EPOCH,
             ),
-        };
+        }
+    }
+
+    #[test]
+    fn conditions_are_one_series_per_status_and_go_with_the_object() {
+        let metrics = Metrics::new();
         metrics.set_conditions(
             "ns",
             "a",

@@ -12,13 +12,14 @@ pub const BUILD_SCRIPT: &str = concat!(
     "/../hack/build-control-plane.sh"
 );
 
-const VARS: [&str; 6] = [
+const VARS: [&str; 7] = [
     "OSPKG_KUBE_APISERVER",
     "OSPKG_KUBE_CONTROLLER_MANAGER",
     "OSPKG_ETCD",
     "OSPKG_HELM",
     "OSPKG_HELM_DOCS",
     "OSPKG_KUBECTL",
+    "OSPKG_PROMTOOL",
 ];
 
 /// Paths of the control-plane binaries and the chart tools.
@@ -32,6 +33,8 @@ pub struct Binaries {
     /// Generates the chart README (`hack/generate.sh`).
     pub helm_docs: PathBuf,
     pub kubectl: PathBuf,
+    /// Checks and unit-tests the chart's alerting rules.
+    pub promtool: PathBuf,
 }
 
 impl Binaries {
@@ -78,6 +81,7 @@ impl Binaries {
             helm,
             helm_docs,
             kubectl,
+            promtool,
         ] = VARS.map(path);
         Ok(Self {
             kube_apiserver: kube_apiserver?,
@@ -86,6 +90,7 @@ impl Binaries {
             helm: helm?,
             helm_docs: helm_docs?,
             kubectl: kubectl?,
+            promtool: promtool?,
         })
     }
 }

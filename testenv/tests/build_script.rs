@@ -33,6 +33,7 @@ async fn build_script_is_a_noop_when_binaries_are_cached() {
         ("OSPKG_HELM", &binaries.helm),
         ("OSPKG_HELM_DOCS", &binaries.helm_docs),
         ("OSPKG_KUBECTL", &binaries.kubectl),
+        ("OSPKG_PROMTOOL", &binaries.promtool),
     ];
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), expected.len(), "{stdout}");

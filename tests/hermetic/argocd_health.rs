@@ -51,7 +51,7 @@ fn restricted_lua() -> Lua {
 }
 
 /// Converts a YAML value to the Lua value Argo CD passes (objects become tables, null nil).
-fn to_lua(lua: &Lua, value: &serde_yaml::Value) -> mlua::Result<mlua::Value> {
+pub(super) fn to_lua(lua: &Lua, value: &serde_yaml::Value) -> mlua::Result<mlua::Value> {
     Ok(match value {
         serde_yaml::Value::Null => mlua::Value::Nil,
         serde_yaml::Value::Bool(b) => mlua::Value::Boolean(*b),
@@ -234,7 +234,7 @@ fn contains_word(code: &str, needle: &str) -> bool {
 }
 
 /// The line with the contents of double- and single-quoted strings removed.
-fn strip_strings(line: &str) -> String {
+pub(super) fn strip_strings(line: &str) -> String {
     let mut out = String::new();
     let mut quote = None;
     for c in line.chars() {

@@ -1,7 +1,8 @@
 //! Tests that need no server: the pure plan, the CRD and generated files, the command line,
-//! the AWS backend against canned HTTP exchanges, the Argo CD health script and the metrics
-//! endpoint.
+//! the AWS backend against canned HTTP exchanges, the Argo CD health script and resource
+//! actions, and the metrics endpoint.
 
+mod argocd_actions;
 mod argocd_health;
 mod backend_aws;
 mod cli;

@@ -212,3 +212,85 @@ async fn serve_returns_after_shutdown() {
     assert!(result.is_ok(), "{result:?}");
     assert!(TcpStream::connect(server.addr).await.is_err());
 }
+
+/// The value of the sample `name` (no labels) in an OpenMetrics scrape.
+fn sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|line| {
+            let (sample, value) = line.split_once(' ')?;
+            (sample == name).then(|| value.trim().parse::<f64>().expect("a numeric value"))
+        })
+        .unwrap_or_else(|| panic!("no sample {name} in\n{body}"))
+}
+
+#[tokio::test]
+async fn metrics_shows_the_processs_own_cpu_memory_and_file_descriptors() {
+    let server = start().await;
+    let before = get(server.addr, "/metrics").await.body;
+    for family in [
+        "# TYPE process_cpu_seconds counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_virtual_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_max_fds gauge",
+        "# TYPE process_start_time_seconds gauge",
+    ] {
+        assert!(before.contains(family), "missing {family:?} in\n{before}");
+    }
+
+    // Held while scraping: 64 more open files and 64 MiB of touched memory.
+    let files: Vec<std::fs::File> = (0..64)
+        .map(|_| std::fs::File::open(env!("CARGO_MANIFEST_DIR")).expect("open"))
+        .collect();
+    let ballast = std::hint::black_box(vec![1u8; 64 << 20]);
+    // Burn CPU until the process has used at least 0.2 s more (other tests run beside this
+    // one, so the counter may grow faster; it must not stay put).
+    let cpu_before = sample(&before, "process_cpu_seconds_total");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut spins = 0u64;
+    loop {
+        for i in 0..1_000_000u64 {
+            spins = std::hint::black_box(spins.wrapping_add(i));
+        }
+        let now = metrics_process_cpu(&server).await;
+        if now >= cpu_before + 0.2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process_cpu_seconds_total stayed at {now} (started at {cpu_before})"
+        );
+    }
+
+    let body = get(server.addr, "/metrics").await.body;
+    let resident = sample(&body, "process_resident_memory_bytes");
+    let virtual_memory = sample(&body, "process_virtual_memory_bytes");
+    assert!(
+        resident >= f64::from(64u32 << 20),
+        "resident {resident} bytes while holding 64 MiB"
+    );
+    assert!(virtual_memory >= resident, "{virtual_memory} < {resident}");
+    let open = sample(&body, "process_open_fds");
+    let max = sample(&body, "process_max_fds");
+    assert!(open >= 64.0 + 3.0, "{open} open fds while holding 64 files");
+    assert!(max >= open, "max_fds {max} < open_fds {open}");
+    let start = sample(&body, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        start <= now && start > now - 24.0 * 3600.0,
+        "process_start_time_seconds {start} is not a start time of this test process (now {now})"
+    );
+    // The ballast and the files are alive until here.
+    drop(std::hint::black_box(ballast));
+    drop(files);
+}
+
+async fn metrics_process_cpu(server: &Server) -> f64 {
+    sample(
+        &get(server.addr, "/metrics").await.body,
+        "process_cpu_seconds_total",
+    )
+}

@@ -83,6 +83,9 @@ values.
 */}}
 {{- define "ospkg.monitorEndpoint" -}}
 path: /metrics
+{{- /* Per-object series carry the object's own `namespace`: keep it rather than have
+Prometheus rename it to exported_namespace (alerts and the dashboard filter on it). */}}
+honorLabels: true
 interval: {{ .interval }}
 {{- with .scrapeTimeout }}
 scrapeTimeout: {{ . }}
