@@ -259,7 +259,11 @@ async fn the_image_runs_the_operator_as_nonroot_on_a_read_only_root_to_ready() {
         .await
         .expect("starting the test API server");
     let crds = Path::new(REPO).join("crds");
-    kubectl_ok(&cp, &["apply", "--server-side", "-f", crds.to_str().unwrap()]).await;
+    kubectl_ok(
+        &cp,
+        &["apply", "--server-side", "-f", crds.to_str().unwrap()],
+    )
+    .await;
     kubectl_ok(
         &cp,
         &[
@@ -337,6 +341,8 @@ async fn the_image_runs_the_operator_as_nonroot_on_a_read_only_root_to_ready() {
         "--pull=never",
         "--name",
         &container.name,
+        // Should this test be killed before it removes the container, it still ends.
+        "--timeout=900",
         "--network=host",
         "--user",
         &user,
@@ -424,7 +430,9 @@ async fn the_image_runs_the_operator_as_nonroot_on_a_read_only_root_to_ready() {
     let build_info = format!(
         "ospkg_build_info{{version=\"{}\",commit=\"{}\"}} 1",
         labels["org.opencontainers.image.version"].as_str().unwrap(),
-        labels["org.opencontainers.image.revision"].as_str().unwrap()
+        labels["org.opencontainers.image.revision"]
+            .as_str()
+            .unwrap()
     );
     assert!(
         metrics.lines().any(|l| l == build_info),
@@ -453,8 +461,11 @@ spec:
     let jsonpath = r#"-o=jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.availablePackageVersion} {.status.domains[0].domainPackageStatus}"#;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let seen =
-            kubectl_ok(&cp, &["get", "ospkg", "-n", "search", "image-synonyms", jsonpath]).await;
+        let seen = kubectl_ok(
+            &cp,
+            &["get", "ospkg", "-n", "search", "image-synonyms", jsonpath],
+        )
+        .await;
         if seen.trim() == "True v1 ACTIVE" {
             break;
         }
@@ -478,9 +489,9 @@ spec:
         .filter(|e| e.kind == ospkg_sim::EntryKind::Call)
         .collect();
     assert!(
-        calls.iter().all(|c| {
-            c.access_key_id.as_deref() == Some(ACCESS_KEY) && c.region == "us-east-1"
-        }),
+        calls
+            .iter()
+            .all(|c| c.access_key_id.as_deref() == Some(ACCESS_KEY) && c.region == "us-east-1"),
         "calls: {calls:?}"
     );
     let made = |operation: &str| {
