@@ -64,7 +64,7 @@ while [[ $# -gt 0 ]]; do
       shift
       ;;
     -h | --help)
-      sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -76,12 +76,19 @@ done
 
 # --- tools -----------------------------------------------------------------------------------
 
-# apt-get install of Debian packages, only those missing; `apt-get update` only when the
-# package lists are too old to install from.
+# Installs with apt-get the Debian packages in "$@" (as `package:command` or `package:/file`
+# pairs) whose command or file is missing; `apt-get update` only when the package lists are too
+# old to install from.
 apt_install() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  local missing=() pkg what
+  for pair in "$@"; do
+    pkg="${pair%%:*}"
+    what="${pair#*:}"
+    if [[ "$what" == /* ]]; then
+      [[ -s "$what" ]] || missing+=("$pkg")
+    else
+      command -v "$what" >/dev/null || missing+=("$pkg")
+    fi
   done
   [[ ${#missing[@]} -gt 0 ]] || return 0
   if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
@@ -123,7 +130,8 @@ storage_driver() {
 
 setup() {
   mkdir -p "$CONF"
-  apt_install buildah podman runc ca-certificates
+  apt_install buildah:buildah podman:podman runc:runc \
+    ca-certificates:/etc/ssl/certs/ca-certificates.crt
   local run_dir="$CONF/run"
   # Runtime state belongs on a tmpfs that a reboot clears; /run (root) or XDG_RUNTIME_DIR.
   local base="${XDG_RUNTIME_DIR:-/run}"
