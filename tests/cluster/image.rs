@@ -189,14 +189,13 @@ fn proc_status_field(pid: u32, key: &str) -> String {
         .join(" ")
 }
 
-/// The mount options of the mount at `target` in the process's mount namespace.
+/// The options of the (topmost) mount at `target` in the process's mount namespace.
 fn mount_options(pid: u32, target: &str) -> Vec<String> {
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     // id parent major:minor root mount-point options ... - fstype source super-options
     let line = mountinfo
         .lines()
-        .filter(|line| line.split_whitespace().nth(4) == Some(target))
-        .last()
+        .rfind(|line| line.split_whitespace().nth(4) == Some(target))
         .unwrap_or_else(|| panic!("no mount at {target}:\n{mountinfo}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
     let mut options: Vec<String> = fields[5].split(',').map(str::to_owned).collect();
