@@ -3,8 +3,9 @@
 #
 # Builds what the tests need and is idempotent: kube-apiserver, kube-controller-manager, etcd,
 # helm, helm-docs and promtool from Go modules (cached under ${OSPKG_CACHE:-$HOME/.cache/ospkg}), a
-# Python venv with boto3 for the simulator's second client. Every server a test needs (API server, etcd, simulator) is started by that
-# test and stopped when it ends.
+# Python venv with boto3 for the simulator's second client, and the container image
+# (hack/image.sh; buildah, podman and runc from Debian). Every server a test needs (API server,
+# etcd, simulator, the image's container) is started by that test and stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "simulator against boto3 (second, independent client)"
 sim/tests/boto3/run.sh
+
+step "container image (release build, buildah; tests/cluster/image.rs runs it with podman)"
+hack/image.sh >/dev/null
+# OSPKG_IMAGE and the CONTAINERS_* settings podman needs here.
+# shellcheck disable=SC1091
+source "$OSPKG_CACHE/containers/env"
 
 step "cargo test (unit, integration, end-to-end)"
 cargo test --workspace --locked --no-fail-fast
