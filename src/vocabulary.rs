@@ -118,6 +118,12 @@ pub enum StallReason {
     DeleteFailed,
     /// The service reports a package status this operator does not know.
     UnexpectedPackageStatus,
+    /// A followed source object does not exist (HeadObject: 404); checked again at every
+    /// source check.
+    SourceNotFound,
+    /// Reading a followed source object was denied (HeadObject: 403); checked again at every
+    /// source check.
+    SourceAccessDenied,
 }
 
 impl StallReason {

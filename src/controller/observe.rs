@@ -11,7 +11,6 @@ use kube::{Resource, ResourceExt};
 use super::{Context, Failed};
 use crate::backend::{BackendError, Operation, Package, PackageBackend, PackageFilter};
 use crate::crd::OpenSearchPackage;
-use crate::digest::SpecDigest;
 use crate::plan::{Observation, package_name};
 use crate::status::is_settled;
 use crate::vocabulary::PackageStatus;
@@ -40,6 +39,11 @@ pub async fn observe<B: PackageBackend>(
         // Another object owns the name: this one reads and changes nothing in AWS.
         return Ok(observed);
     }
+    observed.source = ctx
+        .source
+        .observe(obj, region, deleting)
+        .await
+        .map_err(|e| Failed::new(Operation::HeadObject, e))?;
     observed.package = find_package(ctx, obj, region, deleting).await?;
     let Some(package) = observed.package.clone() else {
         return Ok(observed);
@@ -47,7 +51,7 @@ pub async fn observe<B: PackageBackend>(
     let status = obj.status.clone().unwrap_or_default();
     let ours = status.package_id.as_deref() == Some(package.id.as_str());
 
-    if ours && !deleting && history_needed(obj, &package) {
+    if ours && !deleting && history_needed(obj, &package, &observed) {
         observed.history = Some(
             ctx.backend
                 .package_version_history(region, &package.id)
@@ -102,9 +106,9 @@ async fn find_package<B: PackageBackend>(
 
 /// Version history is read when deciding about an update (the marker check) and when a new
 /// version became available.
-fn history_needed(obj: &OpenSearchPackage, package: &Package) -> bool {
+fn history_needed(obj: &OpenSearchPackage, package: &Package, observed: &Observation) -> bool {
     let status = obj.status.clone().unwrap_or_default();
-    let digest = SpecDigest::of(&obj.spec);
+    let digest = observed.digest(obj);
     let update_due = status.applied_digest.as_deref() != Some(digest.as_str())
         && (package.status == PackageStatus::Available || package.status.is_failed());
     let new_version = package.status == PackageStatus::Available

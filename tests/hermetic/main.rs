@@ -8,3 +8,4 @@ mod cli;
 mod crd;
 mod metrics_server;
 mod plan;
+mod plan_source;
