@@ -111,9 +111,11 @@ fn history_needed(obj: &OpenSearchPackage, package: &Package, observed: &Observa
     let digest = observed.digest(obj);
     let update_due = status.applied_digest.as_deref() != Some(digest.as_str())
         && (package.status == PackageStatus::Available || package.status.is_failed());
+    // The recorded history is stale when its newest entry is not the available version (also
+    // when the update's own answer already showed that version, as an instant import does).
+    let newest_recorded = status.version_history.first().map(|v| &v.package_version);
     let new_version = package.status == PackageStatus::Available
-        && (status.available_package_version != package.available_version
-            || status.version_history.is_empty());
+        && newest_recorded != package.available_version.as_ref();
     update_due || new_version
 }
 
