@@ -3,7 +3,8 @@
 #
 # Builds what the tests need and is idempotent: kube-apiserver, etcd and helm from Go modules
 # (cached under ${OSPKG_CACHE:-$HOME/.cache/ospkg}), a Python venv with boto3 for the simulator's
-# second client. Every server a test needs (API server, etcd, simulator) is started by that
+# second client, a venv with moto's S3 server (a second S3 implementation for the operator's
+# S3 client). Every server a test needs (API server, etcd, simulator, moto) is started by that
 # test and stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "simulator against boto3 (second, independent client)"
 sim/tests/boto3/run.sh
+
+step "moto's S3 server (second S3 implementation, for tests/simulated/source_moto.rs)"
+hack/moto-server.sh >/dev/null
 
 step "cargo test (unit, integration, end-to-end)"
 cargo test --workspace --locked --no-fail-fast
