@@ -7,6 +7,7 @@
 mod admission;
 mod domains;
 mod ha;
+mod source;
 mod storm;
 mod support;
 

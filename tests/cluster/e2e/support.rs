@@ -135,6 +135,8 @@ pub struct TestEnv {
     pub ns: String,
     pub client: kube::Client,
     pub dir: TempDir,
+    /// Flags added to every operator this test starts.
+    pub operator_args: Vec<String>,
 }
 
 impl TestEnv {
@@ -172,13 +174,31 @@ impl TestEnv {
             ns: ns.to_owned(),
             client,
             dir,
+            operator_args: Vec::new(),
         }
     }
 
+    /// A fresh namespace on the shared control plane, a simulator as [`TestEnv::start`], and
+    /// the operator with these flags added.
+    pub async fn start_with_flags(ns: &str, flags: &[&str]) -> TestEnv {
+        let cp = shared_control_plane().await.expect("control plane");
+        let mut env = Self::without_operator(cp, ns, SimConfig::default().durations(fast_durations()))
+            .await;
+        env.operator_args = flags.iter().map(|f| (*f).to_owned()).collect();
+        env.with_operator().await
+    }
+
     pub async fn with_operator(mut self) -> TestEnv {
-        let operator = Operator::start(&self.cp, &self.sim, &self.ns, self.dir.path())
-            .await
-            .expect("operator");
+        let operator = Operator::start_replica(
+            &self.cp,
+            &self.sim,
+            &self.ns,
+            self.dir.path(),
+            "a",
+            &self.operator_args,
+        )
+        .await
+        .expect("operator");
         self.operator = Some(operator);
         self
     }
@@ -186,7 +206,14 @@ impl TestEnv {
     /// Starts another replica of the operator (same namespace, same Lease).
     pub async fn add_replica(&mut self, replica: &str) {
         let operator =
-            Operator::start_replica(&self.cp, &self.sim, &self.ns, self.dir.path(), replica)
+            Operator::start_replica(
+                &self.cp,
+                &self.sim,
+                &self.ns,
+                self.dir.path(),
+                replica,
+                &self.operator_args,
+            )
                 .await
                 .expect("operator replica");
         self.replicas.push(operator);
@@ -564,18 +591,16 @@ pub struct Operator {
 }
 
 impl Operator {
-    pub async fn start(cp: &ControlPlane, sim: &RunningSim, ns: &str, dir: &Path) -> Result<Self> {
-        Self::start_replica(cp, sim, ns, dir, "a").await
-    }
-
     /// One replica of the operator for `ns`: its own pod name, log file and AWS access key
-    /// (the simulator's call log tells replicas apart by it), the same leader Lease.
+    /// (the simulator's call log tells replicas apart by it), the same leader Lease;
+    /// `extra_args` are added to its flags.
     pub async fn start_replica(
         cp: &ControlPlane,
         sim: &RunningSim,
         ns: &str,
         dir: &Path,
         replica: &str,
+        extra_args: &[String],
     ) -> Result<Self> {
         let rbac = operator_rbac(cp).await?;
         let account = service_account_name(&rbac)?;
@@ -586,6 +611,8 @@ impl Operator {
         let env = vec![
             ("KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
             ("AWS_ENDPOINT_URL_OPENSEARCH".to_owned(), sim.endpoint()),
+            // Objects that follow their source read it from the simulator's S3.
+            ("AWS_ENDPOINT_URL_S3".to_owned(), sim.s3_endpoint()),
             ("AWS_ACCESS_KEY_ID".to_owned(), access_key(replica)),
             ("AWS_SECRET_ACCESS_KEY".to_owned(), "e2e-secret".to_owned()),
             ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
@@ -609,6 +636,7 @@ impl Operator {
             // Every test's operator leads its own Lease: tests run side by side.
             format!("--leader-election-lease-name=ospkg-{ns}"),
         ];
+        let args: Vec<String> = args.into_iter().chain(extra_args.iter().cloned()).collect();
         let log = dir.join(format!("operator-{replica}.log"));
         let process = spawn_operator(&env, &args, &log)?;
         Ok(Self {
