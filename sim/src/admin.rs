@@ -170,11 +170,7 @@ async fn buckets(State(sim): State<Sim>) -> Json<BTreeMap<String, BucketSettings
 }
 
 /// Replaces a bucket's settings (region, versioning, denied keys).
-async fn set_bucket(
-    State(sim): State<Sim>,
-    Path(bucket): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn set_bucket(State(sim): State<Sim>, Path(bucket): Path<String>, body: Bytes) -> Response {
     let settings: BucketSettings = match body_or_default(&body) {
         Ok(s) => s,
         Err(message) => return bad_request(message),

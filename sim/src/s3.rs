@@ -190,7 +190,9 @@ fn signer(headers: &HeaderMap) -> (Option<String>, Option<String>) {
                 .map(str::trim)
                 .find_map(|p| p.strip_prefix("Credential="))
         });
-    let parts: Vec<&str> = credential.map(|c| c.split('/').collect()).unwrap_or_default();
+    let parts: Vec<&str> = credential
+        .map(|c| c.split('/').collect())
+        .unwrap_or_default();
     match parts.as_slice() {
         [key, _date, region, ..] => (Some((*region).to_string()), Some((*key).to_string())),
         _ => (None, None),
@@ -199,13 +201,14 @@ fn signer(headers: &HeaderMap) -> (Option<String>, Option<String>) {
 
 /// Counts and logs one call, then checks the bucket's region and the denied keys: the answer
 /// to give instead of serving the request, if any.
+#[must_use]
 fn admit(
     sim: &Sim,
     method: &Method,
     headers: &HeaderMap,
     bucket: &str,
     key: &str,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let op = operation(method);
     let (region, access_key_id) = signer(headers);
     let mut service = sim.lock();
@@ -232,18 +235,13 @@ fn admit(
         key: Some(key.to_string()),
         // Served calls are logged with the status they are about to get below.
         status: status.or(Some(200)),
-        error_code: refusal
-            .as_ref()
-            .map(|r| error_code(r.status()).to_string()),
+        error_code: refusal.as_ref().map(|r| error_code(r.status()).to_string()),
         association_status: None,
         fault: None,
         effect: false,
         commit_message: None,
     });
-    match refusal {
-        Some(response) => Err(response),
-        None => Ok(()),
-    }
+    refusal
 }
 
 fn error_code(status: StatusCode) -> &'static str {
@@ -261,7 +259,7 @@ async fn put_object(
     Path((bucket, key)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = admit(&sim, &method, &headers, &bucket, &key) {
+    if let Some(refusal) = admit(&sim, &method, &headers, &bucket, &key) {
         return refusal;
     }
     let mut service = sim.lock();
@@ -277,7 +275,7 @@ async fn get_object(
     headers: HeaderMap,
     Path((bucket, key)): Path<(String, String)>,
 ) -> Response {
-    if let Err(refusal) = admit(&sim, &method, &headers, &bucket, &key) {
+    if let Some(refusal) = admit(&sim, &method, &headers, &bucket, &key) {
         return refusal;
     }
     let object = sim.lock().objects.get(&bucket, &key).cloned();
@@ -293,7 +291,7 @@ async fn head_object(
     headers: HeaderMap,
     Path((bucket, key)): Path<(String, String)>,
 ) -> Response {
-    if let Err(refusal) = admit(&sim, &method, &headers, &bucket, &key) {
+    if let Some(refusal) = admit(&sim, &method, &headers, &bucket, &key) {
         return refusal;
     }
     let current = sim.lock().objects.current(&bucket, &key).cloned();
@@ -327,7 +325,7 @@ async fn delete_object(
     headers: HeaderMap,
     Path((bucket, key)): Path<(String, String)>,
 ) -> Response {
-    if let Err(refusal) = admit(&sim, &method, &headers, &bucket, &key) {
+    if let Some(refusal) = admit(&sim, &method, &headers, &bucket, &key) {
         return refusal;
     }
     let mut service = sim.lock();

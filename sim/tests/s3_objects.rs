@@ -97,7 +97,10 @@ async fn a_versioned_bucket_gives_every_put_a_version_and_leaves_a_delete_marker
     assert_eq!(status, 204);
     let (status, headers, _) = raw(&url, "HEAD", None, "").await;
     assert_eq!(status, 404);
-    assert_eq!(header(&headers, "x-amz-delete-marker").as_deref(), Some("true"));
+    assert_eq!(
+        header(&headers, "x-amz-delete-marker").as_deref(),
+        Some("true")
+    );
     let (status, _, body) = raw(&url, "GET", None, "").await;
     assert_eq!(status, 404);
     assert!(body.contains("NoSuchKey"));
@@ -160,7 +163,13 @@ async fn denied_keys_answer_403_and_every_s3_call_is_counted_and_logged() {
         .unwrap();
     let base = sim.s3_endpoint();
     let auth = s3_auth("us-east-1");
-    let (status, _, body) = raw(&format!("{base}/locked/secret.txt"), "HEAD", Some(&auth), "").await;
+    let (status, _, body) = raw(
+        &format!("{base}/locked/secret.txt"),
+        "HEAD",
+        Some(&auth),
+        "",
+    )
+    .await;
     assert_eq!((status, body.as_str()), (403, ""));
     let (status, _, body) = raw(&format!("{base}/locked/secret.txt"), "GET", Some(&auth), "").await;
     assert_eq!(status, 403);

@@ -215,7 +215,8 @@ mod tests {
         let backoff = schedule.next_within(&obj, Requeue::Backoff, now, Some(Duration::ZERO));
         assert!(backoff >= Duration::from_millis(800), "{backoff:?}");
         // A later check leaves the resync alone.
-        let later = schedule.next_within(&obj, Requeue::Resync, now, Some(Duration::from_secs(3600)));
+        let later =
+            schedule.next_within(&obj, Requeue::Resync, now, Some(Duration::from_secs(3600)));
         assert!(later <= Duration::from_secs(660), "{later:?}");
     }
 

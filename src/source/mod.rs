@@ -151,12 +151,7 @@ impl Follower {
 
     /// The last read, while it is valid; for a Ready object this process has not read yet,
     /// the version status records (valid until the object's slot).
-    fn remembered(
-        &self,
-        uid: &str,
-        basis: &Basis,
-        obj: &OpenSearchPackage,
-    ) -> Option<SourceView> {
+    fn remembered(&self, uid: &str, basis: &Basis, obj: &OpenSearchPackage) -> Option<SourceView> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(last) = seen.get(uid) {
             let valid = last.basis == *basis && Instant::now() < last.next_check;
@@ -186,11 +181,14 @@ impl Follower {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(uid.to_owned(), Seen {
-                basis,
-                view,
-                next_check,
-            });
+            .insert(
+                uid.to_owned(),
+                Seen {
+                    basis,
+                    view,
+                    next_check,
+                },
+            );
     }
 
     /// The object's next slot, as an instant.

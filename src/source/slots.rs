@@ -23,11 +23,17 @@ pub fn next_slot(uid: &str, interval: Duration, now_ms: u64) -> u64 {
     // The last slot at or before now, then one interval on.
     let since_phase = now_ms.saturating_sub(phase);
     let last = phase + since_phase / interval_ms * interval_ms;
-    if last > now_ms { last } else { last + interval_ms }
+    if last > now_ms {
+        last
+    } else {
+        last + interval_ms
+    }
 }
 
 fn interval_ms(interval: Duration) -> u64 {
-    u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(interval.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 #[cfg(test)]

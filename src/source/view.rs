@@ -64,7 +64,8 @@ pub fn desired_digest(
         .map(SpecDigest::from_status);
     let recorded = status.and_then(|s| s.source.as_ref());
     let plain = SpecDigest::of(spec);
-    let at_recorded = recorded.map(|r| SpecDigest::following(spec, &r.etag, r.version_id.as_deref()));
+    let at_recorded =
+        recorded.map(|r| SpecDigest::following(spec, &r.etag, r.version_id.as_deref()));
     match view {
         SourceView::Current(version) => {
             let wanted = SpecDigest::following(spec, &version.etag, version.version_id.as_deref());
@@ -139,12 +140,7 @@ pub fn gate(decision: Decision, observed: &Observation, spec: &OpenSearchPackage
 /// The commit-message tag naming the object version an import reads, e.g.
 /// `[s3 etag:9b2cf535 version:3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrH]`.
 pub fn tag(version: &ObjectVersion) -> String {
-    let etag: String = version
-        .etag
-        .trim_matches('"')
-        .chars()
-        .take(8)
-        .collect();
+    let etag: String = version.etag.trim_matches('"').chars().take(8).collect();
     match version.version_id.as_deref() {
         Some(id) if id.chars().count() > TAG_VERSION_ID => {
             let short: String = id.chars().take(TAG_VERSION_ID - 1).collect();

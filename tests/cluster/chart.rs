@@ -208,7 +208,10 @@ fn bad_values_fail_the_schema() {
     let cases: [(&[&str], &str); 11] = [
         (&["--set", "logFormat=xml"], "logFormat"),
         (&["--set-string", "followContent=yes"], "followContent"),
-        (&["--set", "sourceCheckInterval=often"], "sourceCheckInterval"),
+        (
+            &["--set", "sourceCheckInterval=often"],
+            "sourceCheckInterval",
+        ),
         (&["--set", "logLevel=verbose"], "logLevel"),
         (&["--set-string", "concurrency=many"], "concurrency"),
         (&["--set", "concurrency=0"], "concurrency"),

@@ -99,7 +99,11 @@ fn creates_a_package_that_does_not_exist() {
         panic!("expected Create");
     };
     assert!(!recreate);
-    assert_eq!(digest, SpecDigest::of(&obj.spec), "not following: the spec's digest");
+    assert_eq!(
+        digest,
+        SpecDigest::of(&obj.spec),
+        "not following: the spec's digest"
+    );
     assert_eq!(request.name, "product-synonyms");
     assert_eq!(request.source.bucket, "acme-dicts");
     assert_eq!(request.source.key, "synonyms.txt");

@@ -191,7 +191,10 @@ fn switching_following_on_imports_only_a_file_changed_since_the_last_import() {
     );
     for modified in [LATE, "2026-11-20T10:00:00Z"] {
         let changed = version("bbbb2222", modified);
-        let step = plan(&before_following, &observed(SourceView::Current(changed.clone())));
+        let step = plan(
+            &before_following,
+            &observed(SourceView::Current(changed.clone())),
+        );
         assert!(
             matches!(&step, Decision::Act(Action::Update { digest, .. }) if *digest == following(&obj, &changed)),
             "modified at {modified}: {step:?}"
@@ -208,7 +211,12 @@ fn switching_following_on_imports_only_a_file_changed_since_the_last_import() {
 fn switching_following_off_imports_nothing() {
     let v1 = version("aaaa1111", EARLY);
     let followed = object(json!({}));
-    let mut obj = owning(followed.clone(), following(&followed, &v1), Some(&v1), IMPORT);
+    let mut obj = owning(
+        followed.clone(),
+        following(&followed, &v1),
+        Some(&v1),
+        IMPORT,
+    );
     obj.spec.source.follow_content = Some(false);
     assert_eq!(
         plan(&obj, &observed(SourceView::NotFollowed)),
@@ -245,8 +253,14 @@ fn an_unreadable_object_keeps_the_package_and_is_not_ready() {
     let obj = object(json!({}));
     let obj = owning(obj.clone(), following(&obj, &v1), Some(&v1), IMPORT);
     for (view, reason) in [
-        (SourceView::Missing("gone".into()), StallReason::SourceNotFound),
-        (SourceView::Denied("denied".into()), StallReason::SourceAccessDenied),
+        (
+            SourceView::Missing("gone".into()),
+            StallReason::SourceNotFound,
+        ),
+        (
+            SourceView::Denied("denied".into()),
+            StallReason::SourceAccessDenied,
+        ),
     ] {
         let step = plan(&obj, &observed(view));
         let (stalled, message) = stall(&step).expect("stalled, not Ready");
@@ -260,10 +274,7 @@ fn an_unreadable_object_keeps_the_package_and_is_not_ready() {
     let mut edited = obj.clone();
     edited.spec.description = Some("new words".into());
     let step = plan(&edited, &observed(SourceView::Missing("gone".into())));
-    assert_eq!(
-        stall(&step).map(|s| s.0),
-        Some(StallReason::SourceNotFound)
-    );
+    assert_eq!(stall(&step).map(|s| s.0), Some(StallReason::SourceNotFound));
 }
 
 #[test]
@@ -283,7 +294,10 @@ fn an_unreadable_object_still_resolves_calls_and_rolls_out() {
     });
     let step = plan(&obj, &observed(SourceView::Missing("gone".into())));
     assert!(
-        matches!(step, Decision::Act(Action::ResolveUpdate { happened: true, .. })),
+        matches!(
+            step,
+            Decision::Act(Action::ResolveUpdate { happened: true, .. })
+        ),
         "{step:?}"
     );
 
@@ -330,7 +344,10 @@ fn status_records_the_version_imported() {
 
     // Read but not imported yet: status keeps the version imported.
     record(&mut status, &obj.spec, &SourceView::Current(v2.clone()));
-    assert_eq!(status.source.as_ref().map(|s| s.etag.as_str()), Some("\"aaaa1111\""));
+    assert_eq!(
+        status.source.as_ref().map(|s| s.etag.as_str()),
+        Some("\"aaaa1111\"")
+    );
     // Imported.
     status.applied_digest = Some(following(&base, &v2).as_str().into());
     record(&mut status, &obj.spec, &SourceView::Current(v2.clone()));

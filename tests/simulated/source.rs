@@ -205,7 +205,11 @@ async fn overwrites_during_an_import_end_with_the_last_content_available_once() 
     harness.reconcile().await;
     assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 1);
     assert_eq!(
-        imports(&harness).await.last().map(|i| i.2.clone()).as_deref(),
+        imports(&harness)
+            .await
+            .last()
+            .map(|i| i.2.clone())
+            .as_deref(),
         Some("COPYING")
     );
     // Two overwrites while the second version imports; the object is checked in between.
@@ -232,7 +236,11 @@ async fn overwrites_during_an_import_end_with_the_last_content_available_once() 
         }
     }
     let obj = harness.api.object();
-    assert!(status_of(&obj).is_ready_at(obj.metadata.generation), "{:#?}", obj.status);
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{:#?}",
+        obj.status
+    );
     assert_eq!(etag(&obj), Some(fourth.clone()));
     let imports = imports(&harness).await;
     let etags: Vec<&str> = imports.iter().map(|i| i.1.as_str()).collect();
@@ -260,7 +268,10 @@ async fn a_missing_object_stalls_without_an_update_and_recovers_when_it_is_back(
     assert_eq!(stall_reason(&obj).as_deref(), Some("SourceNotFound"));
     let status = status_of(&obj);
     let ready = status.condition(ConditionType::Ready).expect("Ready");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Failed"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Failed")
+    );
     assert!(
         ready.message.contains("does not exist") && ready.message.contains("is unchanged"),
         "{}",
@@ -287,7 +298,11 @@ async fn a_missing_object_stalls_without_an_update_and_recovers_when_it_is_back(
         .await
         .expect("restore");
     let obj = settle_at_check(&harness).await;
-    assert!(status_of(&obj).is_ready_at(obj.metadata.generation), "{:#?}", obj.status);
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{:#?}",
+        obj.status
+    );
     assert!(status_of(&obj).stall().is_none());
     assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 0);
     assert!(
@@ -342,14 +357,24 @@ async fn access_denied_stalls_without_an_update_and_recovers_when_granted() {
         .await
         .expect("grant");
     let obj = settle_at_check(&harness).await;
-    assert!(status_of(&obj).is_ready_at(obj.metadata.generation), "{:#?}", obj.status);
-    assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 1, "the new file");
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{:#?}",
+        obj.status
+    );
+    assert_eq!(
+        harness.aws.calls(Operation::UpdatePackage).await,
+        1,
+        "the new file"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_object_creates_nothing_until_it_exists() {
     let aws = Aws::immediate().await;
-    let obj = followed(json!({"source": {"s3BucketName": BUCKET, "s3Key": "later.txt", "followContent": true}}));
+    let obj = followed(
+        json!({"source": {"s3BucketName": BUCKET, "s3Key": "later.txt", "followContent": true}}),
+    );
     let harness = Harness::following(aws, obj, settings()).await;
     harness.reconcile().await;
     let obj = harness.api.object();
@@ -438,7 +463,11 @@ async fn a_crash_during_the_update_of_a_changed_file_makes_one_version() {
 
     // A new process: it remembers nothing, the object is not Ready, so it reads the source.
     let obj = harness.settle(10).await;
-    assert!(status_of(&obj).is_ready_at(obj.metadata.generation), "{:#?}", obj.status);
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{:#?}",
+        obj.status
+    );
     assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 1);
     assert_eq!(etag(&obj), Some(changed));
 }

@@ -77,7 +77,12 @@ impl Moto {
     }
 }
 
-async fn put(client: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) -> (String, Option<String>) {
+async fn put(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: &str,
+) -> (String, Option<String>) {
     let out = client
         .put_object()
         .bucket(bucket)

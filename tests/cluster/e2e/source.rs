@@ -63,7 +63,10 @@ async fn wait_ready_at(env: &TestEnv, name: &str, etag: &str) -> OpenSearchPacka
 
 /// The simulator's imports of package `name`: (version, ETag, status), oldest first.
 async fn imports(env: &TestEnv, name: &str) -> Vec<(Option<String>, String, String)> {
-    let package = env.sim_package(name).await.expect("package in the simulator");
+    let package = env
+        .sim_package(name)
+        .await
+        .expect("package in the simulator");
     package["revisions"]
         .as_array()
         .expect("revisions")
@@ -113,9 +116,16 @@ async fn an_overwritten_file_is_imported_once_within_a_check_interval() {
         .expect("put");
     env.apply(&followed(name, key, Some(true))).await;
     let obj = wait_ready_at(&env, name, &first).await;
-    assert_eq!(status_of(&obj).available_package_version.as_deref(), Some("v1"));
+    assert_eq!(
+        status_of(&obj).available_package_version.as_deref(),
+        Some("v1")
+    );
     assert!(
-        status_of(&obj).source.as_ref().and_then(|s| s.last_modified.clone()).is_some(),
+        status_of(&obj)
+            .source
+            .as_ref()
+            .and_then(|s| s.last_modified.clone())
+            .is_some(),
         "{:?}",
         status_of(&obj).source
     );
@@ -135,7 +145,10 @@ async fn an_overwritten_file_is_imported_once_within_a_check_interval() {
     let status = status_of(&obj);
     assert_eq!(status.available_package_version.as_deref(), Some("v2"));
     let short: String = second.trim_matches('"').chars().take(8).collect();
-    let newest = status.version_history[0].commit_message.clone().unwrap_or_default();
+    let newest = status.version_history[0]
+        .commit_message
+        .clone()
+        .unwrap_or_default();
     assert!(
         newest.starts_with(&format!("Synonyms from S3 [s3 etag:{short}] [ospkg:")),
         "{newest}"
@@ -189,7 +202,10 @@ async fn an_overwritten_file_is_imported_once_within_a_check_interval() {
     let obj = wait_ready_at(&env, name, &fifth).await;
     let done = imports(&env, name).await;
     let newest = done.last().expect("imports");
-    assert_eq!((newest.1.as_str(), newest.2.as_str()), (fifth.as_str(), "AVAILABLE"));
+    assert_eq!(
+        (newest.1.as_str(), newest.2.as_str()),
+        (fifth.as_str(), "AVAILABLE")
+    );
     assert_eq!(
         status_of(&obj).available_package_version,
         newest.0,
@@ -197,7 +213,11 @@ async fn an_overwritten_file_is_imported_once_within_a_check_interval() {
     );
     let etags: Vec<&str> = done.iter().map(|i| i.1.as_str()).collect();
     let distinct: BTreeSet<&str> = etags.iter().copied().collect();
-    assert_eq!(distinct.len(), etags.len(), "a version was imported twice: {done:?}");
+    assert_eq!(
+        distinct.len(),
+        etags.len(),
+        "a version was imported twice: {done:?}"
+    );
     // The fourth file lived for a moment only: a check may have seen it, and then it was
     // imported once like every other (the distinct ETags above), before the fifth.
     if let Some(at) = etags.iter().position(|e| *e == fourth.as_str()) {
@@ -225,9 +245,15 @@ async fn a_missing_or_denied_file_stalls_and_recovers_without_an_edit() {
     admin.delete_object(BUCKET, key).await.expect("delete");
     let obj = env.wait_stalled(name, "SourceNotFound").await;
     let ready = condition(&obj, "Ready").expect("Ready");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Failed"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Failed")
+    );
     assert!(ready.message.contains("is unchanged"), "{}", ready.message);
-    assert_eq!(status_of(&obj).available_package_version.as_deref(), Some("v1"));
+    assert_eq!(
+        status_of(&obj).available_package_version.as_deref(),
+        Some("v1")
+    );
     assert_event(&env, name, "Warning", "SourceNotFound", "does not exist").await;
     assert_eq!(calls(&env, "UpdatePackage").await, 0);
     let described = env.kubectl(&["get", "ospkg", name, "-o", "wide"]).await;
@@ -239,7 +265,10 @@ async fn a_missing_or_denied_file_stalls_and_recovers_without_an_edit() {
         .await
         .expect("put");
     let obj = wait_ready_at(&env, name, &back).await;
-    assert_eq!(status_of(&obj).available_package_version.as_deref(), Some("v2"));
+    assert_eq!(
+        status_of(&obj).available_package_version.as_deref(),
+        Some("v2")
+    );
     assert_eq!(calls(&env, "UpdatePackage").await, 1);
 
     // Access is denied: stalled, nothing imported; granted again: Ready.
@@ -255,7 +284,11 @@ async fn a_missing_or_denied_file_stalls_and_recovers_without_an_edit() {
         .expect("deny");
     let obj = env.wait_stalled(name, "SourceAccessDenied").await;
     let stalled = condition(&obj, "Stalled").expect("Stalled");
-    assert!(stalled.message.contains("s3:GetObject"), "{}", stalled.message);
+    assert!(
+        stalled.message.contains("s3:GetObject"),
+        "{}",
+        stalled.message
+    );
     assert_event(&env, name, "Warning", "SourceAccessDenied", "403").await;
     admin
         .set_bucket(BUCKET, &BucketSettings::default())
@@ -275,7 +308,8 @@ async fn an_object_that_does_not_follow_makes_no_s3_call() {
         .put_object(BUCKET, "plain.txt", b"x, y\n".to_vec())
         .await
         .expect("put");
-    env.apply(&followed("plain-synonyms", "plain.txt", None)).await;
+    env.apply(&followed("plain-synonyms", "plain.txt", None))
+        .await;
     env.apply(&followed("opted-out-synonyms", "plain.txt", Some(false)))
         .await;
     env.wait_ready("plain-synonyms").await;
@@ -298,24 +332,24 @@ async fn an_object_that_does_not_follow_makes_no_s3_call() {
     }
     let operator = env.operator.as_ref().expect("operator");
     let (_, metrics) = operator.http_get("/metrics").await.expect("GET /metrics");
-    assert!(
-        !metrics.contains(r#"operation="HeadObject""#),
-        "{metrics}"
-    );
+    assert!(!metrics.contains(r#"operation="HeadObject""#), "{metrics}");
 }
 
 // The operator-wide default follows objects that do not say (and not those that opt out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_follow_content_flag_follows_objects_that_do_not_say() {
-    let env =
-        TestEnv::start_with_flags("e2e-follow-default", &["--source-check-interval=3s", "--follow-content=true"])
-            .await;
+    let env = TestEnv::start_with_flags(
+        "e2e-follow-default",
+        &["--source-check-interval=3s", "--follow-content=true"],
+    )
+    .await;
     let admin = env.admin();
     let first = admin
         .put_object(BUCKET, "default.txt", b"one\n".to_vec())
         .await
         .expect("put");
-    env.apply(&followed("by-default", "default.txt", None)).await;
+    env.apply(&followed("by-default", "default.txt", None))
+        .await;
     env.apply(&followed("opted-out", "default.txt", Some(false)))
         .await;
     wait_ready_at(&env, "by-default", &first).await;

@@ -182,8 +182,8 @@ impl TestEnv {
     /// the operator with these flags added.
     pub async fn start_with_flags(ns: &str, flags: &[&str]) -> TestEnv {
         let cp = shared_control_plane().await.expect("control plane");
-        let mut env = Self::without_operator(cp, ns, SimConfig::default().durations(fast_durations()))
-            .await;
+        let mut env =
+            Self::without_operator(cp, ns, SimConfig::default().durations(fast_durations())).await;
         env.operator_args = flags.iter().map(|f| (*f).to_owned()).collect();
         env.with_operator().await
     }
@@ -205,17 +205,16 @@ impl TestEnv {
 
     /// Starts another replica of the operator (same namespace, same Lease).
     pub async fn add_replica(&mut self, replica: &str) {
-        let operator =
-            Operator::start_replica(
-                &self.cp,
-                &self.sim,
-                &self.ns,
-                self.dir.path(),
-                replica,
-                &self.operator_args,
-            )
-                .await
-                .expect("operator replica");
+        let operator = Operator::start_replica(
+            &self.cp,
+            &self.sim,
+            &self.ns,
+            self.dir.path(),
+            replica,
+            &self.operator_args,
+        )
+        .await
+        .expect("operator replica");
         self.replicas.push(operator);
     }
 
