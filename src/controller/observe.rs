@@ -39,12 +39,16 @@ pub async fn observe<B: PackageBackend>(
         // Another object owns the name: this one reads and changes nothing in AWS.
         return Ok(observed);
     }
+    observed.package = find_package(ctx, obj, region, deleting).await?;
+    let importing = observed
+        .package
+        .as_ref()
+        .is_some_and(|p| p.status.is_importing());
     observed.source = ctx
         .source
-        .observe(obj, region, deleting)
+        .observe(obj, region, deleting, importing)
         .await
         .map_err(|e| Failed::new(Operation::HeadObject, e))?;
-    observed.package = find_package(ctx, obj, region, deleting).await?;
     let Some(package) = observed.package.clone() else {
         return Ok(observed);
     };

@@ -14,7 +14,10 @@
 //! - at its slot, once per check interval (spread over the interval by UID; never more often,
 //!   whatever the resync);
 //! - after a restart, at once only if the object is not Ready: a Ready object keeps the version
-//!   status records until its slot, so a restart or a new leader does not read every object.
+//!   status records until its slot, so a restart or a new leader does not read every object;
+//! - again right before an import it would start, when the last read is more than a moment old
+//!   (a new file seen while an import runs is read again once that import is done), so the
+//!   import's digest and tag name the version the service reads.
 
 mod slots;
 mod view;
@@ -34,6 +37,11 @@ use crate::status::{is_settled, reconcile_request};
 
 /// The default `--source-check-interval`.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A read older than this is repeated before it starts an import, so the import's digest and
+/// tag name the version the service is about to read (an import can wait minutes for the one
+/// before it to finish, and the file can change meanwhile).
+const FRESH: Duration = Duration::from_secs(1);
 
 /// How objects follow their sources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +76,8 @@ struct Seen {
     basis: Basis,
     view: SourceView,
     next_check: Instant,
+    /// When HeadObject gave `view`; `None` for a version taken from status.
+    read_at: Option<Instant>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,13 +129,16 @@ impl Follower {
 
     /// What the reconcile knows about the object's source: read with HeadObject when due (see
     /// the module docs), else as last read. `region` is the package's; a bucket elsewhere is
-    /// found by the S3 client. Transient failures are errors (the reconcile backs off and
-    /// reads again); a missing object or denied access is a view, not an error.
+    /// found by the S3 client. `importing`: the package is importing a version now (a new file
+    /// waits for it, and is read again once it is done). Transient failures are errors (the
+    /// reconcile backs off and reads again); a missing object or denied access is a view, not
+    /// an error.
     pub async fn observe(
         &self,
         obj: &OpenSearchPackage,
         region: &str,
         deleting: bool,
+        importing: bool,
     ) -> Result<SourceView, BackendError> {
         if deleting || !self.follows(obj) {
             self.forget(obj);
@@ -133,7 +146,7 @@ impl Follower {
         }
         let uid = key(obj);
         let basis = Basis::of(obj);
-        if let Some(view) = self.remembered(&uid, &basis, obj) {
+        if let Some(view) = self.remembered(&uid, &basis, obj, importing) {
             return Ok(view);
         }
         let s3 = self.s3.as_ref().ok_or_else(|| {
@@ -149,12 +162,21 @@ impl Follower {
         Ok(view)
     }
 
-    /// The last read, while it is valid; for a Ready object this process has not read yet,
-    /// the version status records (valid until the object's slot).
-    fn remembered(&self, uid: &str, basis: &Basis, obj: &OpenSearchPackage) -> Option<SourceView> {
+    /// The last read, while it is valid: until the object's slot, and, when it would start an
+    /// import, for a moment only (while an import runs, until it is done). For a Ready object
+    /// this process has not read yet, the version status records (valid until the slot).
+    fn remembered(
+        &self,
+        uid: &str,
+        basis: &Basis,
+        obj: &OpenSearchPackage,
+        importing: bool,
+    ) -> Option<SourceView> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(last) = seen.get(uid) {
             let valid = last.basis == *basis && Instant::now() < last.next_check;
+            let fresh = last.read_at.is_some_and(|at| at.elapsed() < FRESH);
+            let valid = valid && (fresh || importing || !starts_import(obj, &last.view));
             return valid.then(|| last.view.clone());
         }
         if !is_settled(obj) {
@@ -171,6 +193,7 @@ impl Follower {
                 basis: basis.clone(),
                 view: view.clone(),
                 next_check: self.next_check(uid),
+                read_at: None,
             },
         );
         Some(view)
@@ -187,6 +210,7 @@ impl Follower {
                     basis,
                     view,
                     next_check,
+                    read_at: Some(Instant::now()),
                 },
             );
     }
@@ -248,6 +272,14 @@ impl Follower {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key(obj));
     }
+}
+
+/// Whether this view calls for an import: its digest is not the one applied.
+fn starts_import(obj: &OpenSearchPackage, view: &SourceView) -> bool {
+    let status = obj.status.as_ref();
+    let applied = status.and_then(|s| s.applied_digest.as_deref());
+    matches!(view, SourceView::Current(_))
+        && applied != Some(desired_digest(&obj.spec, status, view).as_str())
 }
 
 fn key(obj: &OpenSearchPackage) -> String {

@@ -257,6 +257,65 @@ async fn overwrites_during_an_import_end_with_the_last_content_available_once() 
 }
 
 #[tokio::test]
+async fn a_file_seen_during_an_import_is_read_again_before_it_is_imported() {
+    let aws = Aws::start(SimConfig::default().manual_clock()).await;
+    let harness = Harness::following(aws, followed(json!({})), settings()).await;
+    let admin = harness.aws.sim.admin();
+    let finish_imports = || async {
+        for _ in 0..10 {
+            admin.advance_clock(3_000).await.expect("clock");
+            harness.reconcile().await;
+            if settled(&harness.api.object()) {
+                return;
+            }
+        }
+        panic!("did not settle: {:#?}", harness.api.object().status);
+    };
+    finish_imports().await;
+
+    let second = admin
+        .put_object(BUCKET, KEY, b"second\n".to_vec())
+        .await
+        .expect("put");
+    harness.reconcile_at_check().await;
+    assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 1);
+    // The check during the import sees a third file; a fourth replaces it before the
+    // import is done, and no check comes in between.
+    admin
+        .put_object(BUCKET, KEY, b"third\n".to_vec())
+        .await
+        .expect("put");
+    harness.reconcile_at_check().await;
+    let fourth = admin
+        .put_object(BUCKET, KEY, b"fourth\n".to_vec())
+        .await
+        .expect("put");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let heads = harness.aws.calls(Operation::HeadObject).await;
+    finish_imports().await;
+
+    assert_eq!(
+        harness.aws.calls(Operation::HeadObject).await,
+        heads + 1,
+        "read once more, right before the import"
+    );
+    let etags: Vec<String> = imports(&harness).await.into_iter().map(|i| i.1).collect();
+    assert_eq!(
+        etags[1..],
+        [second, fourth.clone()],
+        "the third file is never imported"
+    );
+    let obj = harness.api.object();
+    assert_eq!(etag(&obj), Some(fourth.clone()));
+    let short: String = fourth.trim_matches('"').chars().take(8).collect();
+    let newest = status_of(&obj).version_history[0]
+        .commit_message
+        .clone()
+        .unwrap_or_default();
+    assert!(newest.contains(&format!("[s3 etag:{short}]")), "{newest}");
+}
+
+#[tokio::test]
 async fn a_missing_object_stalls_without_an_update_and_recovers_when_it_is_back() {
     let aws = Aws::immediate().await;
     let harness = Harness::following(aws, followed(json!({})), settings()).await;
