@@ -224,13 +224,17 @@ impl Follower {
     }
 
     /// How long until the object's source is read next (the reconcile requeues by then).
+    /// `None` when nothing is scheduled, or the check is overdue because the reconcile ended
+    /// before reading (a name conflict, a failed read): the object then keeps its own requeue,
+    /// never a busy loop.
     pub fn next_check_in(&self, obj: &OpenSearchPackage) -> Option<Duration> {
         if !self.follows(obj) {
             return None;
         }
         let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let last = seen.get(&key(obj))?;
-        Some(last.next_check.saturating_duration_since(Instant::now()))
+        let left = last.next_check.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some(left)
     }
 
     /// What the reconcile read for this object (`NotFollowed` when it follows nothing or
@@ -285,4 +289,137 @@ fn starts_import(obj: &OpenSearchPackage, view: &SourceView) -> bool {
 fn key(obj: &OpenSearchPackage) -> String {
     obj.uid()
         .unwrap_or_else(|| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::s3::ObjectVersion;
+    use crate::crd::OpenSearchPackageStatus;
+    use crate::digest::SpecDigest;
+    use crate::status::{Outcome, apply_outcome};
+
+    fn object(follow: Option<bool>) -> OpenSearchPackage {
+        let mut obj: OpenSearchPackage = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ospkg.dev/v1alpha1",
+            "kind": "OpenSearchPackage",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u-1", "generation": 1},
+            "spec": {"packageType": "TXT-DICTIONARY", "source": {"s3BucketName": "b", "s3Key": "k"}},
+        }))
+        .expect("object");
+        obj.spec.source.follow_content = follow;
+        obj
+    }
+
+    fn version(etag: &str) -> ObjectVersion {
+        ObjectVersion {
+            etag: etag.into(),
+            version_id: None,
+            last_modified: None,
+        }
+    }
+
+    /// Ready at its generation, imported from `imported`.
+    fn settled(mut obj: OpenSearchPackage, imported: &ObjectVersion) -> OpenSearchPackage {
+        let mut status = OpenSearchPackageStatus {
+            applied_digest: Some(
+                SpecDigest::following(&obj.spec, &imported.etag, None)
+                    .as_str()
+                    .into(),
+            ),
+            source: Some(source_status(imported)),
+            ..Default::default()
+        };
+        apply_outcome(
+            &mut status,
+            &Outcome::Ready,
+            obj.metadata.generation,
+            jiff::Timestamp::now(),
+        );
+        obj.status = Some(status);
+        obj
+    }
+
+    #[test]
+    fn the_object_decides_and_the_default_fills_in() {
+        let off = Follower::default();
+        let on = Follower::new(
+            FollowSettings {
+                by_default: true,
+                ..FollowSettings::default()
+            },
+            None,
+        );
+        assert!(!off.follows(&object(None)));
+        assert!(off.follows(&object(Some(true))));
+        assert!(on.follows(&object(None)));
+        assert!(!on.follows(&object(Some(false))));
+        assert_eq!(off.next_check_in(&object(None)), None);
+    }
+
+    #[test]
+    fn a_ready_object_after_a_restart_keeps_the_recorded_version_until_its_slot() {
+        let follower = Follower::default();
+        let v1 = version("\"one\"");
+        let obj = settled(object(Some(true)), &v1);
+        let basis = Basis::of(&obj);
+        assert_eq!(
+            follower.remembered("u-1", &basis, &obj, false),
+            Some(SourceView::Current(v1.clone()))
+        );
+        let next = follower.next_check_in(&obj).expect("a slot");
+        assert!(next <= DEFAULT_CHECK_INTERVAL, "{next:?}");
+        // A new generation is read at once.
+        let mut edited = obj.clone();
+        edited.metadata.generation = Some(2);
+        assert_eq!(
+            follower.remembered("u-1", &Basis::of(&edited), &edited, false),
+            None
+        );
+        // At the slot it is read, and an overdue check never makes a busy requeue.
+        follower.make_due(&obj);
+        assert_eq!(follower.remembered("u-1", &basis, &obj, false), None);
+        assert_eq!(follower.next_check_in(&obj), None);
+    }
+
+    #[test]
+    fn a_read_that_would_start_an_import_is_repeated_unless_fresh_or_waiting() {
+        let follower = Follower::default();
+        let v1 = version("\"one\"");
+        let obj = settled(object(Some(true)), &v1);
+        let basis = Basis::of(&obj);
+        let v2 = SourceView::Current(version("\"two\""));
+        follower.remember("u-1", basis.clone(), v2.clone());
+        // Just read: used as it is.
+        assert_eq!(
+            follower.remembered("u-1", &basis, &obj, false),
+            Some(v2.clone())
+        );
+        // A moment later it would start an import: read again first ...
+        if let Some(last) = follower
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut("u-1")
+        {
+            last.read_at = Instant::now().checked_sub(FRESH * 2);
+        }
+        assert_eq!(follower.remembered("u-1", &basis, &obj, false), None);
+        // ... unless an import runs, which the new file waits for anyway.
+        assert_eq!(follower.remembered("u-1", &basis, &obj, true), Some(v2));
+        // A version already imported needs no fresh read.
+        follower.remember("u-1", basis.clone(), SourceView::Current(v1.clone()));
+        if let Some(last) = follower
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut("u-1")
+        {
+            last.read_at = Instant::now().checked_sub(FRESH * 2);
+        }
+        assert_eq!(
+            follower.remembered("u-1", &basis, &obj, false),
+            Some(SourceView::Current(v1))
+        );
+    }
 }
