@@ -74,6 +74,10 @@ impl S3Backend {
     /// timeouts, an endpoint override such as `AWS_ENDPOINT_URL_S3`), `rate_per_second`
     /// HeadObject calls per second and region (also the burst).
     pub fn new(sdk_config: &SdkConfig, metrics: Arc<Metrics>, rate_per_second: NonZeroU32) -> Self {
+        Self::with_quota(sdk_config, metrics, Quota::per_second(rate_per_second))
+    }
+
+    fn with_quota(sdk_config: &SdkConfig, metrics: Arc<Metrics>, quota: Quota) -> Self {
         let path_style = s3_endpoint_configured(sdk_config);
         let base = aws_sdk_s3::config::Builder::from(sdk_config)
             .force_path_style(path_style)
@@ -83,7 +87,7 @@ impl S3Backend {
             path_style,
             clients: RwLock::new(HashMap::new()),
             bucket_regions: RwLock::new(HashMap::new()),
-            limiter: RateLimiter::keyed(Quota::per_second(rate_per_second)),
+            limiter: RateLimiter::keyed(quota),
             metrics,
         }
     }
@@ -282,6 +286,58 @@ mod tests {
             .await;
         let rate = NonZeroU32::new(10).expect("non-zero");
         assert!(!S3Backend::new(&aws, metrics, rate).path_style());
+    }
+
+    #[tokio::test]
+    async fn calls_spend_their_own_budget_per_region_and_are_counted() {
+        let sim = ospkg_sim::start(ospkg_sim::SimConfig::default())
+            .await
+            .expect("simulator");
+        let etag = sim
+            .admin()
+            .put_object("dicts", "s.txt", b"a, b\n".to_vec())
+            .await
+            .expect("put");
+        let conf = sdk_defaults(Timeouts::default())
+            .endpoint_url(sim.s3_endpoint())
+            .region(Region::from_static("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .load()
+            .await;
+        let metrics = Arc::new(Metrics::new());
+        // Two calls per region, then one an hour: a spent budget stays spent.
+        let quota = Quota::per_hour(NonZeroU32::new(2).expect("non-zero"));
+        let backend = S3Backend::with_quota(&conf, metrics.clone(), quota);
+        for _ in 0..2 {
+            let read = backend
+                .head_object("us-east-1", "dicts", "s.txt")
+                .await
+                .expect("head");
+            assert_eq!(read.etag, etag);
+        }
+        let region = |r: &str| r.to_owned();
+        assert!(backend.limiter.check_key(&region("us-east-1")).is_err());
+        assert!(backend.limiter.check_key(&region("eu-west-1")).is_ok());
+        let missing = backend.head_object("eu-west-1", "dicts", "none.txt").await;
+        assert!(
+            matches!(missing, Err(BackendError::NotFound(_))),
+            "{missing:?}"
+        );
+        let text = metrics.encode();
+        for line in [
+            r#"ospkg_aws_calls_total{operation="HeadObject",outcome="ok"} 2"#,
+            r#"ospkg_aws_calls_total{operation="HeadObject",outcome="not_found"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(
+            text.contains(r#"ospkg_aws_call_duration_seconds_count{operation="HeadObject",region="eu-west-1"} 1"#),
+            "{text}"
+        );
+        assert_eq!(
+            sim.admin().calls().await.expect("calls").get("HeadObject"),
+            Some(&3)
+        );
     }
 
     #[tokio::test]
