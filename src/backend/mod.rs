@@ -51,7 +51,9 @@ pub enum Operation {
     DissociatePackage,
     ListDomainsForPackage,
     UpdatePackageScope,
-    /// S3 HeadObject: the version of a followed source object (see [`s3`]).
+    /// S3 HeadObject: the version of a followed source object (see [`s3`]). A read, never
+    /// written down in `status.inFlight`, so not in that field's schema.
+    #[schemars(skip)]
     HeadObject,
 }
 
