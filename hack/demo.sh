@@ -127,6 +127,7 @@ PIDS+=($!)
 SIM=""
 for _ in $(seq 1 100); do
   SIM="$(sed -nE 's#^ospkg-sim listening on (http://[^ ]+) .*#\1#p' "$WORK/sim.out")"
+  S3="$(sed -nE 's#^ospkg-sim listening on .*\(s3 (http://[^)]+)\)$#\1#p' "$WORK/sim.out")"
   [[ -n "$SIM" ]] && break
   kill -0 "${PIDS[1]}" 2>/dev/null || die "the simulator exited: $(tail -n 5 "$WORK/sim.log")"
   sleep 0.1
@@ -194,11 +195,12 @@ step "starting the operator as system:serviceaccount:$OPERATOR_NS:$SA"
 METRICS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 0)"
 env KUBECONFIG="$OPERATOR_KUBECONFIG" \
   POD_NAMESPACE="$OPERATOR_NS" POD_NAME=opensearch-package-operator-demo \
-  AWS_ENDPOINT_URL_OPENSEARCH="$SIM" \
+  AWS_ENDPOINT_URL_OPENSEARCH="$SIM" AWS_ENDPOINT_URL_S3="$S3" \
   AWS_ACCESS_KEY_ID=AKIDDEMO AWS_SECRET_ACCESS_KEY=demo \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
   "$TARGET/opensearch-package-operator" run \
   --region "$SIM_REGION" --metrics-addr "127.0.0.1:$METRICS_PORT" --resync-interval 30s \
+  --source-check-interval 15s \
   >"$WORK/operator.log" 2>&1 &
 PIDS+=($!)
 
@@ -251,6 +253,9 @@ Everything keeps running until Ctrl-C. In another shell:
   export KUBECONFIG=$KUBECONFIG
   kubectl get ospkg -A -w
   kubectl -n search edit ospkg product-synonyms     # e.g. bump spec.source.revision
+  printf 'tv, television, telly\n' | curl -s -X PUT --data-binary @- $S3/acme-search-dicts/synonyms/products.txt
+                                                     # overwrite the file: product-synonyms
+                                                     # (followContent) imports v2 within 15 s
   curl -s $SIM/_sim/calls                            # AWS calls the operator made
   curl -s 127.0.0.1:$METRICS_PORT/metrics            # the operator's metrics
 Logs: $WORK/{operator,sim,cluster}.log

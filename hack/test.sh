@@ -3,9 +3,10 @@
 #
 # Builds what the tests need and is idempotent: kube-apiserver, kube-controller-manager, etcd,
 # helm, helm-docs and promtool from Go modules (cached under ${OSPKG_CACHE:-$HOME/.cache/ospkg}), a
-# Python venv with boto3 for the simulator's second client, and the container image
+# Python venv with boto3 for the simulator's second client, a venv with moto's S3 server (a
+# second S3 implementation for the operator's S3 client), and the container image
 # (hack/image.sh; buildah, podman and runc from Debian). Every server a test needs (API server,
-# etcd, simulator, the image's container) is started by that test and stopped when it ends.
+# etcd, simulator, moto, the image's container) is started by that test and stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "simulator against boto3 (second, independent client)"
 sim/tests/boto3/run.sh
+
+step "moto's S3 server (second S3 implementation, for tests/simulated/source_moto.rs)"
+hack/moto-server.sh >/dev/null
 
 step "container image (release build, buildah; tests/cluster/image.rs runs it with podman)"
 hack/image.sh >/dev/null

@@ -150,6 +150,26 @@ pub struct RunArgs {
     )]
     pub shutdown_grace_period: Duration,
 
+    /// Whether objects that do not set spec.source.followContent follow their S3 object's
+    /// content (re-import when its ETag or VersionId changes).
+    #[arg(
+        long,
+        env = "OSPKG_FOLLOW_CONTENT",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub follow_content: bool,
+
+    /// How often a followed S3 object is read with HeadObject (e.g. "5m"); each object at its
+    /// own moment in the interval, never more often.
+    #[arg(
+        long,
+        env = "OSPKG_SOURCE_CHECK_INTERVAL",
+        default_value = "5m",
+        value_parser = parse_duration
+    )]
+    pub source_check_interval: Duration,
+
     /// Longest AWS operation, the SDK's retries of a read included (e.g. "60s").
     #[arg(
         long,
@@ -261,6 +281,8 @@ mod tests {
                 leader_election_renew_deadline: Duration::from_secs(10),
                 leader_election_retry_period: Duration::from_secs(2),
                 shutdown_grace_period: Duration::from_secs(20),
+                follow_content: false,
+                source_check_interval: Duration::from_secs(300),
             }
         );
     }
@@ -311,6 +333,8 @@ mod tests {
             ("OSPKG_LOG_LEVEL", "debug"),
             ("OSPKG_LOG_FORMAT", "json"),
             ("OSPKG_AWS_RATE_LIMIT", "7"),
+            ("OSPKG_FOLLOW_CONTENT", "true"),
+            ("OSPKG_SOURCE_CHECK_INTERVAL", "90s"),
         ];
         // Each argument must be bound to the variable the chart sets.
         let command = Cli::command();
@@ -335,6 +359,8 @@ mod tests {
         assert_eq!(args.log_level, "debug");
         assert_eq!(args.log_format, LogFormat::Json);
         assert_eq!(args.aws_rate_limit.get(), 7);
+        assert!(args.follow_content);
+        assert_eq!(args.source_check_interval, Duration::from_secs(90));
 
         // A flag on the command line wins over the environment.
         let args = run_args_with_env(&["--concurrency", "9"], &vars).expect("flags parse");
@@ -351,6 +377,8 @@ mod tests {
             ("--metrics-addr", "localhost"),
             ("--log-format", "xml"),
             ("--aws-rate-limit", "0"),
+            ("--follow-content", "sometimes"),
+            ("--source-check-interval", "0s"),
         ] {
             let error = run_args(&[flag, value]).expect_err("bad value is rejected");
             let message = error.to_string();

@@ -30,10 +30,31 @@ struct UpdateRelevant<'a> {
     description: Option<&'a str>,
     configuration: Option<&'a PackageConfiguration>,
     encryption: Option<&'a PackageEncryption>,
+    /// The source object's version for an object that follows its content. Absent otherwise,
+    /// so the digest of every other object is what it was before following existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<Content<'a>>,
+}
+
+/// The identity of an S3 object version in the digest.
+#[derive(Serialize)]
+struct Content<'a> {
+    etag: &'a str,
+    version_id: Option<&'a str>,
 }
 
 impl SpecDigest {
     pub fn of(spec: &OpenSearchPackageSpec) -> Self {
+        Self::digest(spec, None)
+    }
+
+    /// The digest of a spec whose source object is followed, at this object version (ETag,
+    /// and VersionId in a versioned bucket): a new version of the file is a new digest.
+    pub fn following(spec: &OpenSearchPackageSpec, etag: &str, version_id: Option<&str>) -> Self {
+        Self::digest(spec, Some(Content { etag, version_id }))
+    }
+
+    fn digest(spec: &OpenSearchPackageSpec, content: Option<Content<'_>>) -> Self {
         let fields = UpdateRelevant {
             bucket: &spec.source.s3_bucket_name,
             key: &spec.source.s3_key,
@@ -41,6 +62,7 @@ impl SpecDigest {
             description: spec.description.as_deref(),
             configuration: spec.configuration.as_ref(),
             encryption: spec.encryption.as_ref(),
+            content,
         };
         // Serializing plain structs and Options to JSON cannot fail; the fallback keeps the
         // function total without a panic path.
@@ -72,7 +94,16 @@ impl SpecDigest {
     /// The commit message sent with UpdatePackage: the user's message first, shortened if it
     /// must be, then the marker; at most [`MAX_COMMIT_MESSAGE`] characters.
     pub fn commit_message(&self, user_message: Option<&str>) -> String {
-        let marker = self.marker();
+        self.commit_message_tagged(user_message, None)
+    }
+
+    /// [`Self::commit_message`] with `tag` (which source object version the import reads, e.g.
+    /// `[s3 etag:9b2cf535]`) between the user's message and the marker.
+    pub fn commit_message_tagged(&self, user_message: Option<&str>, tag: Option<&str>) -> String {
+        let marker = match tag {
+            Some(tag) => format!("{tag} {}", self.marker()),
+            None => self.marker(),
+        };
         let user = user_message.map(str::trim).unwrap_or_default();
         if user.is_empty() {
             return marker;
@@ -164,6 +195,49 @@ mod tests {
                 "{field} must change the digest"
             );
         }
+    }
+
+    #[test]
+    fn the_followed_object_version_is_part_of_the_digest() {
+        let spec = spec();
+        let plain = SpecDigest::of(&spec);
+        let v1 = SpecDigest::following(&spec, "\"aaa\"", None);
+        assert_ne!(v1, plain, "following adds the object version");
+        assert_eq!(v1, SpecDigest::following(&spec, "\"aaa\"", None));
+        assert_ne!(v1, SpecDigest::following(&spec, "\"bbb\"", None), "ETag");
+        assert_ne!(
+            SpecDigest::following(&spec, "\"aaa\"", Some("v1")),
+            SpecDigest::following(&spec, "\"aaa\"", Some("v2")),
+            "VersionId"
+        );
+        // The digest of an object that does not follow its source is unchanged by the
+        // feature: objects made before it existed keep their applied digest.
+        assert_eq!(
+            plain.as_str(),
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(
+                    br#"{"bucket":"acme-dicts","key":"synonyms.txt","revision":null,"description":null,"configuration":null,"encryption":null}"#
+                ))
+            )
+        );
+    }
+
+    #[test]
+    fn a_source_tag_goes_between_the_message_and_the_marker() {
+        let d = SpecDigest::of(&spec());
+        let tag = "[s3 etag:9b2cf535]";
+        let msg = d.commit_message_tagged(Some("New terms"), Some(tag));
+        assert_eq!(msg, format!("New terms {tag} {}", d.marker()));
+        assert!(d.is_marked_in(&msg));
+        assert_eq!(
+            d.commit_message_tagged(None, Some(tag)),
+            format!("{tag} {}", d.marker())
+        );
+        let long = "y".repeat(400);
+        let msg = d.commit_message_tagged(Some(&long), Some(tag));
+        assert_eq!(msg.chars().count(), MAX_COMMIT_MESSAGE);
+        assert!(msg.ends_with(&format!("… {tag} {}", d.marker())), "{msg}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod plan;
 pub mod runtime;
 pub mod server;
+pub mod source;
 pub mod status;
 pub mod telemetry;
 pub mod vocabulary;

@@ -18,11 +18,13 @@ use tracing::{debug, info, warn};
 use crate::backend::PackageBackend;
 use crate::backend::aws::{AwsBackend, Timeouts, sdk_defaults};
 use crate::backend::metered::Metered;
+use crate::backend::s3::S3Backend;
 use crate::controller::{Context, Wakers, error_policy, reconcile};
 use crate::crd::{FIELD_MANAGER, OpenSearchPackage};
 use crate::leader::{self, Election, Leadership};
 use crate::metrics::Metrics;
 use crate::server::Health;
+use crate::source::{FollowSettings, Follower};
 
 /// Controller settings taken from the command line.
 #[derive(Clone, Debug)]
@@ -34,6 +36,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// How long in-flight reconciles may run on after a shutdown request.
     pub shutdown_grace: Duration,
+    /// Which objects follow their S3 source's content, and how often it is read.
+    pub follow: FollowSettings,
 }
 
 impl Settings {
@@ -45,6 +49,10 @@ impl Settings {
             resync: args.resync_interval,
             concurrency: args.concurrency,
             shutdown_grace: args.shutdown_grace_period,
+            follow: FollowSettings {
+                by_default: args.follow_content,
+                check_interval: args.source_check_interval,
+            },
         }
     }
 }
@@ -67,12 +75,17 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
     let health = Arc::new(Health::new());
     let backend = Arc::new(
         Metered::new(
-            AwsBackend::new(sdk_config),
+            AwsBackend::new(sdk_config.clone()),
             metrics.clone(),
             args.aws_rate_limit,
         )
         .with_leadership(leadership.clone()),
     );
+    let s3 = Arc::new(S3Backend::new(
+        &sdk_config,
+        metrics.clone(),
+        args.aws_rate_limit,
+    ));
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
@@ -86,6 +99,7 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         health: health.clone(),
         leadership: leadership.clone(),
+        s3: Some(s3),
     };
     // Each term as leader starts fresh controllers (watch caches, schedules, memory).
     let lead = || {
@@ -237,6 +251,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub leadership: Arc<Leadership>,
+    /// Reads followed sources (HeadObject); `None`: no object can follow its source.
+    pub s3: Option<Arc<S3Backend>>,
 }
 
 /// Runs the controllers until `stop` turns true: one kube-runtime controller per watched
@@ -302,7 +318,8 @@ pub async fn run_controllers<B: PackageBackend>(
             stores.clone(),
         )
         .with_leadership(shared.leadership)
-        .with_wakers(wakers),
+        .with_wakers(wakers)
+        .with_source(Follower::new(settings.follow, shared.s3)),
     );
     let readiness = tokio::spawn(report_readiness(stores, shared.health));
 

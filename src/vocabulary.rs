@@ -133,6 +133,12 @@ pub enum StallReason {
     ExportConflict,
     /// The API server refused to write the export ConfigMap (e.g. missing RBAC).
     ExportFailed,
+    /// A followed source object does not exist (HeadObject: 404); checked again at every
+    /// source check.
+    SourceNotFound,
+    /// Reading a followed source object was denied (HeadObject: 403); checked again at every
+    /// source check.
+    SourceAccessDenied,
 }
 
 impl StallReason {

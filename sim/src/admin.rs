@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::clock::ClockSettings;
 use crate::faults::{FaultConfig, FaultInjector, ScriptedFault};
 use crate::journal::LogEntry;
+use crate::s3::BucketSettings;
 use crate::service::{Quotas, Sim};
 use crate::state::DomainDecl;
 
@@ -60,6 +61,8 @@ pub fn router() -> Router<Sim> {
             "/objects/{bucket}/{*key}",
             put(put_object).delete(delete_object).get(get_object),
         )
+        .route("/buckets", get(buckets))
+        .route("/buckets/{bucket}", put(set_bucket))
         .route("/faults", get(faults).put(set_faults))
         .route("/faults/script", post(script_fault))
         .route("/quotas", get(quotas).put(set_quotas))
@@ -131,9 +134,15 @@ async fn put_object(
     body: Bytes,
 ) -> Json<Value> {
     let mut service = sim.lock();
-    let etag = service.objects.put(&bucket, &key, body);
+    let now = service.now();
+    let object = service.objects.put(&bucket, &key, body, now);
     service.dirty = true;
-    Json(json!({ "bucket": bucket, "key": key, "etag": etag }))
+    Json(json!({
+        "bucket": bucket,
+        "key": key,
+        "etag": object.etag,
+        "versionId": object.version_id,
+    }))
 }
 
 async fn get_object(
@@ -151,9 +160,26 @@ async fn delete_object(
     Path((bucket, key)): Path<(String, String)>,
 ) -> Json<Value> {
     let mut service = sim.lock();
-    let deleted = service.objects.delete(&bucket, &key);
+    let now = service.now();
+    let deleted = service.objects.delete(&bucket, &key, now);
     service.dirty = true;
     Json(json!({ "deleted": deleted }))
+}
+
+async fn buckets(State(sim): State<Sim>) -> Json<BTreeMap<String, BucketSettings>> {
+    Json(sim.lock().objects.buckets())
+}
+
+/// Replaces a bucket's settings (region, versioning, denied keys).
+async fn set_bucket(State(sim): State<Sim>, Path(bucket): Path<String>, body: Bytes) -> Response {
+    let settings: BucketSettings = match body_or_default(&body) {
+        Ok(s) => s,
+        Err(message) => return bad_request(message),
+    };
+    let mut service = sim.lock();
+    service.objects.set_settings(&bucket, settings.clone());
+    service.dirty = true;
+    Json(settings).into_response()
 }
 
 async fn faults(State(sim): State<Sim>) -> Json<FaultConfig> {
@@ -264,6 +290,13 @@ async fn packages(State(sim): State<Sim>) -> Json<Value> {
                     json!({
                         "details": p.details(now),
                         "history": p.history(now),
+                        "revisions": p.revisions.iter().map(|r| json!({
+                            "version": r.version_label(),
+                            "status": r.status(now).0,
+                            "etag": r.etag,
+                            "versionId": r.version_id,
+                            "commitMessage": r.commit_message,
+                        })).collect::<Vec<_>>(),
                     })
                 })
                 .collect();

@@ -65,6 +65,8 @@ impl CallRecord {
             access_key_id: self.access_key_id,
             package_id: self.package_id,
             domain_name: self.domain_name,
+            bucket: None,
+            key: None,
             status,
             error_code,
             association_status: None,

@@ -17,6 +17,7 @@ use crate::admin::{Advance, ResetOptions, ScriptRequest};
 use crate::clock::ClockSettings;
 use crate::faults::{FaultConfig, ScriptedFault};
 use crate::journal::LogEntry;
+use crate::s3::BucketSettings;
 use crate::service::Quotas;
 use crate::state::DomainDecl;
 
@@ -115,6 +116,40 @@ impl AdminClient {
         Ok(answer["etag"].as_str().unwrap_or_default().to_string())
     }
 
+    /// Stores an object; returns its ETag and, in a versioned bucket, its VersionId.
+    pub async fn put_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: impl Into<Vec<u8>>,
+    ) -> Result<(String, Option<String>), AdminError> {
+        let bytes = self
+            .send(
+                Method::PUT,
+                &format!("/objects/{bucket}/{key}"),
+                bytes.into(),
+            )
+            .await?;
+        let answer: Value = serde_json::from_slice(&bytes)?;
+        let etag = answer["etag"].as_str().unwrap_or_default().to_string();
+        Ok((etag, answer["versionId"].as_str().map(str::to_string)))
+    }
+
+    /// Replaces a bucket's settings: its region, versioning, denied keys.
+    pub async fn set_bucket(
+        &self,
+        bucket: &str,
+        settings: &BucketSettings,
+    ) -> Result<BucketSettings, AdminError> {
+        self.json(Method::PUT, &format!("/buckets/{bucket}"), Some(settings))
+            .await
+    }
+
+    pub async fn buckets(&self) -> Result<BTreeMap<String, BucketSettings>, AdminError> {
+        self.json(Method::GET, "/buckets", None::<&()>).await
+    }
+
+    /// Deletes an object (in a versioned bucket a delete marker takes its place).
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), AdminError> {
         self.send(
             Method::DELETE,

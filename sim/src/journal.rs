@@ -38,6 +38,12 @@ pub struct LogEntry {
     pub package_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain_name: Option<String>,
+    /// The bucket of an S3 call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// The key of an S3 call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// HTTP status of a call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,

@@ -34,6 +34,7 @@ pub use client::{AdminClient, AdminError};
 pub use clock::{ClockMode, ClockSettings, Durations};
 pub use faults::{FaultConfig, OperationFaults, RateLimit, ScriptedFault};
 pub use journal::{EntryKind, LogEntry};
+pub use s3::BucketSettings;
 pub use service::Quotas;
 pub use state::DomainDecl;
 

@@ -47,7 +47,10 @@ pub struct Revision {
     pub version: Option<u32>,
     pub commit_message: Option<String>,
     pub source: PackageSource,
+    /// The ETag (and VersionId, in a versioned bucket) of the object version copied.
     pub etag: Option<String>,
+    #[serde(default)]
+    pub version_id: Option<String>,
     pub copying: Phase,
     pub validating: Phase,
     pub inspection: Inspection,
@@ -413,6 +416,7 @@ pub fn aws_packages(now: u64) -> Vec<Package> {
                     s3_key: format!("{name}.zip"),
                 },
                 etag: None,
+                version_id: None,
                 copying: Phase::new(now, 0),
                 validating: Phase::new(now, 0),
                 inspection: Inspection::Valid {

@@ -24,7 +24,11 @@ pub async fn perform<B: PackageBackend>(
     action: Action,
 ) -> Result<Effect, Error> {
     Ok(match action {
-        Action::Create { request, recreate } => create(job, status, request, recreate).await?,
+        Action::Create {
+            request,
+            recreate,
+            digest,
+        } => create(job, status, request, recreate, digest).await?,
         Action::Adopt {
             package,
             ours,
@@ -84,8 +88,8 @@ async fn create<B: PackageBackend>(
     status: &mut Status,
     request: CreatePackage,
     recreate: bool,
+    digest: SpecDigest,
 ) -> Result<Effect, Error> {
-    let digest = SpecDigest::of(&job.obj.spec);
     let mut events = Vec::new();
     if recreate {
         let id = status.package_id.clone().unwrap_or_default();

@@ -44,6 +44,7 @@ use crate::crd::{DeletionPolicy, FINALIZER, OpenSearchPackage, OpenSearchPackage
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::plan::{self, Decision, Observation, Requeue};
+use crate::source::Follower;
 use crate::status::{self, Outcome, apply_outcome, reconcile_request};
 use crate::vocabulary::ConditionType;
 use effect::Effect;
@@ -86,6 +87,8 @@ pub struct Context<B> {
     pub own_writes: OwnWrites,
     /// Whether this replica may write (it holds the leader Lease, or runs alone).
     pub leadership: Arc<Leadership>,
+    /// Objects that follow their S3 source's content.
+    pub source: Follower,
 }
 
 impl<B: PackageBackend> Context<B> {
@@ -109,7 +112,14 @@ impl<B: PackageBackend> Context<B> {
             schedule: Schedule::new(resync),
             own_writes: OwnWrites::default(),
             leadership: Arc::new(Leadership::always()),
+            source: Follower::default(),
         }
+    }
+
+    /// Reads followed sources with this follower (its S3 client and settings).
+    pub fn with_source(mut self, follower: Follower) -> Self {
+        self.source = follower;
+        self
     }
 
     /// Fences every status write and AWS change with leader election.
@@ -127,6 +137,13 @@ impl<B: PackageBackend> Context<B> {
     /// Drops the object's schedule so its next reconcile runs in full, as when its requeue
     /// timer fires (tests stand in for the timer with it).
     pub fn make_due(&self, obj: &OpenSearchPackage) {
+        self.schedule.make_due(obj);
+    }
+
+    /// Makes the object's next reconcile read its followed source, as when its check slot
+    /// comes (tests stand in for the slot with it).
+    pub fn make_source_due(&self, obj: &OpenSearchPackage) {
+        self.source.make_due(obj);
         self.schedule.make_due(obj);
     }
 }
@@ -241,6 +258,7 @@ async fn apply<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error> {
             }
         }
     };
+    job.ctx.source.record(obj, &mut status);
     finish(job, status, effect).await
 }
 
@@ -354,9 +372,12 @@ async fn finish<B: PackageBackend>(
     ctx.metrics
         .set_conditions(&namespace, &obj.name_any(), &status.conditions);
     kube_io::write_status(job, &status).await?;
-    Ok(Requeued::requeue(ctx.schedule.next(
+    // A followed source is read at its slot: wake up for it.
+    let check = ctx.source.next_check_in(obj);
+    Ok(Requeued::requeue(ctx.schedule.next_within(
         obj,
         effect.requeue,
         job.now,
+        check,
     )))
 }

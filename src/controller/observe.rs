@@ -13,7 +13,6 @@ use crate::backend::{
     BackendError, Operation, Package, PackageBackend, PackageFilter, PackageVersion,
 };
 use crate::crd::OpenSearchPackage;
-use crate::digest::SpecDigest;
 use crate::plan::{Observation, package_name};
 use crate::vocabulary::PackageStatus;
 
@@ -42,6 +41,15 @@ pub async fn observe<B: PackageBackend>(
         return Ok(observed);
     }
     observed.package = find_package(ctx, obj, region).await?;
+    let importing = observed
+        .package
+        .as_ref()
+        .is_some_and(|p| p.status.is_importing());
+    observed.source = ctx
+        .source
+        .observe(obj, region, deleting, importing)
+        .await
+        .map_err(|e| Failed::new(Operation::HeadObject, e))?;
     let Some(package) = observed.package.clone() else {
         return Ok(observed);
     };
@@ -50,10 +58,10 @@ pub async fn observe<B: PackageBackend>(
 
     if ours
         && !deleting
-        && let Some(first) = first_version_of_own_package(obj, &package)
+        && let Some(first) = first_version_of_own_package(obj, &package, &observed)
     {
         observed.history = Some(first);
-    } else if ours && !deleting && history_needed(obj, &package) {
+    } else if ours && !deleting && history_needed(obj, &package, &observed) {
         observed.history = Some(
             ctx.backend
                 .package_version_history(region, &package.id)
@@ -139,12 +147,13 @@ fn older_than_status(package: &Package, obj: &OpenSearchPackage) -> bool {
 fn first_version_of_own_package(
     obj: &OpenSearchPackage,
     package: &Package,
+    observed: &Observation,
 ) -> Option<Vec<PackageVersion>> {
     let status = obj.status.as_ref()?;
     let own_first = status.version_history.is_empty()
         && !status.adopted
         && status.in_flight.is_none()
-        && status.applied_digest.as_deref() == Some(SpecDigest::of(&obj.spec).as_str())
+        && status.applied_digest.as_deref() == Some(observed.digest(obj).as_str())
         && package.status == PackageStatus::Available;
     let version = package.available_version.clone().filter(|_| own_first)?;
     Some(vec![PackageVersion {
@@ -156,15 +165,17 @@ fn first_version_of_own_package(
 
 /// Version history is read when deciding about an update (the marker check; never for an
 /// observer) and when a new version became available.
-fn history_needed(obj: &OpenSearchPackage, package: &Package) -> bool {
+fn history_needed(obj: &OpenSearchPackage, package: &Package, observed: &Observation) -> bool {
     let status = obj.status.clone().unwrap_or_default();
-    let digest = SpecDigest::of(&obj.spec);
+    let digest = observed.digest(obj);
     let update_due = obj.spec.manages()
         && status.applied_digest.as_deref() != Some(digest.as_str())
         && (package.status == PackageStatus::Available || package.status.is_failed());
+    // The recorded history is stale when its newest entry is not the available version (also
+    // when the update's own answer already showed that version, as an instant import does).
+    let newest_recorded = status.version_history.first().map(|v| &v.package_version);
     let new_version = package.status == PackageStatus::Available
-        && (status.available_package_version != package.available_version
-            || status.version_history.is_empty());
+        && newest_recorded != package.available_version.as_ref();
     update_due || new_version
 }
 

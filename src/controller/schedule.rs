@@ -78,19 +78,32 @@ impl Schedule {
 
     /// Records when the object is due next and returns the delay for kube-runtime.
     pub fn next(&self, obj: &OpenSearchPackage, requeue: Requeue, now: Timestamp) -> Duration {
+        self.next_within(obj, requeue, now, None)
+    }
+
+    /// [`Self::next`], but a settled object (resync, slow checks) is due again by `at_most`
+    /// when that comes sooner (its followed source's next check).
+    pub fn next_within(
+        &self,
+        obj: &OpenSearchPackage,
+        requeue: Requeue,
+        now: Timestamp,
+        at_most: Option<Duration>,
+    ) -> Duration {
         let key = key(obj);
         if requeue != Requeue::Backoff {
             self.reset_backoff(&key);
         }
+        let cap = |delay: Duration| at_most.map_or(delay, |limit| delay.min(limit.max(SOON)));
         let delay = match requeue {
             Requeue::Soon => SOON,
             Requeue::Poll => poll_delay(obj, now),
             // The region observer wakes the object when its package changes; this is only the
             // safety net.
             Requeue::Observe => jitter(POLL_MAX, 0.1),
-            Requeue::Resync | Requeue::Never => jitter(self.resync, 0.1),
+            Requeue::Resync | Requeue::Never => cap(jitter(self.resync, 0.1)),
             Requeue::Backoff => self.next_backoff(&key),
-            Requeue::Slowly => SLOWLY,
+            Requeue::Slowly => cap(SLOWLY),
         };
         self.due
             .lock()
@@ -208,6 +221,35 @@ mod tests {
         assert!(second < third);
         schedule.next(&obj, Requeue::Soon, now);
         assert!(schedule.next(&obj, Requeue::Backoff, now) <= Duration::from_millis(1200));
+    }
+
+    #[test]
+    fn a_followed_source_check_brings_a_settled_object_forward_only() {
+        let schedule = Schedule::new(Duration::from_secs(600));
+        let obj = object("u1");
+        let now = Timestamp::now();
+        let check = Some(Duration::from_secs(5));
+        assert_eq!(
+            schedule.next_within(&obj, Requeue::Resync, now, check),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            schedule.next_within(&obj, Requeue::Slowly, now, check),
+            Duration::from_secs(5)
+        );
+        assert_eq!(schedule.next_within(&obj, Requeue::Soon, now, check), SOON);
+        // A check due now does not make a busy loop.
+        assert_eq!(
+            schedule.next_within(&obj, Requeue::Resync, now, Some(Duration::ZERO)),
+            SOON
+        );
+        // Backoff is kept: the source is read again after it, not before.
+        let backoff = schedule.next_within(&obj, Requeue::Backoff, now, Some(Duration::ZERO));
+        assert!(backoff >= Duration::from_millis(800), "{backoff:?}");
+        // A later check leaves the resync alone.
+        let later =
+            schedule.next_within(&obj, Requeue::Resync, now, Some(Duration::from_secs(3600)));
+        assert!(later <= Duration::from_secs(660), "{later:?}");
     }
 
     #[test]

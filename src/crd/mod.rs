@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 mod status;
 
 pub use status::{
-    DomainStatus, ErrorDetails, InFlight, OpenSearchPackageStatus, VersionHistoryEntry,
+    DomainStatus, ErrorDetails, InFlight, OpenSearchPackageStatus, SourceStatus,
+    VersionHistoryEntry,
 };
 
 /// API group of every resource this operator serves.
@@ -289,6 +290,14 @@ pub struct PackageSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub revision: Option<String>,
+
+    /// Follow the object's content: the operator reads the object's ETag (and VersionId in a
+    /// versioned bucket) with S3 HeadObject on a schedule of its own (--source-check-interval)
+    /// and imports a new package version when it changes, exactly once per change; an
+    /// unchanged object imports nothing. status.source shows the object version imported.
+    /// Unset: the operator's default (--follow-content, off unless configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_content: Option<bool>,
 }
 
 impl PackageSource {

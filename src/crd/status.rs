@@ -61,6 +61,12 @@ pub struct OpenSearchPackageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_digest: Option<String>,
 
+    /// The S3 object version the package was last imported from, for an object that follows
+    /// its source's content (spec.source.followContent). When that import failed,
+    /// packageStatus and the Stalled condition say so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceStatus>,
+
     /// Package versions, newest first, at most 10.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub version_history: Vec<VersionHistoryEntry>,
@@ -133,6 +139,20 @@ pub struct ErrorDetails {
     /// Error message reported by the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+}
+
+/// An S3 object version, as HeadObject reported it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// The object's ETag, as S3 sends it (quoted).
+    pub etag: String,
+    /// The object's VersionId (versioned buckets only).
+    #[serde(default, rename = "versionID", skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// When the object was last modified (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
 }
 
 /// One package version.

@@ -121,7 +121,7 @@ impl Metrics {
         );
         registry.register(
             "aws_calls",
-            "OpenSearch Service API calls by operation and outcome",
+            "AWS API calls (OpenSearch Service; S3 HeadObject for followed sources) by operation and outcome",
             aws_calls.clone(),
         );
         registry.register(
@@ -141,7 +141,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "aws_call_duration",
-            "Time an OpenSearch Service API call took, by operation and region",
+            "Time an AWS API call took, by operation and region",
             Unit::Seconds,
             aws_call_duration.clone(),
         );

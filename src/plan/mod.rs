@@ -15,15 +15,22 @@ mod package;
 use std::collections::BTreeMap;
 
 pub use cleanup::plan_cleanup;
-pub use package::plan;
 
+use crate::backend::s3::ObjectVersion;
 use crate::backend::{
     AssociatePackage, CreatePackage, DomainAssociation, Package, PackageVersion, Source,
     UpdatePackage,
 };
 use crate::crd::{OpenSearchPackage, OpenSearchPackageSpec};
 use crate::digest::SpecDigest;
+use crate::source::{self, SourceView};
 use crate::vocabulary::{StallReason, WaitReason};
+
+/// Decide the next step for an object that is not being deleted. An object whose followed
+/// source cannot be read makes no import and is not Ready ([`source::gate`]).
+pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
+    source::gate(package::plan(obj, observed), observed, &obj.spec)
+}
 
 /// What AWS (and the cluster) showed for one object, gathered before planning.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -38,6 +45,15 @@ pub struct Observation {
     pub name_owner: Option<String>,
     /// Prerequisite object name → its package id, for prerequisites that are Ready.
     pub ready_prerequisites: BTreeMap<String, String>,
+    /// The S3 source object's version, for an object that follows it.
+    pub source: SourceView,
+}
+
+impl Observation {
+    /// The digest the object's spec and its source's version call for.
+    pub fn digest(&self, obj: &OpenSearchPackage) -> SpecDigest {
+        source::desired_digest(&obj.spec, obj.status.as_ref(), &self.source)
+    }
 }
 
 /// What the plan decided. Made once per reconcile and consumed at once, so the size of the
@@ -107,10 +123,12 @@ impl Verdict {
 /// One AWS call (or the record of one made before a crash).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Create the package (`recreate` when a recorded package vanished outside the cluster).
+    /// Create the package (`recreate` when a recorded package vanished outside the cluster);
+    /// `digest` is what it imports.
     Create {
         request: CreatePackage,
         recreate: bool,
+        digest: SpecDigest,
     },
     /// Take over an existing package found by name; no call. `ours` when the create record
     /// says this object created it before a crash; then `digest` is what that create sent.
@@ -201,7 +219,7 @@ pub fn create_request(spec: &OpenSearchPackageSpec, name: String) -> CreatePacka
     CreatePackage {
         name,
         package_type: spec.package_type,
-        source: source(spec),
+        source: source_of(spec),
         description: spec.description.clone(),
         engine_version: spec.engine_version.clone(),
         configuration: spec.configuration.clone(),
@@ -210,23 +228,27 @@ pub fn create_request(spec: &OpenSearchPackageSpec, name: String) -> CreatePacka
     }
 }
 
-/// The request UpdatePackage sends for this spec.
+/// The request UpdatePackage sends for this spec; `followed` names the source object's
+/// version in the commit message (an object that follows its source).
 pub fn update_request(
     spec: &OpenSearchPackageSpec,
     package_id: String,
     digest: &SpecDigest,
+    followed: Option<&ObjectVersion>,
 ) -> UpdatePackage {
+    let tag = followed.map(source::tag);
     UpdatePackage {
         package_id,
-        source: source(spec),
+        source: source_of(spec),
         description: spec.description.clone(),
-        commit_message: digest.commit_message(spec.commit_message.as_deref()),
+        commit_message: digest
+            .commit_message_tagged(spec.commit_message.as_deref(), tag.as_deref()),
         configuration: spec.configuration.clone(),
         encryption: spec.encryption.clone(),
     }
 }
 
-fn source(spec: &OpenSearchPackageSpec) -> Source {
+fn source_of(spec: &OpenSearchPackageSpec) -> Source {
     Source {
         bucket: spec.source.s3_bucket_name.clone(),
         key: spec.source.s3_key.clone(),

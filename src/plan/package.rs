@@ -13,7 +13,7 @@ use crate::status::{rfc3339, stall_lifted};
 use crate::vocabulary::{PackageStatus, StallReason, WaitReason};
 
 /// Decide the next step for an object that is not being deleted.
-pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
+pub(super) fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
     if !obj.spec.manages() {
         return observe_only::plan_observe_only(obj, observed);
     }
@@ -29,6 +29,7 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
         return Decision::Act(Action::Create {
             request: create_request(spec, name),
             recreate: status.package_id.is_some(),
+            digest: observed.digest(obj),
         });
     };
     if status.package_id.as_deref() != Some(package.id.as_str()) {
@@ -48,7 +49,7 @@ pub fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
         return wait_for_import(package);
     }
 
-    let digest = SpecDigest::of(spec);
+    let digest = observed.digest(obj);
     let applied = status
         .applied_digest
         .as_deref()
@@ -192,7 +193,12 @@ fn update(
         });
     }
     Decision::Act(Action::Update {
-        request: update_request(&obj.spec, package.id.clone(), &digest),
+        request: update_request(
+            &obj.spec,
+            package.id.clone(),
+            &digest,
+            observed.source.current(),
+        ),
         digest,
     })
 }

@@ -10,3 +10,4 @@ mod crd;
 mod metrics_server;
 mod plan;
 mod plan_observe_only;
+mod plan_source;

@@ -90,11 +90,20 @@ fn stalled(step: &Decision) -> Option<StallReason> {
 #[test]
 fn creates_a_package_that_does_not_exist() {
     let obj = fresh(json!({"description": "Product synonyms", "encryption": {"enabled": true}}));
-    let Decision::Act(Action::Create { request, recreate }) = plan(&obj, &Observation::default())
+    let Decision::Act(Action::Create {
+        request,
+        recreate,
+        digest,
+    }) = plan(&obj, &Observation::default())
     else {
         panic!("expected Create");
     };
     assert!(!recreate);
+    assert_eq!(
+        digest,
+        SpecDigest::of(&obj.spec),
+        "not following: the spec's digest"
+    );
     assert_eq!(request.name, "product-synonyms");
     assert_eq!(request.source.bucket, "acme-dicts");
     assert_eq!(request.source.key, "synonyms.txt");

@@ -101,7 +101,7 @@ async fn an_observer_reports_a_package_it_does_not_own_and_never_changes_it() {
         .backend
         .update_package(
             REGION,
-            ospkg::plan::update_request(&spec, id.clone(), &digest),
+            ospkg::plan::update_request(&spec, id.clone(), &digest, None),
         )
         .await
         .expect("the owner updates");

@@ -262,7 +262,7 @@ async fn a_crash_after_update_does_not_update_twice() {
     aws.backend
         .update_package(
             REGION,
-            ospkg::plan::update_request(&obj.spec, created.id.clone(), &new_digest),
+            ospkg::plan::update_request(&obj.spec, created.id.clone(), &new_digest, None),
         )
         .await
         .expect("update before the crash");
@@ -315,7 +315,7 @@ async fn a_region_listing_older_than_status_is_not_trusted() {
         .backend
         .update_package(
             REGION,
-            ospkg::plan::update_request(&base.spec, created.id.clone(), &digest),
+            ospkg::plan::update_request(&base.spec, created.id.clone(), &digest, None),
         )
         .await
         .expect("update");

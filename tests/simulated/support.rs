@@ -13,9 +13,11 @@ use kube::runtime::reflector;
 use kube::{Client, Resource};
 use ospkg::backend::Operation;
 use ospkg::backend::aws::{AwsBackend, Timeouts};
+use ospkg::backend::s3::S3Backend;
 use ospkg::controller::{Context, reconcile};
 use ospkg::crd::{FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
 use ospkg::metrics::Metrics;
+use ospkg::source::{FollowSettings, Follower};
 use ospkg::vocabulary::ConditionType;
 use ospkg_sim::{Durations, RunningSim, ScriptedFault, SimConfig};
 use serde_json::{Value, json};
@@ -243,6 +245,10 @@ pub fn mock_client(object: OpenSearchPackage) -> (Client, MockApi) {
 }
 
 pub fn context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> {
+    Arc::new(new_context(client, backend, Arc::new(Metrics::new())))
+}
+
+fn new_context(client: Client, backend: AwsBackend, metrics: Arc<Metrics>) -> Context<AwsBackend> {
     let (store, _writer) = reflector::store::<OpenSearchPackage>();
     let recorder = Recorder::new(
         client.clone(),
@@ -251,15 +257,28 @@ pub fn context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> 
             instance: None,
         },
     );
-    Arc::new(Context::new(
+    Context::new(
         client,
         backend,
         recorder,
-        Arc::new(Metrics::new()),
+        metrics,
         REGION.into(),
         Duration::from_secs(600),
         vec![store],
-    ))
+    )
+}
+
+/// A context whose objects follow their sources as `settings` say, reading the simulator's
+/// S3 with the operator's S3 client (the metrics are the context's).
+pub async fn following_context(
+    client: Client,
+    aws: &Aws,
+    settings: FollowSettings,
+) -> Arc<Context<AwsBackend>> {
+    let metrics = Arc::new(Metrics::new());
+    let s3 = S3Backend::for_endpoint(&aws.sim.s3_endpoint(), metrics.clone()).await;
+    let ctx = new_context(client, aws.backend().await, metrics);
+    Arc::new(ctx.with_source(Follower::new(settings, Some(Arc::new(s3)))))
 }
 
 /// A test object, `extra` merged over the defaults at the top level.
@@ -306,6 +325,8 @@ pub struct Harness {
     pub api: MockApi,
     client: Client,
     pub ctx: Arc<Context<AwsBackend>>,
+    /// How objects follow their sources (the S3 client included), when they can.
+    follow: Option<FollowSettings>,
 }
 
 impl Harness {
@@ -317,7 +338,30 @@ impl Harness {
             api,
             client,
             ctx,
+            follow: None,
         }
+    }
+
+    /// An operator that can follow sources (with an S3 client), configured with `settings`.
+    pub async fn following(aws: Aws, obj: OpenSearchPackage, settings: FollowSettings) -> Self {
+        let (client, api) = mock_client(obj);
+        let ctx = following_context(client.clone(), &aws, settings).await;
+        Self {
+            aws,
+            api,
+            client,
+            ctx,
+            follow: Some(settings),
+        }
+    }
+
+    /// One reconcile at the object's source check slot: its source is read.
+    pub async fn reconcile_at_check(&self) {
+        let obj = self.api.object();
+        self.ctx.make_source_due(&obj);
+        reconcile(Arc::new(obj), self.ctx.clone())
+            .await
+            .expect("reconcile");
     }
 
     /// One reconcile of the current object, as when its requeue timer fires.
@@ -390,7 +434,10 @@ impl Harness {
 
     /// A new operator process: nothing remembered but what the API server and AWS hold.
     pub async fn restart(&mut self) {
-        self.ctx = context(self.client.clone(), self.aws.backend().await);
+        self.ctx = match self.follow {
+            Some(settings) => following_context(self.client.clone(), &self.aws, settings).await,
+            None => context(self.client.clone(), self.aws.backend().await),
+        };
     }
 }
 

@@ -6,6 +6,7 @@ which starts the simulator (manual clock, package quota 5, domains `search` and 
 """
 
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -256,3 +257,38 @@ def test_scripted_faults_through_the_admin_api():
         (None, "closeAfterEffect", "AKIDBOTO"),
         (500, "errorAfterEffect", "AKIDBOTO"),
     ]
+
+
+def test_s3_head_object_answers_what_a_follower_reads():
+    """ETag, VersionId and Last-Modified on HEAD, delete markers, denied keys and a bucket in
+    another region, parsed by botocore (and its region redirector)."""
+    store = s3()
+    admin("PUT", "/buckets/boto-versioned", {"versioned": True})
+    first = store.put_object(Bucket="boto-versioned", Key="v.txt", Body=b"one\n")
+    head = store.head_object(Bucket="boto-versioned", Key="v.txt")
+    assert head["ETag"] == first["ETag"] == '"%s"' % hashlib.md5(b"one\n").hexdigest()
+    assert head["VersionId"] == first["VersionId"]
+    assert isinstance(head["LastModified"], datetime.datetime)
+    again = store.put_object(Bucket="boto-versioned", Key="v.txt", Body=b"one\n")
+    assert again["ETag"] == first["ETag"] and again["VersionId"] != first["VersionId"]
+    store.delete_object(Bucket="boto-versioned", Key="v.txt")
+    with pytest.raises(ClientError) as e:
+        store.head_object(Bucket="boto-versioned", Key="v.txt")
+    assert e.value.response["Error"]["Code"] == "404"
+    assert e.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
+
+    admin("PUT", "/buckets/boto-locked", {"deny": ["*"]})
+    with pytest.raises(ClientError) as e:
+        store.head_object(Bucket="boto-locked", Key="x.txt")
+    assert e.value.response["Error"]["Code"] == "403"
+
+    admin("PUT", "/buckets/boto-frankfurt", {"region": "eu-central-1"})
+    admin("PUT", "/objects/boto-frankfurt/k.txt", None)
+    head = store.head_object(Bucket="boto-frankfurt", Key="k.txt")
+    assert head["ResponseMetadata"]["HTTPStatusCode"] == 200
+    heads = [
+        (e["region"], e["status"])
+        for e in admin("GET", "/log")
+        if e.get("operation") == "HeadObject" and e.get("bucket") == "boto-frankfurt"
+    ]
+    assert heads == [("us-east-1", 301), ("eu-central-1", 200)]

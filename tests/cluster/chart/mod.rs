@@ -233,8 +233,13 @@ fn helm_lint_is_clean() {
 
 #[test]
 fn bad_values_fail_the_schema() {
-    let cases: [(&[&str], &str); 24] = [
+    let cases: [(&[&str], &str); 26] = [
         (&["--set", "logFormat=xml"], "logFormat"),
+        (&["--set-string", "followContent=yes"], "followContent"),
+        (
+            &["--set", "sourceCheckInterval=often"],
+            "sourceCheckInterval",
+        ),
         (&["--set", "logLevel=verbose"], "logLevel"),
         (&["--set-string", "concurrency=many"], "concurrency"),
         (&["--set", "concurrency=0"], "concurrency"),
@@ -391,6 +396,8 @@ fn default_values_render_a_hardened_highly_available_deployment() {
         [
             "run",
             "--resync-interval=10m",
+            "--follow-content=false",
+            "--source-check-interval=5m",
             "--concurrency=32",
             "--aws-rate-limit=10",
             "--metrics-addr=0.0.0.0:8080",
@@ -598,6 +605,8 @@ fn optional_values_render() {
         "extraEnv[0].name=AWS_ENDPOINT_URL_OPENSEARCH,extraEnv[0].value=http://sim:4566",
         "--set",
         "rbac.create=false,priorityClassName=system-cluster-critical",
+        "--set",
+        "followContent=true,sourceCheckInterval=90s",
     ]);
     let found = kinds(&objects);
     assert!(
@@ -637,6 +646,8 @@ fn optional_values_render() {
         "--label-selector=team=search",
         "--log-format=json",
         "--metrics-addr=0.0.0.0:9090",
+        "--follow-content=true",
+        "--source-check-interval=90s",
     ] {
         assert!(
             args.contains(&arg.to_owned()),
@@ -831,10 +842,33 @@ fn iam_policy_grants_exactly_the_package_actions() {
          (left: granted, right: called)"
     );
 
+    // The S3 actions: what the service needs to read a package's file with the caller's
+    // rights (s3:GetObject), and exactly what the operator's own S3 client calls (HeadObject
+    // of followed sources is authorised by s3:GetObject).
+    let s3_client = std::fs::read_to_string(Path::new(ROOT).join("src/backend/s3.rs"))
+        .expect("reading src/backend/s3.rs");
+    let s3_calls = s3_operations_called(&s3_client);
+    assert_eq!(
+        s3_calls.keys().copied().collect::<Vec<_>>(),
+        ["head_object"],
+        "src/backend/s3.rs calls these S3 operations"
+    );
+    let mut s3_needed: BTreeSet<&str> = s3_calls.values().copied().collect();
+    s3_needed.insert("s3:GetObject");
+    let s3_granted: BTreeSet<&str> = actions
+        .iter()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("s3:"))
+        .collect();
+    assert_eq!(
+        s3_granted, s3_needed,
+        "deploy/iam-policy.json must grant exactly the s3: actions the imports and src/backend/s3.rs need \
+         (left: granted, right: needed)"
+    );
     let others: BTreeSet<&str> = actions
         .iter()
         .map(String::as_str)
-        .filter(|a| !a.starts_with("es:"))
+        .filter(|a| !a.starts_with("es:") && !a.starts_with("s3:"))
         .collect();
     assert_eq!(
         others,
@@ -843,10 +877,9 @@ fn iam_policy_grants_exactly_the_package_actions() {
             "kms:Decrypt",
             "kms:DescribeKey",
             "kms:GenerateDataKey",
-            "s3:GetObject"
         ]
         .into(),
-        "non-es actions"
+        "non-es, non-s3 actions"
     );
     let kms = statements
         .iter()
@@ -871,6 +904,25 @@ fn iam_policy_grants_exactly_the_package_actions() {
             "s3:GetObject must name the source buckets, not {resource}"
         );
     }
+}
+
+/// S3 operations called as SDK fluent builders (`client.head_object()`) in `source`, with the
+/// IAM action each needs (HeadObject is authorised by s3:GetObject).
+fn s3_operations_called(source: &str) -> std::collections::BTreeMap<&'static str, &'static str> {
+    const OPERATIONS: [(&str, &str); 8] = [
+        ("head_object", "s3:GetObject"),
+        ("get_object", "s3:GetObject"),
+        ("get_object_attributes", "s3:GetObject"),
+        ("head_bucket", "s3:ListBucket"),
+        ("list_objects_v2", "s3:ListBucket"),
+        ("list_object_versions", "s3:ListBucketVersions"),
+        ("get_bucket_location", "s3:GetBucketLocation"),
+        ("get_bucket_versioning", "s3:GetBucketVersioning"),
+    ];
+    OPERATIONS
+        .into_iter()
+        .filter(|(op, _)| source.contains(&format!(".{op}()")))
+        .collect()
 }
 
 /// OpenSearch Service operations (PascalCase) called as SDK fluent builders

@@ -283,7 +283,11 @@ fn pod_and_service_monitors_take_scrape_settings() {
         assert_eq!(endpoint["interval"].as_str(), Some("15s"));
         assert_eq!(endpoint["scrapeTimeout"].as_str(), Some("10s"));
         // Per-object series keep the object's namespace (alerts and dashboard filter on it).
-        assert_eq!(endpoint["honorLabels"].as_bool(), Some(true), "{endpoint:?}");
+        assert_eq!(
+            endpoint["honorLabels"].as_bool(),
+            Some(true),
+            "{endpoint:?}"
+        );
         assert_eq!(
             strings(&endpoint["relabelings"][0]["sourceLabels"]),
             ["__meta_kubernetes_pod_node_name"]

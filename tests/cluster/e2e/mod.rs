@@ -10,6 +10,7 @@ mod export;
 mod ha;
 mod observe;
 mod observer;
+mod source;
 mod storm;
 mod support;
 

@@ -135,6 +135,8 @@ pub struct TestEnv {
     pub ns: String,
     pub client: kube::Client,
     pub dir: TempDir,
+    /// Flags added to every operator this test starts.
+    pub operator_args: Vec<String>,
 }
 
 impl TestEnv {
@@ -172,29 +174,55 @@ impl TestEnv {
             ns: ns.to_owned(),
             client,
             dir,
+            operator_args: Vec::new(),
         }
+    }
+
+    /// A fresh namespace on the shared control plane, a simulator as [`TestEnv::start`], and
+    /// the operator with these flags (each replacing a default of the same name).
+    pub async fn start_with_flags(ns: &str, flags: &[&str]) -> TestEnv {
+        let cp = shared_control_plane().await.expect("control plane");
+        Self::without_operator(cp, ns, SimConfig::default().durations(fast_durations()))
+            .await
+            .with_operator_args(flags)
+            .await
     }
 
     pub async fn with_operator(self) -> TestEnv {
         self.with_operator_args(&[]).await
     }
 
-    /// The operator with some flags of its command line replaced (`--name=value` each).
-    pub async fn with_operator_args(mut self, args: &[&str]) -> TestEnv {
-        let operator =
-            Operator::start_replica_with(&self.cp, &self.sim, &self.ns, self.dir.path(), "a", args)
-                .await
-                .expect("operator");
+    /// The operator with these flags (`--name=value` each, replacing a default of the same
+    /// name); replicas added later get them too.
+    pub async fn with_operator_args(mut self, flags: &[&str]) -> TestEnv {
+        self.operator_args
+            .extend(flags.iter().map(|f| (*f).to_owned()));
+        let operator = Operator::start_replica(
+            &self.cp,
+            &self.sim,
+            &self.ns,
+            self.dir.path(),
+            "a",
+            &self.operator_args,
+        )
+        .await
+        .expect("operator");
         self.operator = Some(operator);
         self
     }
 
     /// Starts another replica of the operator (same namespace, same Lease).
     pub async fn add_replica(&mut self, replica: &str) {
-        let operator =
-            Operator::start_replica(&self.cp, &self.sim, &self.ns, self.dir.path(), replica)
-                .await
-                .expect("operator replica");
+        let operator = Operator::start_replica(
+            &self.cp,
+            &self.sim,
+            &self.ns,
+            self.dir.path(),
+            replica,
+            &self.operator_args,
+        )
+        .await
+        .expect("operator replica");
         self.replicas.push(operator);
     }
 
@@ -571,25 +599,15 @@ pub struct Operator {
 
 impl Operator {
     /// One replica of the operator for `ns`: its own pod name, log file and AWS access key
-    /// (the simulator's call log tells replicas apart by it), the same leader Lease.
+    /// (the simulator's call log tells replicas apart by it), the same leader Lease; each of
+    /// `flags` (`--name=value`) replaces a default of the same name or is added.
     pub async fn start_replica(
         cp: &ControlPlane,
         sim: &RunningSim,
         ns: &str,
         dir: &Path,
         replica: &str,
-    ) -> Result<Self> {
-        Self::start_replica_with(cp, sim, ns, dir, replica, &[]).await
-    }
-
-    /// [`Self::start_replica`] with some flags replaced (`--name=value` each).
-    pub async fn start_replica_with(
-        cp: &ControlPlane,
-        sim: &RunningSim,
-        ns: &str,
-        dir: &Path,
-        replica: &str,
-        overrides: &[&str],
+        flags: &[String],
     ) -> Result<Self> {
         let rbac = operator_rbac(cp).await?;
         let account = service_account_name(&rbac)?;
@@ -600,6 +618,8 @@ impl Operator {
         let env = vec![
             ("KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
             ("AWS_ENDPOINT_URL_OPENSEARCH".to_owned(), sim.endpoint()),
+            // Objects that follow their source read it from the simulator's S3.
+            ("AWS_ENDPOINT_URL_S3".to_owned(), sim.s3_endpoint()),
             ("AWS_ACCESS_KEY_ID".to_owned(), access_key(replica)),
             ("AWS_SECRET_ACCESS_KEY".to_owned(), "e2e-secret".to_owned()),
             ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
@@ -623,10 +643,10 @@ impl Operator {
             // Every test's operator leads its own Lease: tests run side by side.
             format!("--leader-election-lease-name=ospkg-{ns}"),
         ];
-        for flag in overrides {
+        for flag in flags {
             let name = flag.split('=').next().unwrap_or(flag);
             args.retain(|a| a.split('=').next() != Some(name));
-            args.push((*flag).to_owned());
+            args.push(flag.clone());
         }
         let log = dir.join(format!("operator-{replica}.log"));
         let process = spawn_operator(&env, &args, &log)?;
