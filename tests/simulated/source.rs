@@ -230,7 +230,8 @@ async fn overwrites_during_an_import_end_with_the_last_content_available_once() 
     );
     for _ in 0..10 {
         advance().await;
-        harness.reconcile().await;
+        // The region observer's next listing shows the import's progress.
+        harness.resync().await;
         if settled(&harness.api.object()) {
             break;
         }
@@ -264,7 +265,8 @@ async fn a_file_seen_during_an_import_is_read_again_before_it_is_imported() {
     let finish_imports = || async {
         for _ in 0..10 {
             admin.advance_clock(3_000).await.expect("clock");
-            harness.reconcile().await;
+            // The region observer's next listing shows the import's progress.
+            harness.resync().await;
             if settled(&harness.api.object()) {
                 return;
             }
