@@ -315,7 +315,7 @@ fn pod_and_service_monitors_take_scrape_settings() {
         .keys()
         .map(|k| k.as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["port", "path", "interval"]);
+    assert_eq!(keys, ["port", "path", "honorLabels", "interval"]);
 
     // Both at once would scrape every pod twice.
     let output = run_helm(&[
