@@ -225,8 +225,15 @@ created_epoch() {
 build_binary() {
   log "cargo build --release ($TARGET_DIR)"
   local start=$SECONDS
+  # Variables cargo sets for a test or build script it runs (CARGO_PKG_NAME, …): inherited by
+  # this build (the image test runs this script), they would make dependencies' build scripts
+  # that watch them (ring's) look changed, and most of the build would run again.
+  local unset=() var
+  while read -r var; do
+    unset+=(-u "$var")
+  done < <(compgen -e | grep -E '^CARGO_(PKG_|MANIFEST_|CRATE_NAME$|BIN_EXE_|BIN_NAME$|PRIMARY_PACKAGE$|TARGET_TMPDIR$)' || true)
   # OSPKG_GIT_COMMIT: `version` and ospkg_build_info carry the revision the labels name.
-  (cd "$ROOT" && OSPKG_GIT_COMMIT="$REVISION" CARGO_TARGET_DIR="$TARGET_DIR" \
+  (cd "$ROOT" && env "${unset[@]}" OSPKG_GIT_COMMIT="$REVISION" CARGO_TARGET_DIR="$TARGET_DIR" \
     cargo build --release --locked -p "$NAME" --bin "$NAME")
   log "release build: $((SECONDS - start))s"
   BINARY="$TARGET_DIR/release/$NAME"
