@@ -95,7 +95,8 @@ apt_install() {
     die "missing ${missing[*]}: install them (Debian/Ubuntu: apt-get install --no-install-recommends ${missing[*]})"
   fi
   log "apt-get install ${missing[*]}"
-  local install=(apt-get install -y -q --no-install-recommends "${missing[@]}")
+  # Waits for another apt-get or dpkg (up to two minutes) instead of failing on its lock.
+  local install=(apt-get -o DPkg::Lock::Timeout=120 install -y -q --no-install-recommends "${missing[@]}")
   if ! DEBIAN_FRONTEND=noninteractive "${install[@]}" >"$CONF/apt.log" 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$CONF/apt.log" 2>&1 || true
     DEBIAN_FRONTEND=noninteractive "${install[@]}" >>"$CONF/apt.log" 2>&1 || {
@@ -146,7 +147,7 @@ setup() {
   cat >"$CONF/containers.conf.tmp" <<EOF
 # Written by hack/image.sh. podman and buildah read it through CONTAINERS_CONF.
 [containers]
-# Within the hard limits of the machine the image was built on (runc cannot raise them).
+# At the hard limits hack/image.sh ran under (runc cannot raise a limit above them).
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 log_driver = "k8s-file"
 
@@ -225,8 +226,15 @@ created_epoch() {
 build_binary() {
   log "cargo build --release ($TARGET_DIR)"
   local start=$SECONDS
+  # Variables cargo sets for a test or build script it runs (CARGO_PKG_NAME, …): inherited by
+  # this build (the image test runs this script), they would make dependencies' build scripts
+  # that watch them (ring's) look changed, and most of the build would run again.
+  local unset=() var
+  while read -r var; do
+    unset+=(-u "$var")
+  done < <(compgen -e | grep -E '^CARGO_(PKG_|MANIFEST_|CRATE_NAME$|BIN_EXE_|BIN_NAME$|PRIMARY_PACKAGE$|TARGET_TMPDIR$)' || true)
   # OSPKG_GIT_COMMIT: `version` and ospkg_build_info carry the revision the labels name.
-  (cd "$ROOT" && OSPKG_GIT_COMMIT="$REVISION" CARGO_TARGET_DIR="$TARGET_DIR" \
+  (cd "$ROOT" && env "${unset[@]}" OSPKG_GIT_COMMIT="$REVISION" CARGO_TARGET_DIR="$TARGET_DIR" \
     cargo build --release --locked -p "$NAME" --bin "$NAME")
   log "release build: $((SECONDS - start))s"
   BINARY="$TARGET_DIR/release/$NAME"

@@ -109,7 +109,13 @@ fn the_image_labels_describe_the_binary_it_runs() {
     assert_eq!(label("source"), env!("CARGO_PKG_REPOSITORY"));
     assert_eq!(label("licenses"), env!("CARGO_PKG_LICENSE"));
     assert_eq!(label("version"), env!("CARGO_PKG_VERSION"));
+    // The commit the image was built from (`-dirty`: with uncommitted changes).
     let revision = label("revision");
+    let sha = revision.strip_suffix("-dirty").unwrap_or(&revision);
+    assert!(
+        sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+        "revision {revision:?} is not a git commit"
+    );
     let created: jiff::Timestamp = label("created")
         .parse()
         .expect("the created label is an RFC 3339 time");
