@@ -14,7 +14,7 @@
 #   hack/bench.sh --help                                 every option
 #
 # Needs what hack/test.sh needs (Rust, Go for the control-plane binaries). The first release
-# build takes a while (about 15 minutes on 2 cores).
+# build takes long (104 minutes on the busy, shared 2-core machine of the README's figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"

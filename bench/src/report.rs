@@ -270,7 +270,7 @@ impl Report {
             row(
                 "DescribePackages per region per resync, steady state",
                 format!(
-                    "{:.2} (min {:.0}, max {:.0}; one listing is {} page(s))",
+                    "{:.2} (min {:.1}, max {:.1} over the regions; one listing is {} page(s))",
                     st.describe_per_region_per_resync.mean,
                     st.describe_per_region_per_resync.min,
                     st.describe_per_region_per_resync.max,

@@ -511,27 +511,31 @@ impl Service {
             .iter()
             .any(|f| f.name == FilterName::PackageId);
         let region = self.region(scope);
-        let all: Vec<PackageDetails> = region
-            .packages
-            .iter()
-            .filter(|p| by_id || p.listed(now))
-            .map(|p| p.details(now))
-            .collect();
+        let visible = |p: &&Package| by_id || p.listed(now);
         // A lookup by exact IDs that finds none of them is "not found", as for the other
         // by-ID operations.
         for filter in &input.filters {
             if filter.name == FilterName::PackageId
                 && filter.values.iter().all(|v| !v.contains(['*', '?']))
-                && !all.iter().any(|p| filter.values.contains(&p.package_id))
+                && !region
+                    .packages
+                    .iter()
+                    .filter(visible)
+                    .any(|p| filter.values.contains(&p.id))
             {
                 return Err(ApiError::package_not_found(&filter.values.join(", ")));
             }
         }
-        let matching: Vec<PackageDetails> = all
-            .into_iter()
-            .filter(|p| input.filters.iter().all(|f| filter_matches(f, p)))
-            .collect();
+        // Filters are matched on the stored packages and only the page is turned into
+        // PackageDetails (the costly part); the packages of earlier pages are only skipped,
+        // so paging through a region of thousands stays cheap at every page.
+        let matching = region
+            .packages
+            .iter()
+            .filter(visible)
+            .filter(|p| input.filters.iter().all(|f| filter_matches(f, p, now)));
         let (page, token) = paginate(matching, &input.page, "describe")?;
+        let page: Vec<PackageDetails> = page.into_iter().map(|p| p.details(now)).collect();
         Ok(with_token(json!({ "PackageDetailsList": page }), token))
     }
 
@@ -890,14 +894,16 @@ fn add_unique(list: &mut Vec<String>, users: Vec<String>) {
 
 /// OR within one filter's values, AND across filters (the caller ANDs); `*` and `?` are
 /// wildcards.
-fn filter_matches(filter: &Filter, package: &PackageDetails) -> bool {
+/// Whether a package matches a DescribePackages filter, on the fields its `PackageDetails`
+/// would show at `now`.
+fn filter_matches(filter: &Filter, package: &Package, now: u64) -> bool {
     let field = match filter.name {
-        FilterName::PackageId => Some(package.package_id.as_str()),
-        FilterName::PackageName => Some(package.package_name.as_str()),
-        FilterName::PackageStatus => Some(package.package_status),
+        FilterName::PackageId => Some(package.id.as_str()),
+        FilterName::PackageName => Some(package.name.as_str()),
+        FilterName::PackageStatus => Some(package.status(now)),
         FilterName::PackageType => Some(package.package_type.as_str()),
         FilterName::EngineVersion => package.engine_version.as_deref(),
-        FilterName::PackageOwner => Some(package.package_owner.as_str()),
+        FilterName::PackageOwner => Some(package.owner.as_str()),
     };
     field.is_some_and(|f| {
         filter
@@ -919,7 +925,7 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 /// Opaque tokens: the hex of `<listing>:<offset>`, so a token from another listing or a
 /// made-up one is refused.
 fn paginate<T>(
-    items: Vec<T>,
+    items: impl IntoIterator<Item = T>,
     page: &Page,
     listing: &str,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
@@ -934,10 +940,13 @@ fn paginate<T>(
         })?,
     };
     let size = page.max_results.unwrap_or(DEFAULT_PAGE_SIZE);
-    let total = items.len();
-    let end = start.saturating_add(size).min(total);
-    let page: Vec<T> = items.into_iter().skip(start).take(size).collect();
-    let token = (end < total).then(|| hex::encode(format!("{listing}:{end}")));
+    let mut rest = items.into_iter().skip(start);
+    let page: Vec<T> = rest.by_ref().take(size).collect();
+    let end = start + page.len();
+    let token = rest
+        .next()
+        .is_some()
+        .then(|| hex::encode(format!("{listing}:{end}")));
     Ok((page, token))
 }
 
