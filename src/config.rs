@@ -21,8 +21,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller.
     Run(Box<RunArgs>),
-    /// Print the OpenSearchPackage CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML (every one, or the one named).
+    Crd {
+        /// Plural name of one CRD: opensearchpackages or opensearchpackageroles.
+        name: Option<String>,
+    },
     /// Print the version.
     Version,
 }
@@ -74,7 +77,8 @@ pub struct RunArgs {
     #[arg(long, env = "OSPKG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Maximum OpenSearch Service API calls per second, per region (also the burst).
+    /// Maximum OpenSearch Service API calls per second, per account and region (also the
+    /// burst).
     #[arg(long, env = "OSPKG_AWS_RATE_LIMIT", default_value = "10")]
     pub aws_rate_limit: NonZeroU32,
 
@@ -178,6 +182,26 @@ pub struct RunArgs {
         value_parser = parse_duration
     )]
     pub aws_operation_timeout: Duration,
+
+    /// What the objects of a namespace that no OpenSearchPackageRole selects get:
+    /// "own-identity" (the operator's own AWS identity, unrestricted) or "deny" (Stalled,
+    /// reason NoRole, no AWS call: for clusters shared by several teams).
+    #[arg(
+        long,
+        env = "OSPKG_UNBOUND_NAMESPACES",
+        value_enum,
+        default_value_t = crate::tenancy::UnboundNamespaces::OwnIdentity
+    )]
+    pub unbound_namespaces: crate::tenancy::UnboundNamespaces,
+
+    /// How often each OpenSearchPackageRole is assumed again to check it (e.g. "5m").
+    #[arg(
+        long,
+        env = "OSPKG_ROLE_CHECK_INTERVAL",
+        default_value = "5m",
+        value_parser = parse_duration
+    )]
+    pub role_check_interval: Duration,
 }
 
 /// How log lines are written.
@@ -283,6 +307,8 @@ mod tests {
                 shutdown_grace_period: Duration::from_secs(20),
                 follow_content: false,
                 source_check_interval: Duration::from_secs(300),
+                unbound_namespaces: crate::tenancy::UnboundNamespaces::OwnIdentity,
+                role_check_interval: Duration::from_secs(300),
             }
         );
     }

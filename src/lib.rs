@@ -15,4 +15,5 @@ pub mod server;
 pub mod source;
 pub mod status;
 pub mod telemetry;
+pub mod tenancy;
 pub mod vocabulary;

@@ -21,8 +21,24 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Crd => {
-            print!("{}", ospkg::crd::crd_yaml().context("serializing the CRD")?);
+        Command::Crd { name } => {
+            let crds = ospkg::crd::crds();
+            let chosen: Vec<_> = crds
+                .iter()
+                .filter(|(plural, _)| name.as_deref().is_none_or(|n| n == *plural))
+                .collect();
+            anyhow::ensure!(
+                !chosen.is_empty(),
+                "no CRD named {:?}: one of {}",
+                name.unwrap_or_default(),
+                crds.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
+            );
+            let documents = chosen
+                .iter()
+                .map(|(_, crd)| ospkg::crd::crd_yaml_of(crd))
+                .collect::<Result<Vec<_>, _>>()
+                .context("serializing the CRDs")?;
+            print!("{}", documents.join("---\n"));
             Ok(())
         }
         Command::Version => {

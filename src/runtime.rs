@@ -17,14 +17,16 @@ use tracing::{debug, info, warn};
 
 use crate::backend::PackageBackend;
 use crate::backend::aws::{AwsBackend, Timeouts, sdk_defaults};
+use crate::backend::identity::Identities;
 use crate::backend::metered::Metered;
 use crate::backend::s3::S3Backend;
 use crate::controller::{Context, Wakers, error_policy, reconcile};
-use crate::crd::{FIELD_MANAGER, OpenSearchPackage};
+use crate::crd::{FIELD_MANAGER, OpenSearchPackage, OpenSearchPackageRole};
 use crate::leader::{self, Election, Leadership};
 use crate::metrics::Metrics;
 use crate::server::Health;
 use crate::source::{FollowSettings, Follower};
+use crate::tenancy::{Tenancy, UnboundNamespaces, roles};
 
 /// Controller settings taken from the command line.
 #[derive(Clone, Debug)]
@@ -38,6 +40,13 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Which objects follow their S3 source's content, and how often it is read.
     pub follow: FollowSettings,
+    /// What namespaces no OpenSearchPackageRole selects get.
+    pub unbound_namespaces: UnboundNamespaces,
+    /// How often each OpenSearchPackageRole is assumed again.
+    pub role_check_interval: Duration,
+    /// Whether OpenSearchPackageRoles and Namespaces are watched (off only in tests of the
+    /// reconcile that install no role CRD).
+    pub roles: bool,
 }
 
 impl Settings {
@@ -53,6 +62,9 @@ impl Settings {
                 by_default: args.follow_content,
                 check_interval: args.source_check_interval,
             },
+            unbound_namespaces: args.unbound_namespaces,
+            role_check_interval: args.role_check_interval,
+            roles: true,
         }
     }
 }
@@ -73,19 +85,20 @@ pub async fn run(args: crate::config::RunArgs) -> anyhow::Result<()> {
 
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new());
+    // One set of role sessions for the package and S3 clients: one AssumeRole serves both.
+    let identities = Arc::new(Identities::new(sdk_config.clone()));
     let backend = Arc::new(
         Metered::new(
-            AwsBackend::new(sdk_config.clone()),
+            AwsBackend::with_identities(sdk_config.clone(), identities.clone()),
             metrics.clone(),
             args.aws_rate_limit,
         )
         .with_leadership(leadership.clone()),
     );
-    let s3 = Arc::new(S3Backend::new(
-        &sdk_config,
-        metrics.clone(),
-        args.aws_rate_limit,
-    ));
+    let s3 = Arc::new(
+        S3Backend::new(&sdk_config, metrics.clone(), args.aws_rate_limit)
+            .with_identities(identities),
+    );
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
@@ -258,7 +271,7 @@ pub struct Shared {
 /// Runs the controllers until `stop` turns true: one kube-runtime controller per watched
 /// namespace (or one for all), sharing the context. After `stop`, no new reconcile starts;
 /// those in flight may finish within the shutdown grace period.
-pub async fn run_controllers<B: PackageBackend>(
+pub async fn run_controllers<B: PackageBackend + Clone>(
     client: Client,
     backend: B,
     shared: Shared,
@@ -307,9 +320,22 @@ pub async fn run_controllers<B: PackageBackend>(
         instance: std::env::var("POD_NAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    let (tenancy, tenancy_watches) = if settings.roles {
+        let (tenancy, watches) = Tenancy::watched(client.clone(), settings.unbound_namespaces);
+        (tenancy, Some(watches))
+    } else {
+        (Tenancy::unwatched(settings.unbound_namespaces), None)
+    };
+    let role_ctx = Arc::new(roles::RoleContext::new(
+        client.clone(),
+        backend.clone(),
+        settings.default_region.clone(),
+        settings.role_check_interval,
+        shared.leadership.clone(),
+    ));
     let ctx = Arc::new(
         Context::new(
-            client,
+            client.clone(),
             backend,
             recorder,
             shared.metrics,
@@ -319,9 +345,21 @@ pub async fn run_controllers<B: PackageBackend>(
         )
         .with_leadership(shared.leadership)
         .with_wakers(wakers)
-        .with_source(Follower::new(settings.follow, shared.s3)),
+        .with_source(Follower::new(settings.follow, shared.s3))
+        .with_tenancy(tenancy),
     );
     let readiness = tokio::spawn(report_readiness(stores, shared.health));
+    let watches = tenancy_watches.map(|w| tokio::spawn(w.run(Arc::downgrade(&ctx))));
+    // The roles' status: assumed when they change and every check interval.
+    let role_checks = settings.roles.then(|| {
+        Controller::new(
+            Api::<OpenSearchPackageRole>::all(client),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(stopped.clone())
+        .run(roles::reconcile, roles::error_policy, role_ctx)
+        .for_each(|_| async {})
+    });
 
     let runs = controllers.into_iter().map(|controller| {
         controller
@@ -334,13 +372,21 @@ pub async fn run_controllers<B: PackageBackend>(
             })
     });
     let grace = settings.shutdown_grace;
+    let role_checks = async move {
+        if let Some(role_checks) = role_checks {
+            role_checks.await;
+        }
+    };
     tokio::select! {
-        _ = futures::future::join_all(runs) => {}
+        _ = futures::future::join(futures::future::join_all(runs), role_checks) => {}
         () = async { stopped.await; tokio::time::sleep(grace).await } => {
             warn!(?grace, "in-flight reconciles did not finish within the shutdown grace period");
         }
     }
     readiness.abort();
+    if let Some(watches) = watches {
+        watches.abort();
+    }
 }
 
 /// The namespace each controller watches, in the order of [`run_controllers`]'s APIs (`None`:

@@ -139,6 +139,19 @@ pub enum StallReason {
     /// Reading a followed source object was denied (HeadObject: 403); checked again at every
     /// source check.
     SourceAccessDenied,
+    /// The spec names a domain or source bucket outside its namespace's OpenSearchPackageRole
+    /// grant, or adopts a package without the grant allowing it. No AWS call is made.
+    NotGranted,
+    /// Two or more OpenSearchPackageRoles select the namespace. No AWS call is made.
+    AmbiguousRole,
+    /// No OpenSearchPackageRole selects the namespace and the operator refuses such
+    /// namespaces (`--unbound-namespaces deny`). No AWS call is made.
+    NoRole,
+    /// STS refused the namespace's role (trust policy, external id).
+    RoleNotAssumable,
+    /// The namespace's identity now reaches another account than the one this object's
+    /// package lives in (status.accountID). No AWS call is made.
+    AccountChanged,
 }
 
 impl StallReason {
@@ -170,6 +183,11 @@ impl StallReason {
                 | Self::PackageNotFound
                 | Self::ExportConflict
                 | Self::ExportFailed
+                | Self::NotGranted
+                | Self::AmbiguousRole
+                | Self::NoRole
+                | Self::RoleNotAssumable
+                | Self::AccountChanged
         )
     }
 }

@@ -1,13 +1,14 @@
 //! The real backend: [`PackageBackend`] over `aws-sdk-opensearch`.
 //!
-//! One SDK client per region, built lazily from one base configuration: the operator serves
-//! objects in several regions with the same credentials, and building a client per call would
-//! throw away its connection pool and identity cache.
+//! One SDK client per (identity, region), built lazily from one base configuration: the
+//! operator serves objects in several regions and, through roles granted to namespaces,
+//! several accounts; building a client per call would throw away its connection pool and
+//! identity cache.
 //! Failures become [`BackendError`]s in [`super::errors`].
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use aws_config::SdkConfig;
 use aws_sdk_opensearch::Client;
@@ -17,6 +18,7 @@ use aws_smithy_types::error::operation::BuildError;
 use jiff::Timestamp;
 
 use super::errors::map_sdk_error;
+use super::identity::{Identities, Identity, Scope};
 use super::sdk::sent_once;
 pub use super::sdk::{Timeouts, sdk_defaults};
 use super::{
@@ -31,19 +33,22 @@ const PAGE_SIZE: i32 = 100;
 
 /// [`PackageBackend`] over the Amazon OpenSearch Service API.
 pub struct AwsBackend {
-    /// Everything but the region; each regional client is built from it.
+    /// Everything but the region and a role's credentials; each client is built from it.
     base: Config,
-    clients: RwLock<HashMap<String, Client>>,
+    identities: Arc<Identities>,
+    clients: RwLock<HashMap<(Identity, String), Client>>,
 }
 
 impl fmt::Debug for AwsBackend {
     // The configuration holds a credentials provider: print only the regions.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
-        let mut regions: Vec<&String> = clients.keys().collect();
+        let mut regions: Vec<&String> = clients.keys().map(|(_, region)| region).collect();
         regions.sort();
+        regions.dedup();
         f.debug_struct("AwsBackend")
             .field("regions", &regions)
+            .field("clients", &clients.len())
             .finish_non_exhaustive()
     }
 }
@@ -52,16 +57,34 @@ impl AwsBackend {
     /// A backend using the shared AWS configuration (credentials, retries, timeouts, endpoint
     /// overrides such as `AWS_ENDPOINT_URL_OPENSEARCH`); the region is set per call.
     pub fn new(sdk_config: SdkConfig) -> Self {
-        Self::from_conf(Config::new(&sdk_config))
+        let identities = Arc::new(Identities::new(sdk_config.clone()));
+        Self::with_identities(sdk_config, identities)
+    }
+
+    /// [`AwsBackend::new`] sharing the role sessions (and the operator's account) with the
+    /// S3 backend.
+    pub fn with_identities(sdk_config: SdkConfig, identities: Arc<Identities>) -> Self {
+        AwsBackend {
+            base: Config::new(&sdk_config),
+            identities,
+            clients: RwLock::new(HashMap::new()),
+        }
     }
 
     /// A backend from a finished service configuration (tests: a canned HTTP client, retries
-    /// off). The configuration's region is replaced per call.
+    /// off). The configuration's region is replaced per call; it can use only the identity
+    /// the configuration carries.
     pub fn from_conf(conf: Config) -> Self {
         AwsBackend {
             base: conf,
+            identities: Arc::new(Identities::default()),
             clients: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The role sessions and the operator's own account.
+    pub fn identities(&self) -> &Arc<Identities> {
+        &self.identities
     }
 
     /// A backend that talks to `endpoint_url` (the simulator, in tests and the demo) with
@@ -82,39 +105,51 @@ impl AwsBackend {
         Self::new(conf)
     }
 
-    /// The client for `region`, built on first use.
-    fn client(&self, region: &str) -> Client {
+    /// The client for the scope's identity and region, built on first use.
+    async fn client(&self, scope: &Scope) -> BackendResult<Client> {
+        let key = (scope.identity.clone(), scope.region.clone());
         if let Some(client) = self
             .clients
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(region)
+            .get(&key)
         {
-            return client.clone();
+            return Ok(client.clone());
         }
+        let credentials = self
+            .identities
+            .provider(&scope.identity, &scope.region)
+            .await?;
+        let mut builder = self
+            .base
+            .to_builder()
+            .region(Region::new(scope.region.clone()));
+        if let Some(credentials) = credentials {
+            builder = builder.credentials_provider(credentials);
+        }
+        let client = Client::from_conf(builder.build());
         let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
-        clients
-            .entry(region.to_owned())
-            .or_insert_with(|| {
-                let conf = self
-                    .base
-                    .to_builder()
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                Client::from_conf(conf)
-            })
-            .clone()
+        Ok(clients.entry(key).or_insert(client).clone())
     }
 }
 
 impl PackageBackend for AwsBackend {
+    async fn own_account(&self) -> BackendResult<String> {
+        self.identities.own_account().await
+    }
+
+    async fn check_role(&self, session: &super::RoleSession, region: &str) -> BackendResult<()> {
+        self.identities.check(session, region).await
+    }
+
     async fn describe_packages(
         &self,
-        region: &str,
+        scope: &Scope,
         filter: PackageFilter,
     ) -> BackendResult<Vec<Package>> {
         let mut request = self
-            .client(region)
+            .client(scope)
+            .await?
             .describe_packages()
             .max_results(PAGE_SIZE);
         request = match filter {
@@ -141,9 +176,14 @@ impl PackageBackend for AwsBackend {
         Ok(packages)
     }
 
-    async fn create_package(&self, region: &str, request: CreatePackage) -> BackendResult<Package> {
+    async fn create_package(
+        &self,
+        scope: &Scope,
+        request: CreatePackage,
+    ) -> BackendResult<Package> {
         let output = self
-            .client(region)
+            .client(scope)
+            .await?
             .create_package()
             .package_name(request.name)
             .package_type(sdk::PackageType::from(request.package_type.as_str()))
@@ -172,9 +212,14 @@ impl PackageBackend for AwsBackend {
             .ok_or_else(|| missing("CreatePackage", "PackageDetails"))
     }
 
-    async fn update_package(&self, region: &str, request: UpdatePackage) -> BackendResult<Package> {
+    async fn update_package(
+        &self,
+        scope: &Scope,
+        request: UpdatePackage,
+    ) -> BackendResult<Package> {
         let output = self
-            .client(region)
+            .client(scope)
+            .await?
             .update_package()
             .package_id(request.package_id)
             .package_source(package_source(request.source))
@@ -201,9 +246,10 @@ impl PackageBackend for AwsBackend {
             .ok_or_else(|| missing("UpdatePackage", "PackageDetails"))
     }
 
-    async fn delete_package(&self, region: &str, package_id: &str) -> BackendResult<Package> {
+    async fn delete_package(&self, scope: &Scope, package_id: &str) -> BackendResult<Package> {
         let output = self
-            .client(region)
+            .client(scope)
+            .await?
             .delete_package()
             .package_id(package_id)
             .customize()
@@ -219,11 +265,12 @@ impl PackageBackend for AwsBackend {
 
     async fn package_version_history(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> BackendResult<Vec<PackageVersion>> {
         let mut pages = self
-            .client(region)
+            .client(scope)
+            .await?
             .get_package_version_history()
             .package_id(package_id)
             .max_results(PAGE_SIZE)
@@ -248,7 +295,7 @@ impl PackageBackend for AwsBackend {
 
     async fn associate_package(
         &self,
-        region: &str,
+        scope: &Scope,
         request: AssociatePackage,
     ) -> BackendResult<DomainAssociation> {
         let prerequisites = (!request.prerequisites.is_empty()).then_some(request.prerequisites);
@@ -263,7 +310,8 @@ impl PackageBackend for AwsBackend {
                     .build()
             });
         let output = self
-            .client(region)
+            .client(scope)
+            .await?
             .associate_package()
             .package_id(request.package_id)
             .domain_name(request.domain_name)
@@ -282,12 +330,13 @@ impl PackageBackend for AwsBackend {
 
     async fn dissociate_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
         domain_name: &str,
     ) -> BackendResult<DomainAssociation> {
         let output = self
-            .client(region)
+            .client(scope)
+            .await?
             .dissociate_package()
             .package_id(package_id)
             .domain_name(domain_name)
@@ -304,11 +353,12 @@ impl PackageBackend for AwsBackend {
 
     async fn list_domains_for_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> BackendResult<Vec<DomainAssociation>> {
         let mut pages = self
-            .client(region)
+            .client(scope)
+            .await?
             .list_domains_for_package()
             .package_id(package_id)
             .max_results(PAGE_SIZE)
@@ -328,12 +378,13 @@ impl PackageBackend for AwsBackend {
 
     async fn update_package_scope(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
         users: Vec<String>,
     ) -> BackendResult<Vec<String>> {
         let output = self
-            .client(region)
+            .client(scope)
+            .await?
             .update_package_scope()
             .package_id(package_id)
             .operation(sdk::PackageScopeOperationEnum::Override)
@@ -465,16 +516,27 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn regional_clients_are_built_once() {
+    async fn clients_are_built_once_per_identity_and_region() {
         let backend = AwsBackend::for_endpoint("http://127.0.0.1:1").await;
-        let a = backend.client("eu-west-1");
-        let _ = backend.client("eu-west-1");
-        let b = backend.client("us-east-2");
+        let own = |region: &str| Scope::own("123456789012", region);
+        let role = Scope {
+            identity: Identity::Role(super::super::RoleSession {
+                role_arn: "arn:aws:iam::111122223333:role/team-a".into(),
+                external_id: None,
+                namespace: "team-a".into(),
+            }),
+            ..Scope::own("111122223333", "eu-west-1")
+        };
+        let a = backend.client(&own("eu-west-1")).await.unwrap();
+        let _ = backend.client(&own("eu-west-1")).await.unwrap();
+        let b = backend.client(&own("us-east-2")).await.unwrap();
+        let c = backend.client(&role).await.unwrap();
         assert_eq!(a.config().region().map(Region::as_ref), Some("eu-west-1"));
         assert_eq!(b.config().region().map(Region::as_ref), Some("us-east-2"));
+        assert_eq!(c.config().region().map(Region::as_ref), Some("eu-west-1"));
         assert_eq!(
             format!("{backend:?}"),
-            r#"AwsBackend { regions: ["eu-west-1", "us-east-2"], .. }"#
+            r#"AwsBackend { regions: ["eu-west-1", "us-east-2"], clients: 3, .. }"#
         );
     }
 }

@@ -34,9 +34,35 @@ where
         SdkError::ConstructionFailure(_) if caused_by_build_error(&err) => {
             BackendError::Invalid(DisplayErrorContext(&err).to_string())
         }
+        // A role STS refused to let the operator assume: nothing was sent.
+        _ if role_refused(&err) => BackendError::Credentials(DisplayErrorContext(&err).to_string()),
         // Timeouts, connection failures, unreadable responses, credentials not available yet.
         _ => BackendError::Transient(DisplayErrorContext(&err).to_string()),
     }
+}
+
+/// Whether the call failed because STS answered an AssumeRole with an error (access denied,
+/// a wrong external id, a disabled region), as opposed to not answering at all.
+fn role_refused(err: &(dyn StdError + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        if let Some(credentials) = c.downcast_ref::<CredentialsError>() {
+            return match credentials {
+                CredentialsError::InvalidConfiguration(_) => true,
+                CredentialsError::ProviderError(_) => credentials.source().is_some_and(|s| {
+                    matches!(
+                        s.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>(),
+                        Some(SdkError::ServiceError(_))
+                    )
+                }),
+                _ => false,
+            };
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn caused_by_build_error(err: &(dyn StdError + 'static)) -> bool {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::{
     AssociatePackage, BackendError, BackendResult, CreatePackage, DomainAssociation, Operation,
-    Package, PackageBackend, PackageFilter, PackageVersion, UpdatePackage,
+    Package, PackageBackend, PackageFilter, PackageVersion, Place, Scope, UpdatePackage,
 };
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -26,11 +26,10 @@ struct Lane {
     changes_waiting: watch::Sender<usize>,
 }
 
-/// Wraps `inner` with a client-side rate limiter per region and call metrics.
+/// Wraps `inner` with a client-side rate limiter per (account, region) and call metrics.
 ///
-/// The service throttles per (account, region). The operator runs with one set of
-/// credentials, so the account is fixed and one limiter per region is one per
-/// (account, region).
+/// The service throttles per (account, region): every identity that reaches an account (the
+/// operator's own, the roles granted to namespaces) shares that account's limiter.
 ///
 /// Calls that change something go first: while one waits for the region's limiter, reads wait
 /// behind it, except the region listing, which its observer already paces (see
@@ -43,7 +42,7 @@ pub struct Metered<B> {
     inner: B,
     metrics: Arc<Metrics>,
     quota: Quota,
-    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    lanes: Mutex<HashMap<Place, Arc<Lane>>>,
     leadership: Arc<Leadership>,
 }
 
@@ -70,13 +69,13 @@ impl<B> Metered<B> {
         self
     }
 
-    /// The region's lane, created on first use: the regions in play are only known from the
-    /// objects' specs.
-    fn lane(&self, region: &str) -> Arc<Lane> {
+    /// The (account, region)'s lane, created on first use: the accounts and regions in play
+    /// are only known from the objects.
+    fn lane(&self, place: Place) -> Arc<Lane> {
         // A poisoned map is still a valid map of lanes.
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         lanes
-            .entry(region.to_owned())
+            .entry(place)
             .or_insert_with(|| {
                 Arc::new(Lane {
                     limiter: RateLimiter::direct(self.quota),
@@ -87,8 +86,8 @@ impl<B> Metered<B> {
     }
 
     /// Waits for a token of the region's limiter, changes before reads.
-    async fn admit(&self, region: &str, operation: Operation, paced: bool) {
-        let lane = self.lane(region);
+    async fn admit(&self, scope: &Scope, operation: Operation, paced: bool) {
+        let lane = self.lane(scope.place());
         if operation.is_mutating() {
             lane.changes_waiting.send_modify(|n| *n += 1);
             lane.limiter.until_ready().await;
@@ -117,18 +116,23 @@ impl<B> Metered<B> {
 
     /// Waits for the region's limiter, makes the call and counts its outcome. The call is
     /// built only after the wait so no request work starts before a token is granted.
-    async fn call<T, F, Fut>(&self, region: &str, operation: Operation, call: F) -> BackendResult<T>
+    async fn call<T, F, Fut>(
+        &self,
+        scope: &Scope,
+        operation: Operation,
+        call: F,
+    ) -> BackendResult<T>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = BackendResult<T>>,
     {
-        self.paced_call(region, operation, false, call).await
+        self.paced_call(scope, operation, false, call).await
     }
 
     /// [`Self::call`]; `paced` reads (the region listing) skip the queue behind changes.
     async fn paced_call<T, F, Fut>(
         &self,
-        region: &str,
+        scope: &Scope,
         operation: Operation,
         paced: bool,
         call: F,
@@ -137,7 +141,7 @@ impl<B> Metered<B> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = BackendResult<T>>,
     {
-        self.admit(region, operation, paced).await;
+        self.admit(scope, operation, paced).await;
         if operation.is_mutating() && !self.leadership.is_leader() {
             return Err(BackendError::Transient(format!(
                 "{operation} not sent: this replica does not hold the leader Lease"
@@ -146,7 +150,7 @@ impl<B> Metered<B> {
         let started = std::time::Instant::now();
         let result = call().await;
         self.metrics
-            .aws_call_duration(operation, region, started.elapsed());
+            .aws_call_duration(operation, &scope.region, started.elapsed());
         let outcome = match &result {
             Ok(_) => "ok",
             Err(error) => error.label(),
@@ -157,93 +161,111 @@ impl<B> Metered<B> {
 }
 
 impl<B: PackageBackend> PackageBackend for Metered<B> {
+    /// Not limited: STS is not the package API, and the answer is asked once.
+    async fn own_account(&self) -> BackendResult<String> {
+        self.inner.own_account().await
+    }
+
+    /// Not limited either: STS AssumeRole.
+    async fn check_role(&self, session: &super::RoleSession, region: &str) -> BackendResult<()> {
+        self.inner.check_role(session, region).await
+    }
+
     async fn describe_packages(
         &self,
-        region: &str,
+        scope: &Scope,
         filter: PackageFilter,
     ) -> BackendResult<Vec<Package>> {
         let listing = filter == PackageFilter::All;
-        self.paced_call(region, Operation::DescribePackages, listing, || {
-            self.inner.describe_packages(region, filter)
+        self.paced_call(scope, Operation::DescribePackages, listing, || {
+            self.inner.describe_packages(scope, filter)
         })
         .await
     }
 
-    async fn create_package(&self, region: &str, request: CreatePackage) -> BackendResult<Package> {
-        self.call(region, Operation::CreatePackage, || {
-            self.inner.create_package(region, request)
+    async fn create_package(
+        &self,
+        scope: &Scope,
+        request: CreatePackage,
+    ) -> BackendResult<Package> {
+        self.call(scope, Operation::CreatePackage, || {
+            self.inner.create_package(scope, request)
         })
         .await
     }
 
-    async fn update_package(&self, region: &str, request: UpdatePackage) -> BackendResult<Package> {
-        self.call(region, Operation::UpdatePackage, || {
-            self.inner.update_package(region, request)
+    async fn update_package(
+        &self,
+        scope: &Scope,
+        request: UpdatePackage,
+    ) -> BackendResult<Package> {
+        self.call(scope, Operation::UpdatePackage, || {
+            self.inner.update_package(scope, request)
         })
         .await
     }
 
-    async fn delete_package(&self, region: &str, package_id: &str) -> BackendResult<Package> {
-        self.call(region, Operation::DeletePackage, || {
-            self.inner.delete_package(region, package_id)
+    async fn delete_package(&self, scope: &Scope, package_id: &str) -> BackendResult<Package> {
+        self.call(scope, Operation::DeletePackage, || {
+            self.inner.delete_package(scope, package_id)
         })
         .await
     }
 
     async fn package_version_history(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> BackendResult<Vec<PackageVersion>> {
-        self.call(region, Operation::GetPackageVersionHistory, || {
-            self.inner.package_version_history(region, package_id)
+        self.call(scope, Operation::GetPackageVersionHistory, || {
+            self.inner.package_version_history(scope, package_id)
         })
         .await
     }
 
     async fn associate_package(
         &self,
-        region: &str,
+        scope: &Scope,
         request: AssociatePackage,
     ) -> BackendResult<DomainAssociation> {
-        self.call(region, Operation::AssociatePackage, || {
-            self.inner.associate_package(region, request)
+        self.call(scope, Operation::AssociatePackage, || {
+            self.inner.associate_package(scope, request)
         })
         .await
     }
 
     async fn dissociate_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
         domain_name: &str,
     ) -> BackendResult<DomainAssociation> {
-        self.call(region, Operation::DissociatePackage, || {
+        self.call(scope, Operation::DissociatePackage, || {
             self.inner
-                .dissociate_package(region, package_id, domain_name)
+                .dissociate_package(scope, package_id, domain_name)
         })
         .await
     }
 
     async fn list_domains_for_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> BackendResult<Vec<DomainAssociation>> {
-        self.call(region, Operation::ListDomainsForPackage, || {
-            self.inner.list_domains_for_package(region, package_id)
+        self.call(scope, Operation::ListDomainsForPackage, || {
+            self.inner.list_domains_for_package(scope, package_id)
         })
         .await
     }
 
     async fn update_package_scope(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
         users: Vec<String>,
     ) -> BackendResult<Vec<String>> {
-        self.call(region, Operation::UpdatePackageScope, || {
-            self.inner.update_package_scope(region, package_id, users)
+        self.call(scope, Operation::UpdatePackageScope, || {
+            self.inner.update_package_scope(scope, package_id, users)
         })
         .await
     }
@@ -257,6 +279,12 @@ mod tests {
 
     use super::*;
     use crate::backend::aws::AwsBackend;
+    use crate::backend::{Identity, RoleSession};
+
+    /// The operator's own identity in the simulator's default account.
+    fn at(region: &str) -> Scope {
+        Scope::own("123456789012", region)
+    }
 
     /// The production backend against an in-process simulator, metered with a limiter that
     /// allows a burst of `burst` calls per region and then one call an hour, so a spent budget
@@ -281,7 +309,7 @@ mod tests {
         let (backend, metrics, sim) = metered(10).await;
         for _ in 0..2 {
             backend
-                .describe_packages("eu-west-1", PackageFilter::All)
+                .describe_packages(&at("eu-west-1"), PackageFilter::All)
                 .await
                 .expect("describe succeeds");
         }
@@ -297,13 +325,13 @@ mod tests {
         };
         sim.admin().set_faults(&faults).await.expect("faults set");
         let throttled = backend
-            .describe_packages("eu-west-1", PackageFilter::All)
+            .describe_packages(&at("eu-west-1"), PackageFilter::All)
             .await;
         assert!(
             matches!(throttled, Err(BackendError::Throttled(_))),
             "{throttled:?}"
         );
-        let missing = backend.delete_package("eu-west-1", "F404404404").await;
+        let missing = backend.delete_package(&at("eu-west-1"), "F404404404").await;
         assert!(
             matches!(missing, Err(BackendError::NotFound(_))),
             "{missing:?}"
@@ -325,14 +353,14 @@ mod tests {
     #[tokio::test]
     async fn every_operation_is_named_as_in_the_aws_api() {
         let (backend, metrics, _sim) = metered(10).await;
-        let region = "eu-west-1";
+        let scope = &at("eu-west-1");
         // Outcomes do not matter here, only that each method records its operation.
-        let _ = backend.describe_packages(region, PackageFilter::All).await;
-        let _ = backend.update_package_scope(region, "F1", vec![]).await;
-        let _ = backend.delete_package(region, "F1").await;
-        let _ = backend.package_version_history(region, "F1").await;
-        let _ = backend.dissociate_package(region, "F1", "d").await;
-        let _ = backend.list_domains_for_package(region, "F1").await;
+        let _ = backend.describe_packages(scope, PackageFilter::All).await;
+        let _ = backend.update_package_scope(scope, "F1", vec![]).await;
+        let _ = backend.delete_package(scope, "F1").await;
+        let _ = backend.package_version_history(scope, "F1").await;
+        let _ = backend.dissociate_package(scope, "F1", "d").await;
+        let _ = backend.list_domains_for_package(scope, "F1").await;
         let text = metrics.encode();
         for operation in [
             Operation::DescribePackages,
@@ -352,14 +380,20 @@ mod tests {
         let (backend, _metrics, _sim) = metered(3).await;
         for _ in 0..3 {
             backend
-                .describe_packages("eu-west-1", PackageFilter::All)
+                .describe_packages(&at("eu-west-1"), PackageFilter::All)
                 .await
                 .expect("describe succeeds");
         }
         // The three calls used the whole burst: the next call in this region has to wait for
         // the next token, while another region still has its full budget.
-        assert!(backend.lane("eu-west-1").limiter.check().is_err());
-        let other = backend.lane("us-east-1");
+        assert!(
+            backend
+                .lane(at("eu-west-1").place())
+                .limiter
+                .check()
+                .is_err()
+        );
+        let other = backend.lane(at("us-east-1").place());
         for _ in 0..3 {
             assert!(other.limiter.check().is_ok());
         }
@@ -381,9 +415,35 @@ mod tests {
     #[tokio::test]
     async fn limiter_is_created_once_per_region() {
         let (backend, _metrics, _sim) = metered(1).await;
-        let first = backend.lane("eu-west-1");
-        assert!(Arc::ptr_eq(&first, &backend.lane("eu-west-1")));
-        assert!(!Arc::ptr_eq(&first, &backend.lane("eu-central-1")));
+        let first = backend.lane(at("eu-west-1").place());
+        assert!(Arc::ptr_eq(&first, &backend.lane(at("eu-west-1").place())));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &backend.lane(at("eu-central-1").place())
+        ));
+    }
+
+    #[tokio::test]
+    async fn identities_of_one_account_share_its_limiter_and_accounts_do_not() {
+        let (backend, _metrics, _sim) = metered(1).await;
+        let role = |account: &str| Scope {
+            account: account.into(),
+            region: "eu-west-1".into(),
+            identity: Identity::Role(RoleSession {
+                role_arn: format!("arn:aws:iam::{account}:role/team"),
+                external_id: None,
+                namespace: "team".into(),
+            }),
+        };
+        let own = backend.lane(at("eu-west-1").place());
+        assert!(Arc::ptr_eq(
+            &own,
+            &backend.lane(role("123456789012").place())
+        ));
+        assert!(!Arc::ptr_eq(
+            &own,
+            &backend.lane(role("111122223333").place())
+        ));
     }
 
     #[tokio::test]
@@ -395,26 +455,32 @@ mod tests {
         let rate = NonZeroU32::new(1).expect("non-zero");
         let backend = Arc::new(Metered::new(inner, Arc::new(Metrics::new()), rate));
         // Spend the region's only token: everything below waits for the next ones (1/s).
-        assert!(backend.lane("eu-west-1").limiter.check().is_ok());
+        assert!(
+            backend
+                .lane(at("eu-west-1").place())
+                .limiter
+                .check()
+                .is_ok()
+        );
         let read = tokio::spawn({
             let backend = backend.clone();
             async move {
                 backend
-                    .package_version_history("eu-west-1", "F000000002")
+                    .package_version_history(&at("eu-west-1"), "F000000002")
                     .await
             }
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let change = tokio::spawn({
             let backend = backend.clone();
-            async move { backend.delete_package("eu-west-1", "F000000001").await }
+            async move { backend.delete_package(&at("eu-west-1"), "F000000001").await }
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let listing = tokio::spawn({
             let backend = backend.clone();
             async move {
                 backend
-                    .describe_packages("eu-west-1", PackageFilter::All)
+                    .describe_packages(&at("eu-west-1"), PackageFilter::All)
                     .await
             }
         });

@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod errors;
+pub mod identity;
 pub mod metered;
 pub mod s3;
 pub mod sdk;
@@ -21,6 +22,7 @@ use strum::{Display, EnumIter, EnumString, IntoStaticStr};
 
 use crate::crd::{KeyStoreAccess, PackageConfiguration, PackageEncryption, PackageType};
 pub use crate::vocabulary::{DomainPackageStatus, PackageStatus};
+pub use identity::{Identity, Place, RoleSession, Scope};
 
 /// The AWS operations behind [`PackageBackend`], named as in the AWS API, IAM actions and the
 /// `operation` label of the call metrics.
@@ -55,6 +57,10 @@ pub enum Operation {
     /// written down in `status.inFlight`, so not in that field's schema.
     #[schemars(skip)]
     HeadObject,
+    /// STS GetCallerIdentity: the operator's own account, asked once. Never in
+    /// `status.inFlight`.
+    #[schemars(skip)]
+    GetCallerIdentity,
 }
 
 impl Operation {
@@ -70,6 +76,7 @@ impl Operation {
                 | Self::GetPackageVersionHistory
                 | Self::ListDomainsForPackage
                 | Self::HeadObject
+                | Self::GetCallerIdentity
         )
     }
 }
@@ -209,6 +216,10 @@ pub enum BackendError {
     /// A fault that may pass: 5xx, timeouts, connection errors.
     #[error("transient error: {0}")]
     Transient(String),
+    /// STS refused the role the call was to be signed with (AssumeRole denied, a wrong
+    /// external id): the call was not sent.
+    #[error("role not assumable: {0}")]
+    Credentials(String),
 }
 
 impl BackendError {
@@ -238,6 +249,7 @@ impl BackendError {
             Self::AccessDenied(_) => "access_denied",
             Self::LimitExceeded(_) => "limit_exceeded",
             Self::Transient(_) => "transient",
+            Self::Credentials(_) => "credentials",
         }
     }
 
@@ -251,64 +263,66 @@ impl BackendError {
             | Self::Invalid(m)
             | Self::AccessDenied(m)
             | Self::LimitExceeded(m)
-            | Self::Transient(m) => m,
+            | Self::Transient(m)
+            | Self::Credentials(m) => m,
         }
     }
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
-/// The AWS package operations the operator uses, per region.
+/// The AWS package operations the operator uses, each in a [`Scope`] (account, region and
+/// the identity that reaches them).
 ///
 /// Implementations return every page of paginated results. Version history is returned
 /// newest first.
 pub trait PackageBackend: Send + Sync + 'static {
     fn describe_packages(
         &self,
-        region: &str,
+        scope: &Scope,
         filter: PackageFilter,
     ) -> impl Future<Output = BackendResult<Vec<Package>>> + Send;
 
     fn create_package(
         &self,
-        region: &str,
+        scope: &Scope,
         request: CreatePackage,
     ) -> impl Future<Output = BackendResult<Package>> + Send;
 
     fn update_package(
         &self,
-        region: &str,
+        scope: &Scope,
         request: UpdatePackage,
     ) -> impl Future<Output = BackendResult<Package>> + Send;
 
     fn delete_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> impl Future<Output = BackendResult<Package>> + Send;
 
     fn package_version_history(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> impl Future<Output = BackendResult<Vec<PackageVersion>>> + Send;
 
     fn associate_package(
         &self,
-        region: &str,
+        scope: &Scope,
         request: AssociatePackage,
     ) -> impl Future<Output = BackendResult<DomainAssociation>> + Send;
 
     fn dissociate_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
         domain_name: &str,
     ) -> impl Future<Output = BackendResult<DomainAssociation>> + Send;
 
     fn list_domains_for_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> impl Future<Output = BackendResult<Vec<DomainAssociation>>> + Send;
 
@@ -316,86 +330,108 @@ pub trait PackageBackend: Send + Sync + 'static {
     /// who have access afterwards.
     fn update_package_scope(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
         users: Vec<String>,
     ) -> impl Future<Output = BackendResult<Vec<String>>> + Send;
+
+    /// The account the operator's own credentials act in (STS GetCallerIdentity, asked once).
+    fn own_account(&self) -> impl Future<Output = BackendResult<String>> + Send;
+
+    /// Assumes the role now, uncached: `Credentials` when STS refuses it.
+    fn check_role(
+        &self,
+        session: &RoleSession,
+        region: &str,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
 }
 
 /// A shared backend (one rate limiter and client pool across leadership terms) is a backend.
 impl<B: PackageBackend> PackageBackend for std::sync::Arc<B> {
     fn describe_packages(
         &self,
-        region: &str,
+        scope: &Scope,
         filter: PackageFilter,
     ) -> impl Future<Output = BackendResult<Vec<Package>>> + Send {
-        (**self).describe_packages(region, filter)
+        (**self).describe_packages(scope, filter)
     }
 
     fn create_package(
         &self,
-        region: &str,
+        scope: &Scope,
         request: CreatePackage,
     ) -> impl Future<Output = BackendResult<Package>> + Send {
-        (**self).create_package(region, request)
+        (**self).create_package(scope, request)
     }
 
     fn update_package(
         &self,
-        region: &str,
+        scope: &Scope,
         request: UpdatePackage,
     ) -> impl Future<Output = BackendResult<Package>> + Send {
-        (**self).update_package(region, request)
+        (**self).update_package(scope, request)
     }
 
     fn delete_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> impl Future<Output = BackendResult<Package>> + Send {
-        (**self).delete_package(region, package_id)
+        (**self).delete_package(scope, package_id)
     }
 
     fn package_version_history(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> impl Future<Output = BackendResult<Vec<PackageVersion>>> + Send {
-        (**self).package_version_history(region, package_id)
+        (**self).package_version_history(scope, package_id)
     }
 
     fn associate_package(
         &self,
-        region: &str,
+        scope: &Scope,
         request: AssociatePackage,
     ) -> impl Future<Output = BackendResult<DomainAssociation>> + Send {
-        (**self).associate_package(region, request)
+        (**self).associate_package(scope, request)
     }
 
     fn dissociate_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
         domain_name: &str,
     ) -> impl Future<Output = BackendResult<DomainAssociation>> + Send {
-        (**self).dissociate_package(region, package_id, domain_name)
+        (**self).dissociate_package(scope, package_id, domain_name)
     }
 
     fn list_domains_for_package(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
     ) -> impl Future<Output = BackendResult<Vec<DomainAssociation>>> + Send {
-        (**self).list_domains_for_package(region, package_id)
+        (**self).list_domains_for_package(scope, package_id)
     }
 
     fn update_package_scope(
         &self,
-        region: &str,
+        scope: &Scope,
         package_id: &str,
         users: Vec<String>,
     ) -> impl Future<Output = BackendResult<Vec<String>>> + Send {
-        (**self).update_package_scope(region, package_id, users)
+        (**self).update_package_scope(scope, package_id, users)
+    }
+
+    fn own_account(&self) -> impl Future<Output = BackendResult<String>> + Send {
+        (**self).own_account()
+    }
+
+    fn check_role(
+        &self,
+        session: &RoleSession,
+        region: &str,
+    ) -> impl Future<Output = BackendResult<()>> + Send {
+        (**self).check_role(session, region)
     }
 }
 

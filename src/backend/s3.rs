@@ -8,7 +8,7 @@
 //! (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`: the simulator, MinIO, a VPC endpoint) is
 //! addressed path-style, which every S3-compatible server understands.
 //!
-//! Calls are rate-limited per region with a budget of their own (S3 limits are separate from
+//! Calls are rate-limited per (account, region) with a budget of their own (S3 limits are separate from
 //! and far above the OpenSearch Service's) and counted in `ospkg_aws_calls_total` with the
 //! operation `HeadObject`.
 
@@ -27,6 +27,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jiff::Timestamp;
 
 use super::errors::map_sdk_error;
+use super::identity::{Identities, Identity, Place, Scope};
 use super::sdk::{Timeouts, sdk_defaults};
 use super::{BackendError, BackendResult, Operation};
 use crate::metrics::Metrics;
@@ -46,14 +47,15 @@ pub struct ObjectVersion {
 
 /// HeadObject for package sources, per region, rate-limited and counted.
 pub struct S3Backend {
-    /// Everything but the region; each regional client is built from it.
+    /// Everything but the region and a role's credentials; each client is built from it.
     base: Config,
     /// Whether requests name the bucket in the path: a configured endpoint.
     path_style: bool,
-    clients: RwLock<HashMap<String, Client>>,
+    identities: Arc<Identities>,
+    clients: RwLock<HashMap<(Identity, String), Client>>,
     /// Buckets found in another region than the one first asked.
     bucket_regions: RwLock<HashMap<String, String>>,
-    limiter: DefaultKeyedRateLimiter<String>,
+    limiter: DefaultKeyedRateLimiter<Place>,
     metrics: Arc<Metrics>,
 }
 
@@ -61,8 +63,9 @@ impl fmt::Debug for S3Backend {
     // The configuration holds a credentials provider: print only the regions.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
-        let mut regions: Vec<&String> = clients.keys().collect();
+        let mut regions: Vec<&String> = clients.keys().map(|(_, region)| region).collect();
         regions.sort();
+        regions.dedup();
         f.debug_struct("S3Backend")
             .field("regions", &regions)
             .finish_non_exhaustive()
@@ -85,6 +88,7 @@ impl S3Backend {
         Self {
             base,
             path_style,
+            identities: Arc::new(Identities::new(sdk_config.clone())),
             clients: RwLock::new(HashMap::new()),
             bucket_regions: RwLock::new(HashMap::new()),
             limiter: RateLimiter::keyed(quota),
@@ -106,6 +110,13 @@ impl S3Backend {
         Self::new(&conf, metrics, rate)
     }
 
+    /// Reads with the role sessions the package backend uses (one AssumeRole per session for
+    /// both).
+    pub fn with_identities(mut self, identities: Arc<Identities>) -> Self {
+        self.identities = identities;
+        self
+    }
+
     /// Whether requests name the bucket in the path (`https://host/bucket/key`).
     pub fn path_style(&self) -> bool {
         self.path_style
@@ -120,20 +131,21 @@ impl S3Backend {
             .cloned()
     }
 
-    /// HeadObject of `s3://bucket/key`, asked in the bucket's region when it is known, else
-    /// in `region` (the package's). `NotFound` when the object (or its current version) does
-    /// not exist, `AccessDenied` on 403.
+    /// HeadObject of `s3://bucket/key` with the scope's identity, asked in the bucket's region
+    /// when it is known, else in the scope's (the package's). `NotFound` when the object (or
+    /// its current version) does not exist, `AccessDenied` on 403.
     pub async fn head_object(
         &self,
-        region: &str,
+        scope: &Scope,
         bucket: &str,
         key: &str,
     ) -> BackendResult<ObjectVersion> {
         let started = Instant::now();
+        let region = scope.region.as_str();
         let asked = self
             .known_bucket_region(bucket)
             .unwrap_or_else(|| region.to_owned());
-        let mut result = self.head_in(&asked, bucket, key).await;
+        let mut result = self.head_in(scope, &asked, bucket, key).await;
         if let Err(Head::Elsewhere(other)) = &result {
             tracing::debug!(bucket, from = %asked, to = %other, "bucket is in another region");
             self.bucket_regions
@@ -141,7 +153,7 @@ impl S3Backend {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(bucket.to_owned(), other.clone());
             let other = other.clone();
-            result = self.head_in(&other, bucket, key).await;
+            result = self.head_in(scope, &other, bucket, key).await;
         }
         let result = result.map_err(|e| e.into_backend_error(bucket, key));
         self.metrics
@@ -154,15 +166,23 @@ impl S3Backend {
         result
     }
 
-    async fn head_in(&self, region: &str, bucket: &str, key: &str) -> Result<ObjectVersion, Head> {
-        self.limiter.until_key_ready(&region.to_owned()).await;
-        let answer = self
-            .client(region)
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await;
+    async fn head_in(
+        &self,
+        scope: &Scope,
+        region: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<ObjectVersion, Head> {
+        let place = Place {
+            account: scope.account.clone(),
+            region: region.to_owned(),
+        };
+        self.limiter.until_key_ready(&place).await;
+        let client = self
+            .client(&scope.identity, region)
+            .await
+            .map_err(Head::Other)?;
+        let answer = client.head_object().bucket(bucket).key(key).send().await;
         let output = match answer {
             Ok(output) => output,
             Err(SdkError::ServiceError(context)) => {
@@ -197,28 +217,28 @@ impl S3Backend {
         })
     }
 
-    /// The client for `region`, built on first use.
-    fn client(&self, region: &str) -> Client {
+    /// The client for `identity` in `region`, built on first use.
+    async fn client(&self, identity: &Identity, region: &str) -> BackendResult<Client> {
+        let key = (identity.clone(), region.to_owned());
         if let Some(client) = self
             .clients
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(region)
+            .get(&key)
         {
-            return client.clone();
+            return Ok(client.clone());
         }
+        let credentials = self.identities.provider(identity, region).await?;
+        let mut builder = self
+            .base
+            .to_builder()
+            .region(Region::new(region.to_owned()));
+        if let Some(credentials) = credentials {
+            builder = builder.credentials_provider(credentials);
+        }
+        let client = Client::from_conf(builder.build());
         let mut clients = self.clients.write().unwrap_or_else(PoisonError::into_inner);
-        clients
-            .entry(region.to_owned())
-            .or_insert_with(|| {
-                let conf = self
-                    .base
-                    .to_builder()
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                Client::from_conf(conf)
-            })
-            .clone()
+        Ok(clients.entry(key).or_insert(client).clone())
     }
 }
 
@@ -274,6 +294,10 @@ fn s3_endpoint_configured(sdk_config: &SdkConfig) -> bool {
 mod tests {
     use super::*;
 
+    fn own(region: &str) -> Scope {
+        Scope::own("123456789012", region)
+    }
+
     #[tokio::test]
     async fn a_configured_endpoint_is_addressed_path_style_and_aws_is_not() {
         let metrics = Arc::new(Metrics::new());
@@ -310,15 +334,21 @@ mod tests {
         let backend = S3Backend::with_quota(&conf, metrics.clone(), quota);
         for _ in 0..2 {
             let read = backend
-                .head_object("us-east-1", "dicts", "s.txt")
+                .head_object(&own("us-east-1"), "dicts", "s.txt")
                 .await
                 .expect("head");
             assert_eq!(read.etag, etag);
         }
-        let region = |r: &str| r.to_owned();
-        assert!(backend.limiter.check_key(&region("us-east-1")).is_err());
-        assert!(backend.limiter.check_key(&region("eu-west-1")).is_ok());
-        let missing = backend.head_object("eu-west-1", "dicts", "none.txt").await;
+        assert!(
+            backend
+                .limiter
+                .check_key(&own("us-east-1").place())
+                .is_err()
+        );
+        assert!(backend.limiter.check_key(&own("eu-west-1").place()).is_ok());
+        let missing = backend
+            .head_object(&own("eu-west-1"), "dicts", "none.txt")
+            .await;
         assert!(
             matches!(missing, Err(BackendError::NotFound(_))),
             "{missing:?}"
@@ -343,9 +373,9 @@ mod tests {
     #[tokio::test]
     async fn regional_clients_are_built_once() {
         let backend = S3Backend::for_endpoint("http://127.0.0.1:1", Arc::new(Metrics::new())).await;
-        let a = backend.client("eu-west-1");
-        let _ = backend.client("eu-west-1");
-        let b = backend.client("us-east-2");
+        let a = backend.client(&Identity::Own, "eu-west-1").await.unwrap();
+        let _ = backend.client(&Identity::Own, "eu-west-1").await.unwrap();
+        let b = backend.client(&Identity::Own, "us-east-2").await.unwrap();
         assert_eq!(a.config().region().map(Region::as_ref), Some("eu-west-1"));
         assert_eq!(b.config().region().map(Region::as_ref), Some("us-east-2"));
         assert_eq!(

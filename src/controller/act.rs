@@ -7,7 +7,7 @@ use super::effect::{Effect, Failed};
 use super::events::Event;
 use super::{Context, Error, Job, kube_io};
 use crate::backend::{
-    AssociatePackage, BackendError, CreatePackage, Operation, Package, PackageBackend,
+    AssociatePackage, BackendError, CreatePackage, Operation, Package, PackageBackend, Scope,
     UpdatePackage,
 };
 use crate::crd::{InFlight, OpenSearchPackageStatus};
@@ -47,7 +47,7 @@ pub async fn perform<B: PackageBackend>(
         Action::Delete {
             package_id,
             after_failure,
-        } => delete(job.ctx, job.region, package_id, after_failure).await,
+        } => delete(job.ctx, job.scope, package_id, after_failure).await,
         Action::Track { package } => track(status, &package),
         Action::Untrack => untrack(status),
     })
@@ -104,7 +104,7 @@ async fn create<B: PackageBackend>(
     apply_outcome(status, &creating, job.obj.metadata.generation, job.now);
     kube_io::write_status(job, status).await?;
 
-    let mut effect = match job.ctx.backend.create_package(job.region, request).await {
+    let mut effect = match job.ctx.backend.create_package(job.scope, request).await {
         Ok(package) => {
             status.in_flight = None;
             status.applied_digest = Some(digest.as_str().to_owned());
@@ -175,7 +175,7 @@ async fn update<B: PackageBackend>(
     kube_io::write_status(job, status).await?;
 
     Ok(
-        match job.ctx.backend.update_package(job.region, request).await {
+        match job.ctx.backend.update_package(job.scope, request).await {
             Ok(package) => {
                 status.in_flight = None;
                 status.applied_digest = Some(digest.as_str().to_owned());
@@ -222,7 +222,7 @@ async fn update_scope<B: PackageBackend>(
     let result = job
         .ctx
         .backend
-        .update_package_scope(job.region, &package_id, users.clone())
+        .update_package_scope(job.scope, &package_id, users.clone())
         .await;
     match result {
         Ok(_) => {
@@ -249,7 +249,7 @@ async fn associate<B: PackageBackend>(
     for request in requests {
         let domain = request.domain_name.clone();
         let prerequisites = request.prerequisites.clone();
-        match job.ctx.backend.associate_package(job.region, request).await {
+        match job.ctx.backend.associate_package(job.scope, request).await {
             Ok(association) => {
                 status::upsert_domain(status, &job.obj.spec, association);
                 let version = version.clone();
@@ -305,7 +305,7 @@ async fn dissociate<B: PackageBackend>(
     let result = job
         .ctx
         .backend
-        .dissociate_package(job.region, package_id, &domain)
+        .dissociate_package(job.scope, package_id, &domain)
         .await;
     match result {
         Ok(association) => status::upsert_domain(status, &job.obj.spec, association),
@@ -328,11 +328,11 @@ async fn dissociate<B: PackageBackend>(
 /// object says why it is stuck.
 async fn delete<B: PackageBackend>(
     ctx: &Context<B>,
-    region: &str,
+    scope: &Scope,
     package_id: String,
     after_failure: Option<String>,
 ) -> Effect {
-    match ctx.backend.delete_package(region, &package_id).await {
+    match ctx.backend.delete_package(scope, &package_id).await {
         Ok(_) => {
             info!(package_id, "deleting package");
             let effect = match after_failure {

@@ -110,6 +110,7 @@ impl Failed {
             BackendError::Invalid(_) => StallReason::InvalidRequest,
             BackendError::AccessDenied(_) => StallReason::AccessDenied,
             BackendError::LimitExceeded(_) => StallReason::LimitExceeded,
+            BackendError::Credentials(_) => StallReason::RoleNotAssumable,
         };
         let message = format!("{operation} was rejected: {}", error.message());
         Effect::stalled(reason, message)

@@ -39,14 +39,15 @@ pub use observe::region_of;
 pub use regions::{FAST as LISTING_INTERVAL, Listing, Regions, Wakers};
 pub use schedule::Schedule;
 
-use crate::backend::PackageBackend;
+use crate::backend::{PackageBackend, Scope};
 use crate::crd::{DeletionPolicy, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::plan::{self, Decision, Observation, Requeue};
 use crate::source::Follower;
 use crate::status::{self, Outcome, apply_outcome, reconcile_request};
-use crate::vocabulary::ConditionType;
+use crate::tenancy::{AccessError, Refusal, Tenancy};
+use crate::vocabulary::{ConditionType, WaitReason};
 use effect::Effect;
 
 /// Errors that end a reconcile early. AWS errors are not among them: they are handled in the
@@ -89,6 +90,8 @@ pub struct Context<B> {
     pub leadership: Arc<Leadership>,
     /// Objects that follow their S3 source's content.
     pub source: Follower,
+    /// Which identity each namespace's objects use, and what they may touch.
+    pub tenancy: Tenancy,
 }
 
 impl<B: PackageBackend> Context<B> {
@@ -113,7 +116,14 @@ impl<B: PackageBackend> Context<B> {
             own_writes: OwnWrites::default(),
             leadership: Arc::new(Leadership::always()),
             source: Follower::default(),
+            tenancy: Tenancy::default(),
         }
+    }
+
+    /// Resolves namespaces to identities and grants with these roles and policy.
+    pub fn with_tenancy(mut self, tenancy: Tenancy) -> Self {
+        self.tenancy = tenancy;
+        self
     }
 
     /// Reads followed sources with this follower (its S3 client and settings).
@@ -160,7 +170,9 @@ pub struct Job<'a, B> {
     pub ctx: &'a Arc<Context<B>>,
     pub obj: &'a OpenSearchPackage,
     pub api: &'a Api<OpenSearchPackage>,
-    pub region: &'a str,
+    /// Where the object's AWS calls go: its package's account and region, and the identity
+    /// that reaches them.
+    pub scope: &'a Scope,
     pub now: Timestamp,
 }
 
@@ -217,14 +229,38 @@ async fn reconcile_object<B: PackageBackend>(
     let api: Api<OpenSearchPackage> = Api::namespaced(ctx.client.clone(), &namespace);
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
     let region = region_of(obj, &ctx.default_region);
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    let access = if deleting && !has_finalizer {
+        // Nothing left to do in AWS for this object.
+        Err(None)
+    } else {
+        ctx.tenancy
+            .scope(&ctx.backend, obj, &region, deleting)
+            .await
+            .map_err(Some)
+    };
+    let scope = match &access {
+        Ok(scope) => scope.clone(),
+        // No AWS call follows: the scope only carries the region into status.
+        Err(_) => Scope::own(
+            obj.status
+                .as_ref()
+                .and_then(|s| s.account_id.clone())
+                .unwrap_or_default(),
+            region.clone(),
+        ),
+    };
     let job = Job {
         ctx,
         obj,
         api: &api,
-        region: &region,
+        scope: &scope,
         now: Timestamp::now(),
     };
-    if obj.meta().deletion_timestamp.is_some() {
+    if let Err(Some(refused)) = access {
+        return refuse(&job, refused).await;
+    }
+    if deleting {
         if !has_finalizer {
             return Ok(Requeued::await_change());
         }
@@ -238,15 +274,42 @@ async fn reconcile_object<B: PackageBackend>(
     apply(&job).await
 }
 
+/// An object its namespace's identity or grant does not let reach AWS: no call, a status
+/// that says why.
+async fn refuse<B: PackageBackend>(
+    job: &Job<'_, B>,
+    error: AccessError,
+) -> Result<Requeued, Error> {
+    let obj = job.obj;
+    let mut status = obj.status.clone().unwrap_or_default();
+    status.observed_generation = obj.metadata.generation;
+    status.last_handled_reconcile_at = reconcile_request(obj).map(str::to_owned);
+    let effect = match error {
+        AccessError::Refused(Refusal::Stalled { reason, message }) => {
+            Effect::stalled(reason, message)
+        }
+        AccessError::Refused(Refusal::NotSynced) => Effect::progressing(
+            WaitReason::Retrying,
+            "waiting for the OpenSearchPackageRole and Namespace caches to sync",
+            plan::Requeue::Soon,
+        ),
+        AccessError::OwnAccount(error) => {
+            Failed::new(crate::backend::Operation::GetCallerIdentity, error).effect()
+        }
+    };
+    finish(job, status, effect).await
+}
+
 /// An object that is not being deleted: observe, plan, perform one action or settle.
 async fn apply<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error> {
     let obj = job.obj;
     let mut status = obj.status.clone().unwrap_or_default();
-    status.region = Some(job.region.to_owned());
+    status.region = Some(job.scope.region.clone());
+    status.account_id = Some(job.scope.account.clone());
     status.observed_generation = obj.metadata.generation;
     status.last_handled_reconcile_at = reconcile_request(obj).map(str::to_owned);
 
-    let effect = match observe::observe(job.ctx, obj, job.region, false).await {
+    let effect = match observe::observe(job.ctx, obj, job.scope, false).await {
         Err(failed) => failed.effect(),
         Ok(observed) => {
             record_observation(&mut status, obj, &observed);
@@ -270,7 +333,7 @@ async fn cleanup<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error>
         && obj.spec.manages()
         && (status.package_id.is_some() || status.in_flight.is_some());
     let observed = if needs_aws {
-        match observe::observe(job.ctx, obj, job.region, true).await {
+        match observe::observe(job.ctx, obj, job.scope, true).await {
             Ok(observed) => observed,
             Err(failed) => return finish(job, status, failed.effect()).await,
         }

@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt};
 
 use super::{Context, Failed};
 use crate::backend::{
-    BackendError, Operation, Package, PackageBackend, PackageFilter, PackageVersion,
+    BackendError, Operation, Package, PackageBackend, PackageFilter, PackageVersion, Place, Scope,
 };
 use crate::crd::OpenSearchPackage;
 use crate::plan::{Observation, package_name};
@@ -25,29 +25,43 @@ pub fn region_of(obj: &OpenSearchPackage, default_region: &str) -> String {
         .unwrap_or_else(|| default_region.to_owned())
 }
 
+/// The account and region this object's package lives in, as far as known without AWS: the
+/// account recorded in status, else the one its namespace reaches now.
+pub fn place_of<B>(ctx: &Context<B>, obj: &OpenSearchPackage) -> Option<Place> {
+    let account = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.account_id.clone())
+        .or_else(|| ctx.tenancy.account_hint(&obj.namespace()?))?;
+    Some(Place {
+        account,
+        region: region_of(obj, &ctx.default_region),
+    })
+}
+
 /// Reads what AWS has for this object.
 pub async fn observe<B: PackageBackend>(
     ctx: &Arc<Context<B>>,
     obj: &OpenSearchPackage,
-    region: &str,
+    scope: &Scope,
     deleting: bool,
 ) -> Result<Observation, Failed> {
     let mut observed = Observation {
-        name_owner: name_owner(ctx, obj, region),
+        name_owner: name_owner(ctx, obj, &scope.place()),
         ..Observation::default()
     };
     if observed.name_owner.is_some() {
         // Another object owns the name: this one reads and changes nothing in AWS.
         return Ok(observed);
     }
-    observed.package = find_package(ctx, obj, region).await?;
+    observed.package = find_package(ctx, obj, scope).await?;
     let importing = observed
         .package
         .as_ref()
         .is_some_and(|p| p.status.is_importing());
     observed.source = ctx
         .source
-        .observe(obj, region, deleting, importing)
+        .observe(obj, scope, deleting, importing)
         .await
         .map_err(|e| Failed::new(Operation::HeadObject, e))?;
     let Some(package) = observed.package.clone() else {
@@ -64,7 +78,7 @@ pub async fn observe<B: PackageBackend>(
     } else if ours && !deleting && history_needed(obj, &package, &observed) {
         observed.history = Some(
             ctx.backend
-                .package_version_history(region, &package.id)
+                .package_version_history(scope, &package.id)
                 .await
                 .map_err(|e| Failed::new(Operation::GetPackageVersionHistory, e))?,
         );
@@ -76,7 +90,7 @@ pub async fn observe<B: PackageBackend>(
     if could_be_ours && (deleting || (has_domains && package.status == PackageStatus::Available)) {
         observed.associations = Some(
             ctx.backend
-                .list_domains_for_package(region, &package.id)
+                .list_domains_for_package(scope, &package.id)
                 .await
                 .map_err(|e| Failed::new(Operation::ListDomainsForPackage, e))?,
         );
@@ -91,7 +105,7 @@ pub async fn observe<B: PackageBackend>(
 async fn find_package<B: PackageBackend>(
     ctx: &Arc<Context<B>>,
     obj: &OpenSearchPackage,
-    region: &str,
+    scope: &Scope,
 ) -> Result<Option<Package>, Failed> {
     let status = obj.status.as_ref();
     // Observe-only objects may name the package by id in the spec.
@@ -102,7 +116,7 @@ async fn find_package<B: PackageBackend>(
     for _ in 0..2 {
         let listing = ctx
             .regions
-            .listing(ctx, region, since)
+            .listing(ctx, scope, since)
             .await
             .map_err(|e| Failed::new(Operation::DescribePackages, e))?;
         let Some(listing) = listing else {
@@ -126,7 +140,7 @@ async fn find_package<B: PackageBackend>(
         Some(id) => PackageFilter::Id(id),
         None => PackageFilter::Name(package_name(obj)),
     };
-    describe_one(&ctx.backend, region, filter).await
+    describe_one(&ctx.backend, scope, filter).await
 }
 
 /// Whether the package as listed predates the state this object's status recorded.
@@ -182,10 +196,10 @@ fn history_needed(obj: &OpenSearchPackage, package: &Package, observed: &Observa
 /// DescribePackages for one package by id or name; "not found" is no package, not an error.
 async fn describe_one<B: PackageBackend>(
     backend: &B,
-    region: &str,
+    scope: &Scope,
     filter: PackageFilter,
 ) -> Result<Option<Package>, Failed> {
-    let found = match backend.describe_packages(region, filter.clone()).await {
+    let found = match backend.describe_packages(scope, filter.clone()).await {
         Ok(found) => found,
         Err(BackendError::NotFound(_)) => return Ok(None),
         Err(other) => return Err(Failed::new(Operation::DescribePackages, other)),
@@ -201,11 +215,12 @@ fn object_key(obj: &OpenSearchPackage) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-/// The object that owns this object's (region, package name), when it is another one.
+/// The object that owns this object's (account, region, package name), when it is another
+/// one: the same name in two accounts is two packages.
 ///
 /// The owner is the object that recorded the package id; failing that, the oldest object
 /// (then the first by namespace/name).
-fn name_owner<B>(ctx: &Context<B>, obj: &OpenSearchPackage, region: &str) -> Option<String> {
+fn name_owner<B>(ctx: &Context<B>, obj: &OpenSearchPackage, place: &Place) -> Option<String> {
     if !obj.spec.manages() {
         // An observer owns nothing and may watch any package.
         return None;
@@ -214,7 +229,7 @@ fn name_owner<B>(ctx: &Context<B>, obj: &OpenSearchPackage, region: &str) -> Opt
     let mut contenders: Vec<Arc<OpenSearchPackage>> = ctx
         .cached_objects()
         .filter(|o| o.uid() != obj.uid() && o.spec.manages())
-        .filter(|o| package_name(o) == name && region_of(o, &ctx.default_region) == region)
+        .filter(|o| package_name(o) == name && place_of(ctx, o).as_ref() == Some(place))
         .collect();
     if contenders.is_empty() {
         return None;

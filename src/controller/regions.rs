@@ -1,4 +1,4 @@
-//! AWS as a watched source: one observer per region lists the region's packages
+//! AWS as a watched source: one observer per (account, region) lists the region's packages
 //! (DescribePackages, every page), keeps the listing, and wakes exactly the objects whose package
 //! changed. Reconciles read their package from the listing instead of calling AWS each.
 //!
@@ -23,8 +23,8 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
 use super::Context;
-use super::observe::region_of;
-use crate::backend::{BackendError, Package, PackageBackend, PackageFilter};
+use super::observe::place_of;
+use crate::backend::{BackendError, Package, PackageBackend, PackageFilter, Place, Scope};
 use crate::crd::OpenSearchPackage;
 use crate::plan::package_name;
 use crate::vocabulary::PackageStatus;
@@ -128,6 +128,9 @@ struct Region {
     latest: watch::Sender<Latest>,
     /// A reconcile wants a listing newer than the current one.
     demand: Notify,
+    /// The identity the listing is made with: the last one a reconcile of this account and
+    /// region used (every identity of an account sees the same packages).
+    scope: Mutex<Scope>,
 }
 
 /// Where woken objects are sent: one channel per kube-runtime controller (one per watched
@@ -150,7 +153,7 @@ impl Wakers {
         self.routes.push((namespace, sender));
     }
 
-    fn wake(&self, obj: &OpenSearchPackage) {
+    pub fn wake(&self, obj: &OpenSearchPackage) {
         let namespace = obj.namespace();
         if let Some((_, sender)) = self
             .routes
@@ -163,10 +166,10 @@ impl Wakers {
     }
 }
 
-/// The region observers of one leadership term.
+/// The region observers of one leadership term, one per (account, region).
 pub struct Regions {
     resync: Duration,
-    regions: Mutex<HashMap<String, Arc<Region>>>,
+    regions: Mutex<HashMap<Place, Arc<Region>>>,
     wakers: Wakers,
 }
 
@@ -179,36 +182,44 @@ impl Regions {
         }
     }
 
-    /// The region's observer, started on first use: regions are only known from the objects.
-    fn region<B: PackageBackend>(&self, ctx: &Arc<Context<B>>, name: &str) -> Arc<Region> {
+    /// Wakes the object for a reconcile now (its binding to an identity changed).
+    pub fn wake(&self, obj: &OpenSearchPackage) {
+        self.wakers.wake(obj);
+    }
+
+    /// The observer of the scope's account and region, started on first use: they are only
+    /// known from the objects. Lists with the scope's identity from now on.
+    fn region<B: PackageBackend>(&self, ctx: &Arc<Context<B>>, scope: &Scope) -> Arc<Region> {
+        let place = scope.place();
         let mut regions = self.regions.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(region) = regions.get(name) {
+        if let Some(region) = regions.get(&place) {
+            let mut listing_scope = region.scope.lock().unwrap_or_else(PoisonError::into_inner);
+            if *listing_scope != *scope {
+                *listing_scope = scope.clone();
+            }
             return region.clone();
         }
         let region = Arc::new(Region {
             latest: watch::Sender::new(Latest::default()),
             demand: Notify::new(),
+            scope: Mutex::new(scope.clone()),
         });
-        regions.insert(name.to_owned(), region.clone());
-        tokio::spawn(observe_region(
-            Arc::downgrade(ctx),
-            name.to_owned(),
-            region.clone(),
-        ));
+        regions.insert(place.clone(), region.clone());
+        tokio::spawn(observe_region(Arc::downgrade(ctx), place, region.clone()));
         region
     }
 
-    /// A listing of `region` that started after `since` (any listing when `None`), asking the
+    /// A listing of the scope's account and region that started after `since` (any listing when `None`), asking the
     /// observer for a new one and waiting for it when the current one is older. `Ok(None)` when
     /// none came within the wait limit; the error of a failed listing attempt that started
     /// after `since`.
     pub async fn listing<B: PackageBackend>(
         &self,
         ctx: &Arc<Context<B>>,
-        region: &str,
+        scope: &Scope,
         since: Option<Instant>,
     ) -> Result<Option<Arc<Listing>>, BackendError> {
-        let region = self.region(ctx, region);
+        let region = self.region(ctx, scope);
         let mut latest = region.latest.subscribe();
         let fresh = |l: &Latest| -> bool {
             let after = |t: Instant| since.is_none_or(|s| t > s);
@@ -230,12 +241,12 @@ impl Regions {
         }
     }
 
-    fn wake_changed<B>(&self, ctx: &Context<B>, region: &str, changes: &Changes) {
+    fn wake_changed<B>(&self, ctx: &Context<B>, place: &Place, changes: &Changes) {
         if changes.is_empty() {
             return;
         }
         for obj in ctx.cached_objects() {
-            if region_of(&obj, &ctx.default_region) == region && changes.concern(&obj) {
+            if place_of(ctx, &obj).as_ref() == Some(place) && changes.concern(&obj) {
                 ctx.schedule.make_due(&obj);
                 self.wakers.wake(&obj);
             }
@@ -243,10 +254,11 @@ impl Regions {
     }
 }
 
-/// Whether anything of this region that the operator's objects own is changing in AWS.
-fn region_busy<B>(ctx: &Context<B>, region: &str, listing: &Listing) -> bool {
+/// Whether anything of this account and region that the operator's objects own is changing
+/// in AWS.
+fn region_busy<B>(ctx: &Context<B>, place: &Place, listing: &Listing) -> bool {
     ctx.cached_objects().any(|obj| {
-        if region_of(&obj, &ctx.default_region) != region {
+        if place_of(ctx, &obj).as_ref() != Some(place) {
             return false;
         }
         let Some(status) = obj.status.as_ref() else {
@@ -264,10 +276,11 @@ fn region_busy<B>(ctx: &Context<B>, region: &str, listing: &Listing) -> bool {
     })
 }
 
-/// The observer of one region: lists, publishes, wakes, sleeps; ends with its term's context.
+/// The observer of one account and region: lists, publishes, wakes, sleeps; ends with its
+/// term's context.
 async fn observe_region<B: PackageBackend>(
     ctx: Weak<Context<B>>,
-    name: String,
+    name: Place,
     region: Arc<Region>,
 ) {
     let mut failures: u32 = 0;
@@ -276,9 +289,14 @@ async fn observe_region<B: PackageBackend>(
             return;
         };
         let started = Instant::now();
+        let scope = region
+            .scope
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let result = context
             .backend
-            .describe_packages(&name, PackageFilter::All)
+            .describe_packages(&scope, PackageFilter::All)
             .await;
         let pause = match result {
             Ok(packages) => {

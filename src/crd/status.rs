@@ -36,6 +36,12 @@ pub struct OpenSearchPackageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 
+    /// AWS account of the package: the account of the namespace's OpenSearchPackageRole, or
+    /// the operator's own. Recorded at the first reconcile that reaches AWS; fixed once a
+    /// package is recorded.
+    #[serde(default, rename = "accountID", skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+
     /// The service's PackageStatus as last seen (COPYING, VALIDATING, AVAILABLE, COPY_FAILED,
     /// VALIDATION_FAILED, DELETING, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -30,8 +30,8 @@ use kube::ResourceExt;
 
 pub use view::{SourceView, desired_digest, gate, object_version, record, source_status, tag};
 
-use crate::backend::BackendError;
 use crate::backend::s3::S3Backend;
+use crate::backend::{BackendError, Scope};
 use crate::crd::{OpenSearchPackage, OpenSearchPackageStatus};
 use crate::status::{is_settled, reconcile_request};
 
@@ -128,15 +128,15 @@ impl Follower {
     }
 
     /// What the reconcile knows about the object's source: read with HeadObject when due (see
-    /// the module docs), else as last read. `region` is the package's; a bucket elsewhere is
-    /// found by the S3 client. `importing`: the package is importing a version now (a new file
+    /// the module docs), else as last read, with the scope's identity. The scope's region is
+    /// the package's; a bucket elsewhere is found by the S3 client. `importing`: the package is importing a version now (a new file
     /// waits for it, and is read again once it is done). Transient failures are errors (the
     /// reconcile backs off and reads again); a missing object or denied access is a view, not
     /// an error.
     pub async fn observe(
         &self,
         obj: &OpenSearchPackage,
-        region: &str,
+        scope: &Scope,
         deleting: bool,
         importing: bool,
     ) -> Result<SourceView, BackendError> {
@@ -152,7 +152,7 @@ impl Follower {
         let s3 = self.s3.as_ref().ok_or_else(|| {
             BackendError::Transient("this operator has no S3 client to read sources with".into())
         })?;
-        let view = match s3.head_object(region, &basis.bucket, &basis.key).await {
+        let view = match s3.head_object(scope, &basis.bucket, &basis.key).await {
             Ok(version) => SourceView::Current(version),
             Err(BackendError::NotFound(message)) => SourceView::Missing(message),
             Err(BackendError::AccessDenied(message)) => SourceView::Denied(message),

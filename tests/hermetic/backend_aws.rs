@@ -143,7 +143,7 @@ async fn create_package_sends_every_member_and_reads_the_details() {
     let (backend, client) = backend(vec![ok(json!({"PackageDetails": package_details()}))]);
     let package = backend
         .create_package(
-            REGION,
+            &own_scope(REGION),
             CreatePackage {
                 name: "my-plugin".into(),
                 package_type: PackageType::ZipPlugin,
@@ -212,7 +212,7 @@ async fn create_package_sends_only_what_is_set() {
     }}))]);
     let package = backend
         .create_package(
-            REGION,
+            &own_scope(REGION),
             CreatePackage {
                 name: "synonyms".into(),
                 package_type: PackageType::TxtDictionary,
@@ -253,7 +253,7 @@ async fn update_package_sends_commit_message_configuration_and_encryption() {
     let (backend, client) = backend(vec![ok(json!({"PackageDetails": details}))]);
     let package = backend
         .update_package(
-            REGION,
+            &own_scope(REGION),
             UpdatePackage {
                 package_id: "F111222333".into(),
                 source: source(),
@@ -305,14 +305,17 @@ async fn describe_packages_filters_by_id_and_by_name() {
         ok(json!({"PackageDetailsList": []})),
     ]);
     let by_id = backend
-        .describe_packages(REGION, PackageFilter::Id("F111222333".into()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Id("F111222333".into()))
         .await
         .unwrap();
     assert_eq!(by_id.len(), 1);
     assert_eq!(by_id[0].id, "F111222333");
     // An empty answer is not an error: the caller decides what a missing package means.
     let by_name = backend
-        .describe_packages(REGION, PackageFilter::Name("nothing-here".into()))
+        .describe_packages(
+            &own_scope(REGION),
+            PackageFilter::Name("nothing-here".into()),
+        )
         .await
         .unwrap();
     assert!(by_name.is_empty());
@@ -356,7 +359,7 @@ async fn describe_packages_reads_every_page() {
         })),
     ]);
     let packages = backend
-        .describe_packages(REGION, PackageFilter::All)
+        .describe_packages(&own_scope(REGION), PackageFilter::All)
         .await
         .unwrap();
 
@@ -399,7 +402,10 @@ async fn version_history_pages_with_query_parameters_and_is_newest_first() {
             ]
         })),
     ]);
-    let history = backend.package_version_history(REGION, "F1").await.unwrap();
+    let history = backend
+        .package_version_history(&own_scope(REGION), "F1")
+        .await
+        .unwrap();
 
     let sent = sent(&client);
     assert_eq!(sent.len(), 2);
@@ -454,7 +460,7 @@ async fn associate_package_sends_prerequisites_and_key_store_access() {
     let (backend, client) = backend(vec![ok(json!({"DomainPackageDetails": details}))]);
     let association = backend
         .associate_package(
-            REGION,
+            &own_scope(REGION),
             AssociatePackage {
                 package_id: "F1".into(),
                 domain_name: "search".into(),
@@ -504,7 +510,7 @@ async fn associate_package_without_options_sends_an_empty_object() {
     )]);
     let association = backend
         .associate_package(
-            REGION,
+            &own_scope(REGION),
             AssociatePackage {
                 package_id: "F1".into(),
                 domain_name: "search".into(),
@@ -527,11 +533,14 @@ async fn dissociate_and_delete_use_their_paths_and_send_no_body() {
         ok(json!({"PackageDetails": deleting})),
     ]);
     let association = backend
-        .dissociate_package(REGION, "F1", "search")
+        .dissociate_package(&own_scope(REGION), "F1", "search")
         .await
         .unwrap();
     assert_eq!(association.status, DomainPackageStatus::Dissociating);
-    let package = backend.delete_package(REGION, "F111222333").await.unwrap();
+    let package = backend
+        .delete_package(&own_scope(REGION), "F111222333")
+        .await
+        .unwrap();
     assert_eq!(package.status, PackageStatus::Deleting);
 
     let sent = sent(&client);
@@ -555,7 +564,7 @@ async fn list_domains_for_package_reads_every_page() {
         ok(json!({"DomainPackageDetailsList": [failed]})),
     ]);
     let associations = backend
-        .list_domains_for_package(REGION, "F1")
+        .list_domains_for_package(&own_scope(REGION), "F1")
         .await
         .unwrap();
 
@@ -600,13 +609,13 @@ async fn update_package_scope_overrides_the_list() {
         ok(json!({"PackageID": "F1", "Operation": "OVERRIDE", "PackageUserList": []})),
     ]);
     let users = backend
-        .update_package_scope(REGION, "F1", vec!["111122223333".into()])
+        .update_package_scope(&own_scope(REGION), "F1", vec!["111122223333".into()])
         .await
         .unwrap();
     assert_eq!(users, vec!["111122223333".to_owned()]);
     // An empty list withdraws every share; it must still be sent.
     let users = backend
-        .update_package_scope(REGION, "F1", vec![])
+        .update_package_scope(&own_scope(REGION), "F1", vec![])
         .await
         .unwrap();
     assert!(users.is_empty());
@@ -637,7 +646,7 @@ async fn each_call_goes_to_its_own_region() {
     ]);
     for region in ["eu-west-1", "ap-southeast-2", "eu-west-1"] {
         backend
-            .describe_packages(region, PackageFilter::All)
+            .describe_packages(&own_scope(region), PackageFilter::All)
             .await
             .unwrap();
     }
@@ -837,7 +846,7 @@ async fn every_error_code_maps_to_its_variant() {
     for (name, answer, variant, message) in cases {
         let (backend, _client) = backend(vec![answer]);
         let err = backend
-            .delete_package(REGION, "F123456789")
+            .delete_package(&own_scope(REGION), "F123456789")
             .await
             .unwrap_err();
         if message.is_empty() {
@@ -862,21 +871,27 @@ async fn errors_map_the_same_on_every_operation() {
         both(409, "ConflictException", "busy"),
     ]);
     assert_eq!(
-        backend.package_version_history(REGION, "F1").await,
-        Err(BackendError::NotFound("gone".into()))
-    );
-    assert_eq!(
-        backend.list_domains_for_package(REGION, "F1").await,
+        backend
+            .package_version_history(&own_scope(REGION), "F1")
+            .await,
         Err(BackendError::NotFound("gone".into()))
     );
     assert_eq!(
         backend
-            .describe_packages(REGION, PackageFilter::Id("F1".into()))
+            .list_domains_for_package(&own_scope(REGION), "F1")
+            .await,
+        Err(BackendError::NotFound("gone".into()))
+    );
+    assert_eq!(
+        backend
+            .describe_packages(&own_scope(REGION), PackageFilter::Id("F1".into()))
             .await,
         Err(BackendError::NotFound("Package not found".into()))
     );
     assert_eq!(
-        backend.dissociate_package(REGION, "F1", "search").await,
+        backend
+            .dissociate_package(&own_scope(REGION), "F1", "search")
+            .await,
         Err(BackendError::Conflict("busy".into()))
     );
 }
@@ -888,7 +903,9 @@ async fn an_error_on_a_later_page_fails_the_whole_listing() {
         both(400, "ThrottlingException", "Rate exceeded"),
     ]);
     assert_eq!(
-        backend.describe_packages(REGION, PackageFilter::All).await,
+        backend
+            .describe_packages(&own_scope(REGION), PackageFilter::All)
+            .await,
         Err(BackendError::Throttled("Rate exceeded".into()))
     );
     assert_eq!(sent(&client).len(), 2);
@@ -906,13 +923,19 @@ async fn unreadable_answers_are_transient() {
         ok(json!({"PackageDetails": {"PackageID": "F1", "CreatedAt": "2024-01-01T00:00:00Z"}})),
         ok(json!({})),
     ]);
-    let err = backend.delete_package(REGION, "F1").await.unwrap_err();
+    let err = backend
+        .delete_package(&own_scope(REGION), "F1")
+        .await
+        .unwrap_err();
     assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
-    let err = backend.delete_package(REGION, "F1").await.unwrap_err();
+    let err = backend
+        .delete_package(&own_scope(REGION), "F1")
+        .await
+        .unwrap_err();
     assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
     // A success without the details the operator needs.
     assert_eq!(
-        backend.delete_package(REGION, "F1").await,
+        backend.delete_package(&own_scope(REGION), "F1").await,
         Err(BackendError::Transient(
             "DeletePackage response has no PackageDetails".into()
         ))
@@ -924,7 +947,7 @@ async fn connection_failures_are_transient() {
     // The replay client has nothing to answer with: the request never gets a response.
     let (backend, _client) = backend(vec![]);
     let err = backend
-        .describe_packages(REGION, PackageFilter::All)
+        .describe_packages(&own_scope(REGION), PackageFilter::All)
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
@@ -934,7 +957,10 @@ async fn connection_failures_are_transient() {
 #[tokio::test]
 async fn a_request_that_cannot_be_built_is_invalid_and_not_sent() {
     let (backend, client) = backend(vec![]);
-    let err = backend.delete_package(REGION, "").await.unwrap_err();
+    let err = backend
+        .delete_package(&own_scope(REGION), "")
+        .await
+        .unwrap_err();
     assert!(matches!(err, BackendError::Invalid(_)), "{err:?}");
     assert_eq!(sent(&client).len(), 0);
 }
@@ -942,9 +968,15 @@ async fn a_request_that_cannot_be_built_is_invalid_and_not_sent() {
 #[tokio::test]
 async fn errors_never_carry_the_credentials() {
     let (denying, _client) = backend(vec![both(403, "AccessDeniedException", "denied")]);
-    let err = denying.delete_package(REGION, "F1").await.unwrap_err();
+    let err = denying
+        .delete_package(&own_scope(REGION), "F1")
+        .await
+        .unwrap_err();
     let (unreachable, _client) = backend(vec![]);
-    let transient = unreachable.delete_package(REGION, "F1").await.unwrap_err();
+    let transient = unreachable
+        .delete_package(&own_scope(REGION), "F1")
+        .await
+        .unwrap_err();
     for text in [
         err.to_string(),
         transient.to_string(),
@@ -953,4 +985,9 @@ async fn errors_never_carry_the_credentials() {
         assert!(!text.contains("secret"), "{text}");
         assert!(!text.contains("AKIDTEST"), "{text}");
     }
+}
+
+/// The operator's own identity in the simulator's default account, in `region`.
+fn own_scope(region: &str) -> ospkg::backend::Scope {
+    ospkg::backend::Scope::own("123456789012", region)
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::support::own_scope;
 use ospkg::backend::aws::AwsBackend;
 use ospkg::backend::{
     AssociatePackage, BackendError, CreatePackage, DomainPackageStatus, PackageBackend,
@@ -51,7 +52,7 @@ fn dictionary(name: &str, key: &str) -> CreatePackage {
 /// The package with `id` as DescribePackages reports it now.
 async fn describe(backend: &AwsBackend, id: &str) -> ospkg::backend::Package {
     let mut found = backend
-        .describe_packages(REGION, PackageFilter::Id(id.to_owned()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Id(id.to_owned()))
         .await
         .unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
@@ -69,7 +70,7 @@ async fn package_lifecycle_end_to_end() {
 
     // Create: COPYING, then VALIDATING, then AVAILABLE at v1.
     let created = backend
-        .create_package(REGION, dictionary("synonyms", "synonyms.txt"))
+        .create_package(&own_scope(REGION), dictionary("synonyms", "synonyms.txt"))
         .await
         .unwrap();
     assert!(created.id.starts_with('F'), "{created:?}");
@@ -94,7 +95,7 @@ async fn package_lifecycle_end_to_end() {
 
     // By name finds the same package.
     let by_name = backend
-        .describe_packages(REGION, PackageFilter::Name("synonyms".into()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Name("synonyms".into()))
         .await
         .unwrap();
     assert_eq!(by_name, vec![available.clone()]);
@@ -106,7 +107,7 @@ async fn package_lifecycle_end_to_end() {
         .unwrap();
     let updated = backend
         .update_package(
-            REGION,
+            &own_scope(REGION),
             UpdatePackage {
                 package_id: id.clone(),
                 source: Source {
@@ -131,7 +132,10 @@ async fn package_lifecycle_end_to_end() {
     assert_eq!(v2.available_version.as_deref(), Some("v2"));
     assert_eq!(v2.description.as_deref(), Some("More synonyms"));
 
-    let history = backend.package_version_history(REGION, &id).await.unwrap();
+    let history = backend
+        .package_version_history(&own_scope(REGION), &id)
+        .await
+        .unwrap();
     let versions: Vec<(&str, Option<&str>)> = history
         .iter()
         .map(|v| (v.version.as_str(), v.commit_message.as_deref()))
@@ -144,7 +148,7 @@ async fn package_lifecycle_end_to_end() {
     // Associate: ASSOCIATING, then ACTIVE on the newest version.
     let associating = backend
         .associate_package(
-            REGION,
+            &own_scope(REGION),
             AssociatePackage {
                 package_id: id.clone(),
                 domain_name: "search".into(),
@@ -158,7 +162,10 @@ async fn package_lifecycle_end_to_end() {
     assert_eq!(associating.domain_name, "search");
     assert_eq!(associating.package_id, id);
     admin.advance_clock(durations.associating_ms).await.unwrap();
-    let domains = backend.list_domains_for_package(REGION, &id).await.unwrap();
+    let domains = backend
+        .list_domains_for_package(&own_scope(REGION), &id)
+        .await
+        .unwrap();
     assert_eq!(domains.len(), 1);
     assert_eq!(domains[0].status, DomainPackageStatus::Active);
     assert_eq!(domains[0].package_version.as_deref(), Some("v2"));
@@ -169,12 +176,15 @@ async fn package_lifecycle_end_to_end() {
     assert!(domains[0].last_updated.is_some());
 
     // No delete while associated.
-    let err = backend.delete_package(REGION, &id).await.unwrap_err();
+    let err = backend
+        .delete_package(&own_scope(REGION), &id)
+        .await
+        .unwrap_err();
     assert!(matches!(err, BackendError::Conflict(_)), "{err:?}");
 
     // Dissociate: DISSOCIATING, then gone.
     let leaving = backend
-        .dissociate_package(REGION, &id, "search")
+        .dissociate_package(&own_scope(REGION), &id, "search")
         .await
         .unwrap();
     assert_eq!(leaving.status, DomainPackageStatus::Dissociating);
@@ -184,25 +194,28 @@ async fn package_lifecycle_end_to_end() {
         .unwrap();
     assert!(
         backend
-            .list_domains_for_package(REGION, &id)
+            .list_domains_for_package(&own_scope(REGION), &id)
             .await
             .unwrap()
             .is_empty()
     );
 
     // Delete: DELETING, then not found.
-    let deleting = backend.delete_package(REGION, &id).await.unwrap();
+    let deleting = backend
+        .delete_package(&own_scope(REGION), &id)
+        .await
+        .unwrap();
     assert_eq!(deleting.status, PackageStatus::Deleting);
     admin.advance_clock(durations.deleting_ms).await.unwrap();
     match backend
-        .describe_packages(REGION, PackageFilter::Id(id.clone()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Id(id.clone()))
         .await
     {
         Ok(found) => assert!(found.is_empty(), "{found:?}"),
         Err(err) => assert!(matches!(err, BackendError::NotFound(_)), "{err:?}"),
     }
     let err = backend
-        .package_version_history(REGION, &id)
+        .package_version_history(&own_scope(REGION), &id)
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::NotFound(_)), "{err:?}");
@@ -221,15 +234,15 @@ async fn service_errors_become_backend_errors() {
     // Unknown ids.
     for err in [
         backend
-            .delete_package(REGION, "F999999999")
+            .delete_package(&own_scope(REGION), "F999999999")
             .await
             .unwrap_err(),
         backend
-            .package_version_history(REGION, "F999999999")
+            .package_version_history(&own_scope(REGION), "F999999999")
             .await
             .unwrap_err(),
         backend
-            .list_domains_for_package(REGION, "F999999999")
+            .list_domains_for_package(&own_scope(REGION), "F999999999")
             .await
             .unwrap_err(),
     ] {
@@ -239,11 +252,11 @@ async fn service_errors_become_backend_errors() {
 
     // Duplicate name.
     let first = backend
-        .create_package(REGION, dictionary("words", "a.txt"))
+        .create_package(&own_scope(REGION), dictionary("words", "a.txt"))
         .await
         .unwrap();
     let err = backend
-        .create_package(REGION, dictionary("words", "a.txt"))
+        .create_package(&own_scope(REGION), dictionary("words", "a.txt"))
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::AlreadyExists(_)), "{err:?}");
@@ -251,14 +264,17 @@ async fn service_errors_become_backend_errors() {
     // A plugin without an engine version is rejected with the service's message.
     let mut plugin = dictionary("plugin", "a.txt");
     plugin.package_type = PackageType::ZipPlugin;
-    let err = backend.create_package(REGION, plugin).await.unwrap_err();
+    let err = backend
+        .create_package(&own_scope(REGION), plugin)
+        .await
+        .unwrap_err();
     assert!(matches!(err, BackendError::Invalid(_)), "{err:?}");
     assert!(err.message().contains("EngineVersion"), "{err:?}");
 
     // Not AVAILABLE yet: no association; unknown domain: not found.
     let err = backend
         .associate_package(
-            REGION,
+            &own_scope(REGION),
             AssociatePackage {
                 package_id: first.id.clone(),
                 domain_name: "search".into(),
@@ -271,7 +287,7 @@ async fn service_errors_become_backend_errors() {
     assert!(matches!(err, BackendError::Invalid(_)), "{err:?}");
     let err = backend
         .associate_package(
-            REGION,
+            &own_scope(REGION),
             AssociatePackage {
                 package_id: first.id.clone(),
                 domain_name: "nowhere".into(),
@@ -308,17 +324,17 @@ async fn service_errors_become_backend_errors() {
     );
     admin.set_faults(&faults).await.unwrap();
     let err = backend
-        .describe_packages(REGION, PackageFilter::All)
+        .describe_packages(&own_scope(REGION), PackageFilter::All)
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::Throttled(_)), "{err:?}");
     let err = backend
-        .package_version_history(REGION, &first.id)
+        .package_version_history(&own_scope(REGION), &first.id)
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
     let err = backend
-        .list_domains_for_package(REGION, &first.id)
+        .list_domains_for_package(&own_scope(REGION), &first.id)
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
@@ -332,16 +348,22 @@ async fn regions_are_separate_and_scope_overrides_the_allow_list() {
 
     let mut vended = dictionary("shared", "a.txt");
     vended.vending_enabled = Some(true);
-    let package = backend.create_package(REGION, vended).await.unwrap();
+    let package = backend
+        .create_package(&own_scope(REGION), vended)
+        .await
+        .unwrap();
 
     // The same name in another region is another package.
     let elsewhere = backend
-        .create_package("us-west-2", dictionary("shared", "a.txt"))
+        .create_package(&own_scope("us-west-2"), dictionary("shared", "a.txt"))
         .await
         .unwrap();
     assert_ne!(elsewhere.id, package.id);
     let west: Vec<String> = backend
-        .describe_packages("us-west-2", PackageFilter::Name("shared".into()))
+        .describe_packages(
+            &own_scope("us-west-2"),
+            PackageFilter::Name("shared".into()),
+        )
         .await
         .unwrap()
         .into_iter()
@@ -351,7 +373,7 @@ async fn regions_are_separate_and_scope_overrides_the_allow_list() {
 
     let users = backend
         .update_package_scope(
-            REGION,
+            &own_scope(REGION),
             &package.id,
             vec!["111122223333".into(), "444455556666".into()],
         )
@@ -359,7 +381,7 @@ async fn regions_are_separate_and_scope_overrides_the_allow_list() {
         .unwrap();
     assert_eq!(users, vec!["111122223333", "444455556666"]);
     let users = backend
-        .update_package_scope(REGION, &package.id, vec!["444455556666".into()])
+        .update_package_scope(&own_scope(REGION), &package.id, vec!["444455556666".into()])
         .await
         .unwrap();
     assert_eq!(users, vec!["444455556666"]);
@@ -379,13 +401,16 @@ async fn listings_span_pages() {
     let mut ids = Vec::new();
     for n in 0..105 {
         let package = backend
-            .create_package(REGION, dictionary(&format!("dict-{n:03}"), "a.txt"))
+            .create_package(
+                &own_scope(REGION),
+                dictionary(&format!("dict-{n:03}"), "a.txt"),
+            )
             .await
             .unwrap();
         ids.push(package.id);
     }
     let mut seen: Vec<String> = backend
-        .describe_packages(REGION, PackageFilter::All)
+        .describe_packages(&own_scope(REGION), PackageFilter::All)
         .await
         .unwrap()
         .into_iter()

@@ -16,6 +16,7 @@ use ospkg::vocabulary::{ConditionType, PackageStatus};
 use ospkg_sim::{DomainDecl, Durations, FaultConfig, OperationFaults, ScriptedFault, SimConfig};
 use serde_json::json;
 
+use crate::support::own_scope;
 use crate::support::{
     Aws, BUCKET, Harness, NAME, REGION, object, settled, status_of, with_finalizer,
 };
@@ -50,7 +51,7 @@ async fn package(harness: &Harness) -> ospkg::backend::Package {
     let found = harness
         .aws
         .backend
-        .describe_packages(REGION, PackageFilter::Name(NAME.into()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Name(NAME.into()))
         .await
         .expect("describe");
     found.into_iter().next().expect("the package exists")
@@ -61,7 +62,7 @@ async fn versions(harness: &Harness) -> Vec<ospkg::backend::PackageVersion> {
     harness
         .aws
         .backend
-        .package_version_history(REGION, &id)
+        .package_version_history(&own_scope(REGION), &id)
         .await
         .expect("history")
 }
@@ -276,7 +277,7 @@ async fn an_already_exists_answer_to_a_retried_create_keeps_the_package_ours() {
     let all = harness
         .aws
         .backend
-        .describe_packages(REGION, PackageFilter::Name(NAME.into()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Name(NAME.into()))
         .await
         .expect("describe");
     assert_eq!(all.len(), 1);
@@ -414,7 +415,7 @@ async fn an_association_made_just_before_a_crash_is_dissociated_when_the_domain_
     let associations = harness
         .aws
         .backend
-        .list_domains_for_package(REGION, &id)
+        .list_domains_for_package(&own_scope(REGION), &id)
         .await
         .expect("associations");
     assert!(associations.is_empty(), "{associations:#?}");
@@ -488,7 +489,7 @@ async fn a_failed_delete_says_so_and_is_retried_until_the_package_goes() {
     let left = harness
         .aws
         .backend
-        .describe_packages(REGION, PackageFilter::Name(NAME.into()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Name(NAME.into()))
         .await
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:#?}");

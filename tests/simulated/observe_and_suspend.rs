@@ -11,6 +11,7 @@ use ospkg::vocabulary::{ConditionType, StallReason};
 use ospkg_sim::{Durations, SimConfig};
 use serde_json::json;
 
+use crate::support::own_scope;
 use crate::support::{
     Aws, Harness, NAME, OBJECT_PATH, REGION, object, settled, status_of, with_finalizer,
 };
@@ -32,12 +33,15 @@ async fn foreign_package(aws: &Aws) -> String {
     let spec = object(json!({})).spec;
     let package = aws
         .backend
-        .create_package(REGION, ospkg::plan::create_request(&spec, SHARED.into()))
+        .create_package(
+            &own_scope(REGION),
+            ospkg::plan::create_request(&spec, SHARED.into()),
+        )
         .await
         .expect("create");
     aws.backend
         .associate_package(
-            REGION,
+            &own_scope(REGION),
             AssociatePackage {
                 package_id: package.id.clone(),
                 domain_name: DOMAIN.into(),
@@ -100,7 +104,7 @@ async fn an_observer_reports_a_package_it_does_not_own_and_never_changes_it() {
         .aws
         .backend
         .update_package(
-            REGION,
+            &own_scope(REGION),
             ospkg::plan::update_request(&spec, id.clone(), &digest, None),
         )
         .await
@@ -145,7 +149,7 @@ async fn an_observer_reports_a_package_it_does_not_own_and_never_changes_it() {
     let still_there = harness
         .aws
         .backend
-        .describe_packages(REGION, PackageFilter::Id(id.clone()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Id(id.clone()))
         .await
         .expect("describe");
     assert_eq!(still_there.len(), 1);
@@ -192,13 +196,13 @@ async fn an_observer_stalls_while_its_package_is_missing_and_recovers_when_it_ap
     harness
         .aws
         .backend
-        .dissociate_package(REGION, &id, DOMAIN)
+        .dissociate_package(&own_scope(REGION), &id, DOMAIN)
         .await
         .expect("dissociate");
     harness
         .aws
         .backend
-        .delete_package(REGION, &id)
+        .delete_package(&own_scope(REGION), &id)
         .await
         .expect("delete");
     let after_delete = harness.aws.log_position().await;
@@ -285,7 +289,7 @@ async fn suspend_keeps_the_last_conditions_and_changes_nothing() {
     let package = harness
         .aws
         .backend
-        .describe_packages(REGION, PackageFilter::Name(NAME.into()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Name(NAME.into()))
         .await
         .expect("describe");
     assert_eq!(package[0].description.as_deref(), Some("new words, later"));

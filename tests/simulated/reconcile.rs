@@ -12,6 +12,7 @@ use ospkg::controller::reconcile;
 use ospkg::crd::{FINALIZER, OpenSearchPackageStatus};
 use serde_json::json;
 
+use crate::support::own_scope;
 use crate::support::{
     Aws, OBJECT_PATH, REGION, context, mock_client, object, status_patches, with_finalizer,
 };
@@ -157,7 +158,7 @@ async fn deletion_deletes_the_package_then_removes_the_finalizer_once_it_is_gone
     let created = aws
         .backend
         .create_package(
-            REGION,
+            &own_scope(REGION),
             ospkg::plan::create_request(&object(json!({})).spec, "product-synonyms".into()),
         )
         .await
@@ -188,7 +189,7 @@ async fn deletion_deletes_the_package_then_removes_the_finalizer_once_it_is_gone
     assert_eq!(aws.calls(Operation::DeletePackage).await, 1);
     let remaining = aws
         .backend
-        .describe_packages(REGION, PackageFilter::Id(created.id.clone()))
+        .describe_packages(&own_scope(REGION), PackageFilter::Id(created.id.clone()))
         .await
         .unwrap_or_default();
     assert!(
@@ -216,7 +217,7 @@ async fn deletion_with_retain_only_removes_the_finalizer() {
     let created = aws
         .backend
         .create_package(
-            REGION,
+            &own_scope(REGION),
             ospkg::plan::create_request(&object(json!({})).spec, "product-synonyms".into()),
         )
         .await
@@ -249,7 +250,7 @@ async fn a_crash_after_update_does_not_update_twice() {
     let created = aws
         .backend
         .create_package(
-            REGION,
+            &own_scope(REGION),
             ospkg::plan::create_request(&base.spec, "product-synonyms".into()),
         )
         .await
@@ -261,7 +262,7 @@ async fn a_crash_after_update_does_not_update_twice() {
     let new_digest = ospkg::digest::SpecDigest::of(&obj.spec);
     aws.backend
         .update_package(
-            REGION,
+            &own_scope(REGION),
             ospkg::plan::update_request(&obj.spec, created.id.clone(), &new_digest, None),
         )
         .await
@@ -295,7 +296,7 @@ async fn a_region_listing_older_than_status_is_not_trusted() {
     let created = aws
         .backend
         .create_package(
-            REGION,
+            &own_scope(REGION),
             ospkg::plan::create_request(&base.spec, "product-synonyms".into()),
         )
         .await
@@ -305,7 +306,7 @@ async fn a_region_listing_older_than_status_is_not_trusted() {
     let describes = aws.calls(Operation::DescribePackages).await;
     // The region listing is taken while the package is at v1...
     ctx.regions
-        .listing(&ctx, REGION, None)
+        .listing(&ctx, &own_scope(REGION), None)
         .await
         .expect("listing")
         .expect("a listing in time");
@@ -314,7 +315,7 @@ async fn a_region_listing_older_than_status_is_not_trusted() {
     let updated = aws
         .backend
         .update_package(
-            REGION,
+            &own_scope(REGION),
             ospkg::plan::update_request(&base.spec, created.id.clone(), &digest, None),
         )
         .await

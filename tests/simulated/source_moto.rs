@@ -113,7 +113,11 @@ async fn the_operators_head_object_reads_moto_s3_alike() {
         .expect("create bucket");
     let (etag, _) = put(&setup, "moto-dicts", "synonyms.txt", "tv, television\n").await;
     let read = heads
-        .head_object(REGION, "moto-dicts", "synonyms.txt")
+        .head_object(
+            &crate::support::own_scope(REGION),
+            "moto-dicts",
+            "synonyms.txt",
+        )
         .await
         .expect("head");
     assert_eq!(read.etag, etag);
@@ -132,7 +136,11 @@ async fn the_operators_head_object_reads_moto_s3_alike() {
     let (changed, _) = put(&setup, "moto-dicts", "synonyms.txt", "tv, telly\n").await;
     assert_ne!(changed, etag);
     let again = heads
-        .head_object(REGION, "moto-dicts", "synonyms.txt")
+        .head_object(
+            &crate::support::own_scope(REGION),
+            "moto-dicts",
+            "synonyms.txt",
+        )
         .await
         .expect("head");
     assert_eq!(again.etag, changed);
@@ -140,7 +148,13 @@ async fn the_operators_head_object_reads_moto_s3_alike() {
     assert_eq!(same, changed, "identical bytes, identical ETag");
 
     // A missing object.
-    let missing = heads.head_object(REGION, "moto-dicts", "nothing.txt").await;
+    let missing = heads
+        .head_object(
+            &crate::support::own_scope(REGION),
+            "moto-dicts",
+            "nothing.txt",
+        )
+        .await;
     assert!(
         matches!(missing, Err(BackendError::NotFound(ref m)) if m.contains("s3://moto-dicts/nothing.txt")),
         "{missing:?}"
@@ -169,7 +183,11 @@ async fn the_operators_head_object_reads_moto_s3_alike() {
     let v2 = v2.expect("a VersionId");
     assert_ne!(v1.as_deref(), Some(v2.as_str()));
     let read = heads
-        .head_object(REGION, "moto-versioned", "s.txt")
+        .head_object(
+            &crate::support::own_scope(REGION),
+            "moto-versioned",
+            "s.txt",
+        )
         .await
         .expect("head");
     assert_eq!(read.version_id.as_deref(), Some(v2.as_str()));
@@ -180,7 +198,13 @@ async fn the_operators_head_object_reads_moto_s3_alike() {
         .send()
         .await
         .expect("delete");
-    let gone = heads.head_object(REGION, "moto-versioned", "s.txt").await;
+    let gone = heads
+        .head_object(
+            &crate::support::own_scope(REGION),
+            "moto-versioned",
+            "s.txt",
+        )
+        .await;
     assert!(matches!(gone, Err(BackendError::NotFound(_))), "{gone:?}");
 
     let text = metrics.encode();

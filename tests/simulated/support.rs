@@ -378,7 +378,11 @@ impl Harness {
     pub async fn resync(&self) {
         let since = Some(std::time::Instant::now());
         // A failed listing is an answer too: the reconcile reports it.
-        let _ = self.ctx.regions.listing(&self.ctx, REGION, since).await;
+        let _ = self
+            .ctx
+            .regions
+            .listing(&self.ctx, &own_scope(REGION), since)
+            .await;
         self.reconcile().await;
     }
 
@@ -455,4 +459,9 @@ pub fn settled(obj: &OpenSearchPackage) -> bool {
 
 pub fn status_of(obj: &OpenSearchPackage) -> OpenSearchPackageStatus {
     obj.status.clone().unwrap_or_default()
+}
+
+/// The operator's own identity in the simulator's default account, in `region`.
+pub fn own_scope(region: &str) -> ospkg::backend::Scope {
+    ospkg::backend::Scope::own("123456789012", region)
 }

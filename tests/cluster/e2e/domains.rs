@@ -10,6 +10,7 @@ use ospkg::backend::{AssociatePackage, PackageBackend};
 use ospkg::crd::OpenSearchPackage;
 use ospkg_sim::{Durations, EntryKind, FaultConfig, LogEntry, SimConfig};
 
+use super::support::own_scope;
 use super::support::{
     self, CONVERGE, DOMAIN, TestEnv, condition, dictionary, fast_durations, is_current, status_of,
 };
@@ -426,7 +427,7 @@ async fn deletion_dissociates_and_waits_for_foreign_domains() {
     let backend = AwsBackend::for_endpoint(&env.sim.endpoint()).await;
     backend
         .associate_package(
-            "us-east-1",
+            &own_scope("us-east-1"),
             AssociatePackage {
                 package_id: id.clone(),
                 domain_name: FOREIGN.to_owned(),
@@ -459,7 +460,7 @@ async fn deletion_dissociates_and_waits_for_foreign_domains() {
     assert!(env.get("gone").await.is_some(), "deleted while in use");
 
     backend
-        .dissociate_package("us-east-1", &id, FOREIGN)
+        .dissociate_package(&own_scope("us-east-1"), &id, FOREIGN)
         .await
         .expect("dissociate the foreign domain");
     let deadline = Instant::now() + CONVERGE;

@@ -7,6 +7,7 @@ use ospkg::backend::aws::AwsBackend;
 use ospkg::backend::{AssociatePackage, CreatePackage, PackageBackend, Source};
 use ospkg::crd::PackageType;
 
+use super::support::own_scope;
 use super::support::{BUCKET, CONVERGE, DOMAIN, TestEnv, access_key, condition, status_of};
 use super::{SETTLE, assert_event};
 
@@ -32,7 +33,7 @@ async fn create_outside(env: &TestEnv, name: &str, key: &str) -> String {
     let backend = AwsBackend::for_endpoint(&env.sim.endpoint()).await;
     let package = backend
         .create_package(
-            REGION,
+            &own_scope(REGION),
             CreatePackage {
                 name: name.to_owned(),
                 package_type: PackageType::TxtDictionary,
@@ -78,7 +79,7 @@ async fn an_observer_tracks_a_package_it_does_not_own_and_changes_nothing() {
     loop {
         let result = backend
             .associate_package(
-                REGION,
+                &own_scope(REGION),
                 AssociatePackage {
                     package_id: id.clone(),
                     domain_name: DOMAIN.to_owned(),

@@ -778,3 +778,8 @@ spec:
     }
     yaml
 }
+
+/// The operator's own identity in the simulator's default account, in `region`.
+pub fn own_scope(region: &str) -> ospkg::backend::Scope {
+    ospkg::backend::Scope::own("123456789012", region)
+}
