@@ -1,5 +1,5 @@
 //! The `/_sim/` admin API (not part of AWS): domains, S3 objects, faults, clock, call counts,
-//! log, state dump and reset. JSON in and out; see sim/README.md.
+//! log, state dump, STS roles and sessions, and reset. JSON in and out; see sim/README.md.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -18,8 +18,9 @@ use crate::journal::LogEntry;
 use crate::s3::BucketSettings;
 use crate::service::{Quotas, Sim};
 use crate::state::DomainDecl;
+use crate::sts::{StsRole, StsSession};
 
-/// Body of `POST /_sim/reset` (optional; both default to true).
+/// Body of `POST /_sim/reset` (optional; all default to true).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ResetOptions {
@@ -27,6 +28,9 @@ pub struct ResetOptions {
     pub keep_domains: bool,
     /// Keep S3 objects (false: empty the object store).
     pub keep_objects: bool,
+    /// Keep the STS roles declared through the admin API (false: back to the start-up ones,
+    /// `SimConfig::sts_roles`). Issued sessions are always kept.
+    pub keep_roles: bool,
 }
 
 impl Default for ResetOptions {
@@ -34,8 +38,16 @@ impl Default for ResetOptions {
         ResetOptions {
             keep_domains: true,
             keep_objects: true,
+            keep_roles: true,
         }
     }
+}
+
+/// Body of `POST /_sim/sts/sessions/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeSessions {
+    pub role_arn: String,
 }
 
 /// Body of `POST /_sim/clock/advance`.
@@ -71,6 +83,14 @@ pub fn router() -> Router<Sim> {
         .route("/calls", get(calls))
         .route("/log", get(log))
         .route("/packages", get(packages))
+        .route(
+            "/sts/roles",
+            get(sts_roles).put(set_sts_roles).post(allow_sts_role),
+        )
+        .route("/sts/roles/{*arn}", delete(remove_sts_role))
+        .route("/sts/sessions", get(sts_sessions))
+        .route("/sts/sessions/revoke", post(revoke_sts_sessions))
+        .route("/sts/log", get(sts_log))
 }
 
 fn bad_request(message: String) -> Response {
@@ -94,7 +114,11 @@ async fn reset(State(sim): State<Sim>, body: Bytes) -> Response {
         Ok(o) => o,
         Err(message) => return bad_request(message),
     };
-    sim.lock().reset(options.keep_domains, options.keep_objects);
+    sim.lock().reset(
+        options.keep_domains,
+        options.keep_objects,
+        options.keep_roles,
+    );
     Json(json!({ "reset": true })).into_response()
 }
 
@@ -319,4 +343,71 @@ async fn packages(State(sim): State<Sim>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "scopes": scopes }))
+}
+
+async fn sts_roles(State(sim): State<Sim>) -> Json<Vec<StsRole>> {
+    Json(sim.lock().sts.roles().to_vec())
+}
+
+/// Replaces every assumable role; answers the list.
+async fn set_sts_roles(State(sim): State<Sim>, body: Bytes) -> Response {
+    let roles: Vec<StsRole> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("expected [{{\"roleArn\": …}}, …]: {e}")),
+    };
+    let mut service = sim.lock();
+    if let Err(message) = service.sts.set_roles(roles) {
+        return bad_request(message);
+    }
+    service.dirty = true;
+    Json(service.sts.roles().to_vec()).into_response()
+}
+
+/// Adds one role (or replaces the declaration of the same ARN); answers the list.
+async fn allow_sts_role(State(sim): State<Sim>, body: Bytes) -> Response {
+    let role: StsRole = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("expected {{\"roleArn\": …}}: {e}")),
+    };
+    let mut service = sim.lock();
+    if let Err(message) = service.sts.allow(role) {
+        return bad_request(message);
+    }
+    service.dirty = true;
+    Json(service.sts.roles().to_vec()).into_response()
+}
+
+/// `DELETE /_sim/sts/roles/{arn}`: the role can no longer be assumed.
+async fn remove_sts_role(State(sim): State<Sim>, Path(arn): Path<String>) -> Json<Value> {
+    let mut service = sim.lock();
+    let removed = service.sts.remove(&arn);
+    service.dirty = true;
+    Json(json!({ "removed": removed }))
+}
+
+async fn sts_sessions(State(sim): State<Sim>) -> Json<Vec<StsSession>> {
+    Json(sim.lock().sts.sessions())
+}
+
+/// Denies every call signed with a session of the role issued so far.
+async fn revoke_sts_sessions(State(sim): State<Sim>, body: Bytes) -> Response {
+    let request: RevokeSessions = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("expected {{\"roleArn\": …}}: {e}")),
+    };
+    let mut service = sim.lock();
+    let revoked = service.sts.revoke_sessions(&request.role_arn);
+    service.dirty = true;
+    Json(json!({ "revoked": revoked })).into_response()
+}
+
+/// The STS entries of the call log.
+async fn sts_log(State(sim): State<Sim>) -> Json<Vec<LogEntry>> {
+    let entries = sim.lock().journal.entries();
+    Json(
+        entries
+            .into_iter()
+            .filter(|e| e.kind == crate::journal::EntryKind::Sts)
+            .collect(),
+    )
 }

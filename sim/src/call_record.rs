@@ -23,6 +23,8 @@ pub(crate) struct CallRecord {
     pub(crate) effect: bool,
     pub(crate) commit_message: Option<String>,
     pub(crate) lookup: bool,
+    /// The assumed-role ARN of a caller signing with session credentials.
+    pub(crate) caller_arn: Option<String>,
 }
 
 impl CallRecord {
@@ -74,6 +76,8 @@ impl CallRecord {
             effect: self.effect,
             commit_message: self.commit_message,
             lookup: self.lookup,
+            caller_arn: self.caller_arn,
+            ..LogEntry::default()
         });
     }
 }

@@ -13,13 +13,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::admin::{Advance, ResetOptions, ScriptRequest};
+use crate::admin::{Advance, ResetOptions, RevokeSessions, ScriptRequest};
 use crate::clock::ClockSettings;
 use crate::faults::{FaultConfig, ScriptedFault};
 use crate::journal::LogEntry;
 use crate::s3::BucketSettings;
 use crate::service::Quotas;
 use crate::state::DomainDecl;
+use crate::sts::{StsRole, StsSession};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -230,6 +231,57 @@ impl AdminClient {
     /// The state dump of `GET /_sim/packages`.
     pub async fn packages(&self) -> Result<Value, AdminError> {
         self.json(Method::GET, "/packages", None::<&()>).await
+    }
+
+    /// The roles the STS lets callers assume.
+    pub async fn sts_roles(&self) -> Result<Vec<StsRole>, AdminError> {
+        self.json(Method::GET, "/sts/roles", None::<&()>).await
+    }
+
+    /// Replaces every assumable role; answers the list.
+    pub async fn set_sts_roles(&self, roles: &[StsRole]) -> Result<Vec<StsRole>, AdminError> {
+        self.json(Method::PUT, "/sts/roles", Some(&roles)).await
+    }
+
+    /// Lets callers assume one more role (or replaces the declaration of the same ARN);
+    /// answers the list.
+    pub async fn allow_role(&self, role: &StsRole) -> Result<Vec<StsRole>, AdminError> {
+        self.json(Method::POST, "/sts/roles", Some(role)).await
+    }
+
+    /// AssumeRole of this role is AccessDenied from now on; answers whether it was declared.
+    /// Sessions already issued stay valid (see [`AdminClient::revoke_role_sessions`]).
+    pub async fn revoke_role(&self, role_arn: &str) -> Result<bool, AdminError> {
+        let answer: Value = self
+            .json(
+                Method::DELETE,
+                &format!("/sts/roles/{role_arn}"),
+                None::<&()>,
+            )
+            .await?;
+        Ok(answer["removed"].as_bool().unwrap_or(false))
+    }
+
+    /// Denies every call signed with a session of this role issued so far; answers how many
+    /// sessions that revoked.
+    pub async fn revoke_role_sessions(&self, role_arn: &str) -> Result<u64, AdminError> {
+        let request = RevokeSessions {
+            role_arn: role_arn.to_string(),
+        };
+        let answer: Value = self
+            .json(Method::POST, "/sts/sessions/revoke", Some(&request))
+            .await?;
+        Ok(answer["revoked"].as_u64().unwrap_or(0))
+    }
+
+    /// The sessions the STS has issued (and still remembers), oldest first.
+    pub async fn sts_sessions(&self) -> Result<Vec<StsSession>, AdminError> {
+        self.json(Method::GET, "/sts/sessions", None::<&()>).await
+    }
+
+    /// The STS calls of the log (entries of kind [`crate::EntryKind::Sts`]), oldest first.
+    pub async fn sts_log(&self) -> Result<Vec<LogEntry>, AdminError> {
+        self.json(Method::GET, "/sts/log", None::<&()>).await
     }
 
     pub async fn reset(&self) -> Result<(), AdminError> {

@@ -35,6 +35,12 @@ pub enum ApiError {
     InvalidSignature(String),
     #[error("{0}")]
     UnknownOperation(String),
+    /// Session credentials the simulator's STS did not issue (or without their token).
+    #[error("{0}")]
+    UnrecognizedClient(String),
+    /// Session credentials past their expiration (wall clock).
+    #[error("{0}")]
+    ExpiredToken(String),
 }
 
 impl ApiError {
@@ -54,6 +60,8 @@ impl ApiError {
             ApiError::IncompleteSignature(_) => "IncompleteSignatureException",
             ApiError::InvalidSignature(_) => "InvalidSignatureException",
             ApiError::UnknownOperation(_) => "UnknownOperationException",
+            ApiError::UnrecognizedClient(_) => "UnrecognizedClientException",
+            ApiError::ExpiredToken(_) => "ExpiredTokenException",
         }
     }
 
@@ -70,7 +78,9 @@ impl ApiError {
             ApiError::AccessDenied(_)
             | ApiError::MissingAuthenticationToken(_)
             | ApiError::IncompleteSignature(_)
-            | ApiError::InvalidSignature(_) => StatusCode::FORBIDDEN,
+            | ApiError::InvalidSignature(_)
+            | ApiError::UnrecognizedClient(_)
+            | ApiError::ExpiredToken(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownOperation(_) => StatusCode::NOT_FOUND,
         }
     }

@@ -9,17 +9,21 @@ use serde::{Deserialize, Serialize};
 /// `seq` keeps counting, so a reader can tell entries were dropped.
 const LOG_CAPACITY: usize = 200_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
-    /// One request that reached an operation, whatever its outcome.
+    /// One request that reached an operation of the package API or S3, whatever its outcome.
+    #[default]
     Call,
     /// An association entering a state: ASSOCIATING, ACTIVE, ASSOCIATION_FAILED,
     /// DISSOCIATING, or DISSOCIATED (gone).
     Association,
+    /// One request to the simulator's STS (`AssumeRole`, `GetCallerIdentity`), whatever its
+    /// outcome. A kind of its own so that readers counting package calls never see them.
+    Sts,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
     pub seq: u64,
@@ -69,6 +73,30 @@ pub struct LogEntry {
     /// name) rather than listing the region.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lookup: bool,
+    /// The caller's identity when it is not a plain access key: the assumed-role ARN
+    /// (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`) of a call signed with credentials
+    /// the simulator's STS issued; on STS entries also `arn:aws:iam::ACCOUNT:user/sim` for
+    /// other keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_arn: Option<String>,
+    /// AssumeRole: the `RoleArn` asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// AssumeRole: the `RoleSessionName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_session_name: Option<String>,
+    /// AssumeRole: whether the request carried an `ExternalId` (its value is not logged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external_id_given: bool,
+    /// AssumeRole: the session tags of the request, key → value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// AssumeRole that succeeded: the access key id of the credentials it issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_access_key_id: Option<String>,
+    /// AssumeRole that succeeded: how many seconds the issued credentials are valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default)]

@@ -1,5 +1,5 @@
-//! A local simulator of the Amazon OpenSearch Service custom-package APIs, with a minimal S3,
-//! for tests, benchmarks and demos. Start it in-process with [`start`] or run the `ospkg-sim`
+//! A local simulator of the Amazon OpenSearch Service custom-package APIs, with a minimal S3
+//! and a minimal STS (AssumeRole, GetCallerIdentity), for tests, benchmarks and demos. Start it in-process with [`start`] or run the `ospkg-sim`
 //! binary; drive it with any AWS SDK (endpoint URL, any region, any credentials) and control it
 //! with [`AdminClient`].
 
@@ -15,6 +15,7 @@ pub mod s3;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod sts;
 pub mod validate;
 pub mod wire;
 
@@ -29,7 +30,7 @@ use axum::extract::DefaultBodyLimit;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use admin::{ResetOptions, ScriptRequest};
+pub use admin::{ResetOptions, RevokeSessions, ScriptRequest};
 pub use client::{AdminClient, AdminError};
 pub use clock::{ClockMode, ClockSettings, Durations};
 pub use faults::{FaultConfig, OperationFaults, RateLimit, ScriptedFault};
@@ -37,6 +38,7 @@ pub use journal::{EntryKind, LogEntry};
 pub use s3::BucketSettings;
 pub use service::Quotas;
 pub use state::DomainDecl;
+pub use sts::{StsRole, StsSession};
 
 use service::{Service, Settings, Sim, Snapshot};
 
@@ -65,6 +67,9 @@ pub struct SimConfig {
     pub domain_quota: usize,
     /// Load state from this file at start (if it exists) and write it back while running.
     pub state_file: Option<PathBuf>,
+    /// Roles the STS lets callers assume from the start (and after a reset with
+    /// `keepRoles: false`). None by default: every AssumeRole is AccessDenied.
+    pub sts_roles: Vec<StsRole>,
 }
 
 impl Default for SimConfig {
@@ -82,6 +87,7 @@ impl Default for SimConfig {
             package_quota: 25,
             domain_quota: 20,
             state_file: None,
+            sts_roles: Vec::new(),
         }
     }
 }
@@ -139,6 +145,12 @@ impl SimConfig {
         self.default_account = account.to_string();
         self
     }
+
+    /// A role the STS lets callers assume from the start.
+    pub fn role(mut self, role: StsRole) -> Self {
+        self.sts_roles.push(role);
+        self
+    }
 }
 
 /// A started simulator; both listeners stop when it is dropped.
@@ -194,6 +206,9 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
         .faults
         .check()
         .map_err(|e| anyhow::anyhow!("invalid fault configuration: {e}"))?;
+    sts::StsState::default()
+        .set_roles(config.sts_roles.clone())
+        .map_err(|e| anyhow::anyhow!("invalid STS role: {e}"))?;
     let mut service = Service::new(
         Settings {
             default_account: config.default_account.clone(),
@@ -211,6 +226,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
                 })
                 .collect(),
             faults: config.faults.clone(),
+            sts_roles: config.sts_roles.clone(),
         },
         clock::Clock::new(config.clock_mode, config.clock_speed, config.durations),
     );

@@ -241,6 +241,7 @@ fn admit(
         effect: false,
         commit_message: None,
         lookup: false,
+        ..LogEntry::default()
     });
     refusal
 }
@@ -376,7 +377,7 @@ fn http_date(epoch_ms: u64) -> String {
 }
 
 /// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;

@@ -135,7 +135,7 @@ fn route(method: &Method, path: &str) -> Option<Route> {
 }
 
 /// `%XX` escapes; `+` means a space only in a query string.
-fn percent_decode(segment: &str, plus_is_space: bool) -> String {
+pub(crate) fn percent_decode(segment: &str, plus_is_space: bool) -> String {
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -159,7 +159,7 @@ fn percent_decode(segment: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
     uri.query()
         .unwrap_or("")
         .split('&')
@@ -176,6 +176,9 @@ fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
 pub struct Caller {
     pub scope: Scope,
     pub access_key_id: String,
+    /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION` when the key is one the simulator's
+    /// STS issued (set once its session token has been checked).
+    pub assumed_role_arn: Option<String>,
 }
 
 /// Region and account from the SigV4 credential scope
@@ -184,8 +187,20 @@ pub fn scope_from_headers(headers: &HeaderMap, default_account: &str) -> Result<
     caller_from_headers(headers, default_account).map(|c| c.scope)
 }
 
-/// The caller named by the SigV4 `Authorization` header; see [`scope_from_headers`].
+/// The caller named by the SigV4 `Authorization` header; see [`scope_from_headers`]. The
+/// account is the access key id when that is 12 digits, the role's account for keys the
+/// simulator's STS issues (`ASIA` + 12 digits + suffix), else `default_account`. The session
+/// token of `ASIA…` keys is not checked here (see [`crate::sts::StsState::package_caller`]).
 pub fn caller_from_headers(headers: &HeaderMap, default_account: &str) -> Result<Caller, ApiError> {
+    caller_for_service(headers, default_account, "es")
+}
+
+/// [`caller_from_headers`] for a credential scoped to `expected_service` (`es`, `sts`).
+pub fn caller_for_service(
+    headers: &HeaderMap,
+    default_account: &str,
+    expected_service: &str,
+) -> Result<Caller, ApiError> {
     let Some(auth) = headers.get(header::AUTHORIZATION) else {
         return Err(ApiError::MissingAuthenticationToken(
             "Missing Authentication Token".to_string(),
@@ -219,9 +234,9 @@ pub fn caller_from_headers(headers: &HeaderMap, default_account: &str) -> Result
             "Credential must have the form <key>/<date>/<region>/<service>/aws4_request: {credential}"
         )));
     };
-    if *service != "es" {
+    if *service != expected_service {
         return Err(ApiError::InvalidSignature(format!(
-            "Credential should be scoped to correct service: 'es'. (got '{service}')"
+            "Credential should be scoped to correct service: '{expected_service}'. (got '{service}')"
         )));
     }
     if region.is_empty() || key_id.is_empty() {
@@ -229,17 +244,14 @@ pub fn caller_from_headers(headers: &HeaderMap, default_account: &str) -> Result
             "Credential has an empty access key or region: {credential}"
         )));
     }
-    let account = if key_id.len() == 12 && key_id.bytes().all(|b| b.is_ascii_digit()) {
-        key_id.to_string()
-    } else {
-        default_account.to_string()
-    };
+    let account = crate::sts::account_of_key(key_id).unwrap_or(default_account);
     Ok(Caller {
         scope: Scope {
-            account,
+            account: account.to_string(),
             region: region.to_string(),
         },
         access_key_id: key_id.to_string(),
+        assumed_role_arn: None,
     })
 }
 
@@ -318,6 +330,9 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if crate::sts::is_sts_request(&method, &uri, &headers) {
+        return crate::sts::handle(sim, method, uri, headers, body).await;
+    }
     let Some(route) = route(&method, uri.path()) else {
         return error_response(&ApiError::UnknownOperation(format!(
             "No operation matches {method} {}",
@@ -328,7 +343,14 @@ pub async fn handle(
     let (decision, caller) = {
         let mut service = sim.lock();
         service.journal.count_call(operation);
-        let caller = caller_from_headers(&headers, &service.settings.default_account);
+        let token = headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok());
+        let caller =
+            caller_from_headers(&headers, &service.settings.default_account).and_then(|c| {
+                let now = crate::sts::real_now_ms();
+                service.sts.package_caller(c, token, now, operation)
+            });
         let scope = caller.as_ref().ok().map(|c| &c.scope);
         let decision = service.faults.decide(operation, scope);
         (decision, caller)
@@ -346,6 +368,7 @@ pub async fn handle(
         effect: false,
         commit_message: None,
         lookup: false,
+        caller_arn: None,
     };
     let caller = match caller {
         Ok(caller) => caller,
@@ -353,6 +376,7 @@ pub async fn handle(
     };
     record.scope = caller.scope.clone();
     record.access_key_id = Some(caller.access_key_id.clone());
+    record.caller_arn = caller.assumed_role_arn.clone();
     record.fault = decision
         .verdict
         .fault_name()
@@ -420,8 +444,11 @@ fn injected_error(verdict: &Verdict, operation: &str, caller: &Caller) -> Option
             ApiError::ServiceUnavailable("Service unavailable (injected by ospkg-sim)".to_string())
         }
         Verdict::AccessDenied => ApiError::AccessDenied(format!(
-            "User: arn:aws:iam::{}:user/{} is not authorized to perform: es:{operation} because no identity-based policy allows the es:{operation} action (injected by ospkg-sim)",
-            caller.scope.account, caller.access_key_id
+            "User: {} is not authorized to perform: es:{operation} because no identity-based policy allows the es:{operation} action (injected by ospkg-sim)",
+            caller.assumed_role_arn.clone().unwrap_or_else(|| format!(
+                "arn:aws:iam::{}:user/{}",
+                caller.scope.account, caller.access_key_id
+            ))
         )),
         Verdict::Validation(message) => ApiError::Validation(message.clone()),
         Verdict::Proceed
@@ -487,6 +514,24 @@ mod tests {
         assert_eq!(
             scope_from_headers(&h, "1").unwrap_err().code(),
             "InvalidSignatureException"
+        );
+        // Keys the simulator's STS issues name the role's account.
+        let h = auth(
+            "AWS4-HMAC-SHA256 Credential=ASIA444455556666AAAB/20240101/us-east-1/es/aws4_request, SignedHeaders=host, Signature=abc",
+        );
+        assert_eq!(
+            scope_from_headers(&h, "123456789012").unwrap().account,
+            "444455556666"
+        );
+        let h = auth(
+            "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=abc",
+        );
+        assert_eq!(
+            caller_for_service(&h, "123456789012", "sts")
+                .unwrap()
+                .scope
+                .region,
+            "us-east-1"
         );
         assert_eq!(
             scope_from_headers(&HeaderMap::new(), "1")

@@ -13,6 +13,7 @@ use crate::faults::{FaultConfig, FaultInjector};
 use crate::journal::{EntryKind, Journal, LogEntry};
 use crate::s3::ObjectStore;
 use crate::state::*;
+use crate::sts::{StsRole, StsState};
 use crate::wire::*;
 
 /// The whole simulator state behind one lock; never held across an await.
@@ -31,6 +32,8 @@ pub struct Settings {
     pub domain_quota: usize,
     pub domains: Vec<DomainDecl>,
     pub faults: FaultConfig,
+    /// Roles the STS lets callers assume from the start.
+    pub sts_roles: Vec<StsRole>,
 }
 
 /// Service quotas, changeable at run time through `PUT /_sim/quotas`.
@@ -135,6 +138,9 @@ pub struct Snapshot {
     pub domains: Vec<DomainDecl>,
     pub objects: ObjectStore,
     pub next_package: u64,
+    /// Declared roles and issued sessions (absent in snapshots of older versions).
+    #[serde(default)]
+    pub sts: StsState,
 }
 
 #[derive(Debug)]
@@ -148,6 +154,8 @@ pub struct Service {
     pub faults: FaultInjector,
     /// Start with the settings' quotas; `/_sim/reset` brings those back.
     pub quotas: Quotas,
+    /// The STS's roles and issued sessions.
+    pub sts: StsState,
     next_package: u64,
     /// Set by every change, cleared when the `--state` snapshot is written.
     pub dirty: bool,
@@ -158,6 +166,7 @@ impl Service {
         let domains = settings.domains.clone();
         let faults = FaultInjector::new(settings.faults.clone());
         let quotas = settings.quotas();
+        let sts = StsState::with_roles(settings.sts_roles.clone());
         Service {
             settings,
             clock,
@@ -167,6 +176,7 @@ impl Service {
             journal: Journal::default(),
             faults,
             quotas,
+            sts,
             next_package: 0,
             dirty: false,
         }
@@ -190,6 +200,7 @@ impl Service {
             domains: self.domains.clone(),
             objects: self.objects.clone(),
             next_package: self.next_package,
+            sts: self.sts.clone(),
         }
     }
 
@@ -198,11 +209,13 @@ impl Service {
         self.domains = snapshot.domains;
         self.objects = snapshot.objects;
         self.next_package = snapshot.next_package;
+        self.sts = snapshot.sts;
     }
 
     /// Back to the start-up state. AWS-owned packages come back with the regions (they are
-    /// seeded on first use); declared domains and S3 objects stay unless asked otherwise.
-    pub fn reset(&mut self, keep_domains: bool, keep_objects: bool) {
+    /// seeded on first use); declared domains, S3 objects and STS roles stay unless asked
+    /// otherwise; issued STS sessions always stay (clients may hold them).
+    pub fn reset(&mut self, keep_domains: bool, keep_objects: bool, keep_roles: bool) {
         self.regions.clear();
         self.journal.clear();
         self.faults = FaultInjector::new(self.settings.faults.clone());
@@ -212,6 +225,10 @@ impl Service {
         }
         if !keep_objects {
             self.objects.clear();
+        }
+        if !keep_roles {
+            // Checked at start-up, so this cannot fail.
+            let _ = self.sts.set_roles(self.settings.sts_roles.clone());
         }
         self.dirty = true;
     }
@@ -310,6 +327,7 @@ impl Service {
             effect: false,
             commit_message: None,
             lookup: false,
+            ..LogEntry::default()
         });
     }
 
