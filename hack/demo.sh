@@ -195,7 +195,7 @@ step "starting the operator as system:serviceaccount:$OPERATOR_NS:$SA"
 METRICS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 0)"
 env KUBECONFIG="$OPERATOR_KUBECONFIG" \
   POD_NAMESPACE="$OPERATOR_NS" POD_NAME=opensearch-package-operator-demo \
-  AWS_ENDPOINT_URL_OPENSEARCH="$SIM" AWS_ENDPOINT_URL_S3="$S3" \
+  AWS_ENDPOINT_URL_OPENSEARCH="$SIM" AWS_ENDPOINT_URL_STS="$SIM" AWS_ENDPOINT_URL_S3="$S3" \
   AWS_ACCESS_KEY_ID=AKIDDEMO AWS_SECRET_ACCESS_KEY=demo \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
   "$TARGET/opensearch-package-operator" run \

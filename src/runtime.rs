@@ -271,7 +271,7 @@ pub struct Shared {
 /// Runs the controllers until `stop` turns true: one kube-runtime controller per watched
 /// namespace (or one for all), sharing the context. After `stop`, no new reconcile starts;
 /// those in flight may finish within the shutdown grace period.
-pub async fn run_controllers<B: PackageBackend + Clone>(
+pub async fn run_controllers<B: PackageBackend>(
     client: Client,
     backend: B,
     shared: Shared,
@@ -321,18 +321,15 @@ pub async fn run_controllers<B: PackageBackend + Clone>(
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let (tenancy, tenancy_watches) = if settings.roles {
-        let (tenancy, watches) = Tenancy::watched(client.clone(), settings.unbound_namespaces);
+        let (tenancy, watches) = Tenancy::watched(
+            client.clone(),
+            settings.unbound_namespaces,
+            settings.namespaces.clone(),
+        );
         (tenancy, Some(watches))
     } else {
         (Tenancy::unwatched(settings.unbound_namespaces), None)
     };
-    let role_ctx = Arc::new(roles::RoleContext::new(
-        client.clone(),
-        backend.clone(),
-        settings.default_region.clone(),
-        settings.role_check_interval,
-        shared.leadership.clone(),
-    ));
     let ctx = Arc::new(
         Context::new(
             client.clone(),
@@ -350,6 +347,10 @@ pub async fn run_controllers<B: PackageBackend + Clone>(
     );
     let readiness = tokio::spawn(report_readiness(stores, shared.health));
     let watches = tenancy_watches.map(|w| tokio::spawn(w.run(Arc::downgrade(&ctx))));
+    let role_ctx = Arc::new(roles::RoleContext::new(
+        ctx.clone(),
+        settings.role_check_interval,
+    ));
     // The roles' status: assumed when they change and every check interval.
     let role_checks = settings.roles.then(|| {
         Controller::new(

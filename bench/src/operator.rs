@@ -134,6 +134,7 @@ impl Launch {
             .arg(format!("--metrics-addr={metrics_addr}"))
             .env("KUBECONFIG", &self.kubeconfig)
             .env("AWS_ENDPOINT_URL_OPENSEARCH", &self.sim_endpoint)
+            .env("AWS_ENDPOINT_URL_STS", &self.sim_endpoint)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")

@@ -91,6 +91,8 @@ pub struct Tenancy {
     /// `None`: no roles are watched (tests of the reconcile alone): every namespace is unbound.
     caches: Option<Caches>,
     unbound: UnboundNamespaces,
+    /// The namespaces this operator watches (empty: all).
+    watched: Vec<String>,
     own_account: tokio::sync::OnceCell<String>,
     /// The last binding seen per namespace, to wake a namespace's objects when it changes.
     fingerprints: Mutex<HashMap<String, String>>,
@@ -120,17 +122,27 @@ impl Tenancy {
         Self {
             caches: None,
             unbound,
+            watched: Vec::new(),
             own_account: tokio::sync::OnceCell::new(),
             fingerprints: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Roles and namespaces from watch caches that [`Watches::run`] fills.
-    pub fn watched(client: Client, unbound: UnboundNamespaces) -> (Self, Watches) {
+    /// Roles and namespaces from watch caches that [`Watches::run`] fills, for an operator
+    /// that watches `namespaces` (empty: all).
+    pub fn watched(
+        client: Client,
+        unbound: UnboundNamespaces,
+        namespaces: Vec<String>,
+    ) -> (Self, Watches) {
         let (roles, roles_writer) = reflector::store();
-        let (namespaces, namespaces_writer) = reflector::store();
+        let (namespaces_cache, namespaces_writer) = reflector::store();
         let tenancy = Self {
-            caches: Some(Caches { roles, namespaces }),
+            caches: Some(Caches {
+                roles,
+                namespaces: namespaces_cache,
+            }),
+            watched: namespaces,
             ..Self::unwatched(unbound)
         };
         let watches = Watches {
@@ -166,6 +178,26 @@ impl Tenancy {
             1 => Binding::Role(selecting.remove(0)),
             _ => Binding::Ambiguous(selecting.iter().map(|r| r.name_any()).collect()),
         })
+    }
+
+    /// Whether the role selects a namespace this operator watches (always, when it watches
+    /// every namespace); `None` until the caches have synced.
+    pub fn selects_watched(&self, role: &OpenSearchPackageRole) -> Option<bool> {
+        if self.watched.is_empty() {
+            return Some(true);
+        }
+        let caches = self.caches.as_ref()?;
+        if !caches.ready() {
+            return None;
+        }
+        Some(self.watched.iter().any(|namespace| {
+            let labels = caches
+                .namespaces
+                .get(&ObjectRef::new(namespace))
+                .map(|ns| ns.labels().clone())
+                .unwrap_or_default();
+            selects(role, &labels)
+        }))
     }
 
     fn unbound_binding(&self) -> Binding {

@@ -20,39 +20,27 @@ use tracing::{info, warn};
 use super::grant;
 use crate::backend::identity::role_account;
 use crate::backend::{BackendError, PackageBackend, RoleSession};
+use crate::controller::Context;
 use crate::crd::{FIELD_MANAGER, OpenSearchPackageRole, OpenSearchPackageRoleStatus};
-use crate::leader::Leadership;
 
 /// After a check that could not reach STS.
 const RETRY: Duration = Duration::from_secs(30);
 
-/// What the role reconciles share.
+/// What the role reconciles share: the package controllers' context (client, backend,
+/// leadership, the tenancy caches) and the check schedule.
 pub struct RoleContext<B> {
-    pub client: kube::Client,
-    pub backend: B,
-    /// Region of the STS endpoint the checks use (the operator's default region).
-    pub region: String,
+    pub ctx: Arc<Context<B>>,
     /// How often a role is assumed again while nothing changes.
     pub interval: Duration,
-    pub leadership: Arc<Leadership>,
     /// The generation and time of each role's last check, by UID.
     checked: Mutex<HashMap<String, (Option<i64>, Instant)>>,
 }
 
 impl<B> RoleContext<B> {
-    pub fn new(
-        client: kube::Client,
-        backend: B,
-        region: String,
-        interval: Duration,
-        leadership: Arc<Leadership>,
-    ) -> Self {
+    pub fn new(ctx: Arc<Context<B>>, interval: Duration) -> Self {
         Self {
-            client,
-            backend,
-            region,
+            ctx,
             interval,
-            leadership,
             checked: Mutex::new(HashMap::new()),
         }
     }
@@ -89,8 +77,15 @@ pub async fn reconcile<B: PackageBackend>(
     role: Arc<OpenSearchPackageRole>,
     ctx: Arc<RoleContext<B>>,
 ) -> Result<Action, kube::Error> {
-    if !ctx.leadership.is_leader() {
+    if !ctx.ctx.leadership.is_leader() {
         return Ok(Action::await_change());
+    }
+    // Several installations of the operator may share a cluster, each watching its own
+    // namespaces: a role is checked by those whose namespaces it selects.
+    match ctx.ctx.tenancy.selects_watched(&role) {
+        Some(true) => {}
+        Some(false) => return Ok(Action::requeue(ctx.interval)),
+        None => return Ok(Action::requeue(RETRY)),
     }
     if let Some(remaining) = ctx.not_yet_due(&role) {
         return Ok(Action::requeue(remaining));
@@ -137,7 +132,12 @@ async fn check<B: PackageBackend>(role: &OpenSearchPackageRole, ctx: &RoleContex
         external_id: role.spec.external_id.clone(),
         namespace: String::new(),
     };
-    match ctx.backend.check_role(&session, &ctx.region).await {
+    match ctx
+        .ctx
+        .backend
+        .check_role(&session, &ctx.ctx.default_region)
+        .await
+    {
         Ok(()) => Verdict {
             status: "True",
             reason: "Assumable",
@@ -191,7 +191,7 @@ async fn write_status<B>(
     if unchanged && before == status {
         return Ok(());
     }
-    if !ctx.leadership.is_leader() {
+    if !ctx.ctx.leadership.is_leader() {
         return Ok(());
     }
     let patch = serde_json::json!({
@@ -199,7 +199,7 @@ async fn write_status<B>(
         "kind": OpenSearchPackageRole::kind(&()),
         "status": status,
     });
-    Api::<OpenSearchPackageRole>::all(ctx.client.clone())
+    Api::<OpenSearchPackageRole>::all(ctx.ctx.client.clone())
         .patch_status(
             &role.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),

@@ -333,6 +333,7 @@ async fn the_image_runs_the_operator_as_nonroot_on_a_read_only_root_to_ready() {
         format!("POD_NAME={}", container.name),
         format!("POD_NAMESPACE={NAMESPACE}"),
         format!("AWS_ENDPOINT_URL_OPENSEARCH={}", sim.endpoint()),
+        format!("AWS_ENDPOINT_URL_STS={}", sim.endpoint()),
         "AWS_REGION=us-east-1".to_owned(),
         format!("AWS_ACCESS_KEY_ID={ACCESS_KEY}"),
         "AWS_SECRET_ACCESS_KEY=image-test".to_owned(),

@@ -1274,6 +1274,7 @@ async fn helm_installed_operator_brings_a_package_to_ready() {
             .env("POD_NAMESPACE", NAMESPACE)
             .env("KUBECONFIG", &operator_kubeconfig)
             .env("AWS_ENDPOINT_URL_OPENSEARCH", sim.endpoint())
+            .env("AWS_ENDPOINT_URL_STS", sim.endpoint())
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true"),

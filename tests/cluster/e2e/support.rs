@@ -618,6 +618,8 @@ impl Operator {
         let env = vec![
             ("KUBECONFIG".to_owned(), kubeconfig.display().to_string()),
             ("AWS_ENDPOINT_URL_OPENSEARCH".to_owned(), sim.endpoint()),
+            // STS (the operator's own account, roles granted to namespaces) is the simulator's.
+            ("AWS_ENDPOINT_URL_STS".to_owned(), sim.endpoint()),
             // Objects that follow their source read it from the simulator's S3.
             ("AWS_ENDPOINT_URL_S3".to_owned(), sim.s3_endpoint()),
             ("AWS_ACCESS_KEY_ID".to_owned(), access_key(replica)),
