@@ -396,7 +396,9 @@ async fn revoke_sts_sessions(State(sim): State<Sim>, body: Bytes) -> Response {
         Err(e) => return bad_request(format!("expected {{\"roleArn\": …}}: {e}")),
     };
     let mut service = sim.lock();
-    let revoked = service.sts.revoke_sessions(&request.role_arn);
+    let revoked = service
+        .sts
+        .revoke_sessions(&request.role_arn, crate::sts::real_now_ms());
     service.dirty = true;
     Json(json!({ "revoked": revoked })).into_response()
 }

@@ -263,7 +263,7 @@ impl AdminClient {
     }
 
     /// Denies every call signed with a session of this role issued so far; answers how many
-    /// sessions that revoked.
+    /// unexpired sessions that revoked.
     pub async fn revoke_role_sessions(&self, role_arn: &str) -> Result<u64, AdminError> {
         let request = RevokeSessions {
             role_arn: role_arn.to_string(),

@@ -212,13 +212,13 @@ impl StsState {
     }
 
     /// Denies every call signed with a session of this role issued so far (as IAM's "revoke
-    /// active sessions" does); returns how many sessions that newly revoked.
-    pub fn revoke_sessions(&mut self, role_arn: &str) -> usize {
+    /// active sessions" does); returns how many unexpired sessions that newly revoked.
+    pub fn revoke_sessions(&mut self, role_arn: &str, now_ms: u64) -> usize {
         let mut revoked = 0;
         for session in self.sessions.values_mut() {
             if session.role_arn == role_arn && !session.revoked {
                 session.revoked = true;
-                revoked += 1;
+                revoked += usize::from(now_ms < session.expires_epoch_ms);
             }
         }
         revoked
@@ -1136,7 +1136,10 @@ mod tests {
             Err(TokenError::Invalid)
         );
         assert_eq!(sts.authenticate("test", None, 1_000_600), Ok(None));
-        assert_eq!(sts.revoke_sessions("arn:aws:iam::111122223333:role/r"), 1);
+        assert_eq!(
+            sts.revoke_sessions("arn:aws:iam::111122223333:role/r", 1_000_600),
+            1
+        );
         assert!(sts.sessions()[0].revoked);
     }
 }

@@ -292,3 +292,85 @@ def test_s3_head_object_answers_what_a_follower_reads():
         if e.get("operation") == "HeadObject" and e.get("bucket") == "boto-frankfurt"
     ]
     assert heads == [("us-east-1", 301), ("eu-central-1", 200)]
+
+
+def sts(key="test", token=None):
+    return boto3.client(
+        "sts",
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id=key,
+        aws_secret_access_key="secret",
+        aws_session_token=token,
+        config=NO_RETRIES,
+    )
+
+
+def test_sts_assume_role_and_caller_identity():
+    role = "arn:aws:iam::444455556666:role/boto-tenant"
+    admin("PUT", "/sts/roles", [{"roleArn": role, "externalId": "boto-ext"}])
+    me = sts().get_caller_identity()
+    assert me["Account"] == "123456789012"
+    assert me["Arn"] == "arn:aws:iam::123456789012:user/sim"
+
+    with pytest.raises(ClientError) as e:
+        sts().assume_role(RoleArn=role, RoleSessionName="boto")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+    assumed = sts().assume_role(
+        RoleArn=role,
+        RoleSessionName="boto",
+        ExternalId="boto-ext",
+        DurationSeconds=900,
+        Tags=[{"Key": "tenant", "Value": "blue"}],
+    )
+    creds = assumed["Credentials"]
+    assert creds["AccessKeyId"].startswith("ASIA444455556666")
+    assert isinstance(creds["Expiration"], datetime.datetime)
+    lifetime = creds["Expiration"] - datetime.datetime.now(datetime.timezone.utc)
+    assert 890 <= lifetime.total_seconds() <= 900
+    user = assumed["AssumedRoleUser"]
+    assert user["Arn"] == "arn:aws:sts::444455556666:assumed-role/boto-tenant/boto"
+
+    who = sts(creds["AccessKeyId"], creds["SessionToken"]).get_caller_identity()
+    assert (who["Account"], who["Arn"], who["UserId"]) == (
+        "444455556666",
+        user["Arn"],
+        user["AssumedRoleId"],
+    )
+
+    # The session's package calls act in the role's account.
+    s3().put_object(Bucket="pkgs", Key="tenant.txt", Body=b"a, b\n")
+    tenant = boto3.client(
+        "opensearch",
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        config=NO_RETRIES,
+    )
+    tenant.create_package(
+        PackageName="boto-tenant", PackageType="TXT-DICTIONARY", PackageSource=source("tenant.txt")
+    )
+    accounts = {
+        scope["account"]
+        for scope in admin("GET", "/packages")["scopes"]
+        if any(p["details"]["PackageName"] == "boto-tenant" for p in scope["packages"])
+    }
+    assert accounts == {"444455556666"}
+
+    with pytest.raises(ClientError) as e:
+        opensearch(key="ASIA444455556666ZZZZ").describe_packages()
+    assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+    log = admin("GET", "/sts/log")
+    assert [(x["operation"], x.get("errorCode")) for x in log] == [
+        ("GetCallerIdentity", None),
+        ("AssumeRole", "AccessDenied"),
+        ("AssumeRole", None),
+        ("GetCallerIdentity", None),
+    ]
+    assert log[2]["tags"] == {"tenant": "blue"} and log[2]["externalIdGiven"] is True
+    admin("PUT", "/sts/roles", [])
