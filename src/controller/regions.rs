@@ -285,6 +285,9 @@ async fn observe_region<B: PackageBackend>(
 ) {
     let mut failures: u32 = 0;
     loop {
+        // STS refused the identity: listing again costs an AssumeRole, not a package API
+        // call, and a reconcile that asks for a listing may come with a role that works now.
+        let mut refused = false;
         let Some(context) = ctx.upgrade() else {
             return;
         };
@@ -320,6 +323,7 @@ async fn observe_region<B: PackageBackend>(
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
+                refused = matches!(error, BackendError::Credentials(_));
                 warn!(region = %name, %error, "listing the region's packages failed");
                 region
                     .latest
@@ -332,7 +336,11 @@ async fn observe_region<B: PackageBackend>(
         drop(context);
         // Sleep until the next listing is due, or until a reconcile asks for one: never more
         // often than FAST, and never sooner than the backoff after a failure.
-        let earliest = if failures > 0 { pause } else { FAST.min(pause) };
+        let earliest = if failures > 0 && !refused {
+            pause
+        } else {
+            FAST.min(pause)
+        };
         tokio::select! {
             () = tokio::time::sleep_until((started + pause).into()) => {}
             () = region.demand.notified() => {

@@ -332,6 +332,9 @@ impl Tenancy {
             if before.is_some_and(|b| b != now) {
                 info!(%namespace, binding = %now, objects = objects.len(), "namespace rebound: waking its objects");
                 for obj in objects {
+                    // Its next read comes from a listing made after the change (made with
+                    // the new identity), not from one that failed or predates it.
+                    ctx.schedule.record_action(&obj);
                     ctx.schedule.make_due(&obj);
                     ctx.regions.wake(&obj);
                 }

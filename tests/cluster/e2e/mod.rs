@@ -13,6 +13,7 @@ mod observer;
 mod source;
 mod storm;
 mod support;
+mod tenancy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

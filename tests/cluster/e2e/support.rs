@@ -245,10 +245,6 @@ impl TestEnv {
         self.sim.admin()
     }
 
-    pub fn api(&self) -> Api<OpenSearchPackage> {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
     /// Stores an S3 object in the simulator.
     pub async fn put_object(&self, key: &str, content: &[u8]) {
         self.admin()
@@ -264,8 +260,20 @@ impl TestEnv {
         }
     }
 
+    /// [`TestEnv::apply`] in another namespace (tests that span several).
+    pub async fn apply_in(&self, ns: &str, yaml: &str) {
+        if let Err(e) = self.try_apply_in(ns, yaml, &[]).await {
+            panic!("{e:#}");
+        }
+    }
+
     /// `kubectl apply --server-side <extra>` of YAML; returns kubectl's stderr on failure.
     pub async fn try_apply(&self, yaml: &str, extra: &[&str]) -> Result<String> {
+        self.try_apply_in(&self.ns, yaml, extra).await
+    }
+
+    /// [`TestEnv::try_apply`] in namespace `ns`.
+    pub async fn try_apply_in(&self, ns: &str, yaml: &str, extra: &[&str]) -> Result<String> {
         let file = tempfile::Builder::new()
             .suffix(".yaml")
             .tempfile_in(self.dir.path())?;
@@ -277,7 +285,7 @@ impl TestEnv {
             "--force-conflicts",
             "--field-manager=e2e",
             "-n",
-            &self.ns,
+            ns,
             "-f",
             path,
         ];
@@ -303,7 +311,11 @@ impl TestEnv {
     }
 
     pub async fn get(&self, name: &str) -> Option<OpenSearchPackage> {
-        self.api()
+        self.get_in(&self.ns, name).await
+    }
+
+    pub async fn get_in(&self, ns: &str, name: &str) -> Option<OpenSearchPackage> {
+        Api::<OpenSearchPackage>::namespaced(self.client.clone(), ns)
             .get_opt(name)
             .await
             .expect("get OpenSearchPackage")
@@ -311,13 +323,18 @@ impl TestEnv {
 
     /// The object as YAML (for failure messages).
     pub async fn describe(&self, name: &str) -> String {
-        match self.api().get_opt(name).await {
+        self.describe_in(&self.ns, name).await
+    }
+
+    async fn describe_in(&self, ns: &str, name: &str) -> String {
+        let api = Api::<OpenSearchPackage>::namespaced(self.client.clone(), ns);
+        match api.get_opt(name).await {
             Ok(Some(mut obj)) => {
                 obj.metadata.managed_fields = None;
                 serde_yaml::to_string(&obj).unwrap_or_default()
             }
-            Ok(None) => format!("OpenSearchPackage {}/{name} does not exist", self.ns),
-            Err(e) => format!("reading {}/{name} failed: {e}", self.ns),
+            Ok(None) => format!("OpenSearchPackage {ns}/{name} does not exist"),
+            Err(e) => format!("reading {ns}/{name} failed: {e}"),
         }
     }
 
@@ -330,17 +347,28 @@ impl TestEnv {
         timeout: Duration,
         check: impl Fn(Option<&OpenSearchPackage>) -> bool,
     ) -> Option<OpenSearchPackage> {
+        self.wait_for_in(&self.ns, name, what, timeout, check).await
+    }
+
+    /// [`TestEnv::wait_for`] in namespace `ns`.
+    pub async fn wait_for_in(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(Option<&OpenSearchPackage>) -> bool,
+    ) -> Option<OpenSearchPackage> {
         let deadline = Instant::now() + timeout;
         loop {
-            let obj = self.get(name).await;
+            let obj = self.get_in(ns, name).await;
             if check(obj.as_ref()) {
                 return obj;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "{}/{name}: not {what} after {timeout:?}\n--- object ---\n{}\n--- events ---\n{}\n--- sim calls ---\n{:?}\n--- operator log ---\n{}",
-                    self.ns,
-                    self.describe(name).await,
+                    "{ns}/{name}: not {what} after {timeout:?}\n--- object ---\n{}\n--- events ---\n{}\n--- sim calls ---\n{:?}\n--- operator log ---\n{}",
+                    self.describe_in(ns, name).await,
                     self.events_text(name).await,
                     self.admin().calls().await.unwrap_or_default(),
                     self.operator_log(60),
@@ -352,7 +380,12 @@ impl TestEnv {
 
     /// Waits until the object is Ready for its current generation and returns it.
     pub async fn wait_ready(&self, name: &str) -> OpenSearchPackage {
-        self.wait_for(name, "Ready at its generation", CONVERGE, |o| {
+        self.wait_ready_in(&self.ns, name).await
+    }
+
+    /// [`TestEnv::wait_ready`] in namespace `ns`.
+    pub async fn wait_ready_in(&self, ns: &str, name: &str) -> OpenSearchPackage {
+        self.wait_for_in(ns, name, "Ready at its generation", CONVERGE, |o| {
             o.is_some_and(|o| {
                 is_current(o) && condition(o, "Ready").is_some_and(|c| c.status == "True")
             })
@@ -363,7 +396,12 @@ impl TestEnv {
 
     /// Waits until the object is Stalled with `reason` for its current generation.
     pub async fn wait_stalled(&self, name: &str, reason: &str) -> OpenSearchPackage {
-        self.wait_for(name, &format!("Stalled ({reason})"), CONVERGE, |o| {
+        self.wait_stalled_in(&self.ns, name, reason).await
+    }
+
+    /// [`TestEnv::wait_stalled`] in namespace `ns`.
+    pub async fn wait_stalled_in(&self, ns: &str, name: &str, reason: &str) -> OpenSearchPackage {
+        self.wait_for_in(ns, name, &format!("Stalled ({reason})"), CONVERGE, |o| {
             o.is_some_and(|o| {
                 is_current(o)
                     && condition(o, "Stalled")
