@@ -150,7 +150,7 @@ impl<B> Metered<B> {
         let started = std::time::Instant::now();
         let result = call().await;
         self.metrics
-            .aws_call_duration(operation, &scope.region, started.elapsed());
+            .aws_call_duration(operation, &scope.account, &scope.region, started.elapsed());
         let outcome = match &result {
             Ok(_) => "ok",
             Err(error) => error.label(),

@@ -156,8 +156,12 @@ impl S3Backend {
             result = self.head_in(scope, &other, bucket, key).await;
         }
         let result = result.map_err(|e| e.into_backend_error(bucket, key));
-        self.metrics
-            .aws_call_duration(Operation::HeadObject, region, started.elapsed());
+        self.metrics.aws_call_duration(
+            Operation::HeadObject,
+            &scope.account,
+            region,
+            started.elapsed(),
+        );
         let outcome = match &result {
             Ok(_) => "ok",
             Err(error) => error.label(),
@@ -361,7 +365,7 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(
-            text.contains(r#"ospkg_aws_call_duration_seconds_count{operation="HeadObject",region="eu-west-1"} 1"#),
+            text.contains(r#"ospkg_aws_call_duration_seconds_count{operation="HeadObject",account="123456789012",region="eu-west-1"} 1"#),
             "{text}"
         );
         assert_eq!(

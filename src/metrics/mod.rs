@@ -45,6 +45,8 @@ struct AwsCallLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsLatencyLabels {
     operation: &'static str,
+    /// Bounded by the accounts the operator reaches: its own and its roles'.
+    account: String,
     region: String,
 }
 
@@ -141,7 +143,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "aws_call_duration",
-            "Time an AWS API call took, by operation and region",
+            "Time an AWS API call took, by operation, account and region",
             Unit::Seconds,
             aws_call_duration.clone(),
         );
@@ -193,10 +195,17 @@ impl Metrics {
     }
 
     /// Records how long an AWS call took.
-    pub fn aws_call_duration(&self, operation: Operation, region: &str, elapsed: Duration) {
+    pub fn aws_call_duration(
+        &self,
+        operation: Operation,
+        account: &str,
+        region: &str,
+        elapsed: Duration,
+    ) {
         self.aws_call_duration
             .get_or_create(&AwsLatencyLabels {
                 operation: operation.as_str(),
+                account: account.to_owned(),
                 region: region.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
@@ -314,13 +323,14 @@ mod tests {
         let metrics = Metrics::new();
         metrics.aws_call_duration(
             Operation::UpdatePackage,
+            "111122223333",
             "eu-west-1",
             Duration::from_millis(30),
         );
         let text = metrics.encode();
         assert!(text.contains("ospkg_build_info{version=\""), "{text}");
         assert!(text.contains(
-            "ospkg_aws_call_duration_seconds_count{operation=\"UpdatePackage\",region=\"eu-west-1\"} 1"
+            "ospkg_aws_call_duration_seconds_count{operation=\"UpdatePackage\",account=\"111122223333\",region=\"eu-west-1\"} 1"
         ), "{text}");
     }
 
