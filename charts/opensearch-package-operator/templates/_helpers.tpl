@@ -121,3 +121,21 @@ The operator's least-privilege rules, shared by the ClusterRole and the per-name
   resources: ["configmaps"]
   verbs: ["get", "create", "update", "delete"]
 {{- end }}
+
+{{/*
+The operator's cluster-wide read rights for tenancy, in both modes (also with
+watchNamespaces): it reads every OpenSearchPackageRole (cluster-scoped) and the namespaces'
+labels their selectors match, and writes the roles' status. Namespaces are read as metadata
+only; nothing here creates, changes or deletes a role or a namespace.
+*/}}
+{{- define "ospkg.tenancyRules" -}}
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackageroles"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackageroles/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}

@@ -1,6 +1,8 @@
 //! The chart's aggregated ClusterRoles on a real API server with the clusterrole-aggregation
 //! controller: people bound to the built-in `edit` role may create OpenSearchPackage objects,
-//! `view` may read them, and with `rbac.aggregateToDefaultRoles=false` neither may.
+//! `view` may read them, and with `rbac.aggregateToDefaultRoles=false` neither may. None of
+//! `view`, `edit` or `admin` gives any right on OpenSearchPackageRoles (the cluster admin's
+//! grant), not even bound cluster-wide.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +12,23 @@ const PACKAGES: &str = "opensearchpackages.ospkg.dev";
 const EDITOR: &str = "jane";
 const VIEWER: &str = "bob";
 const ADMIN: &str = "ada";
+/// Bound to `edit` and `view` with ClusterRoleBindings: every namespace, and the only way the
+/// built-in roles could reach a cluster-scoped kind.
+const CLUSTER_EDITOR: &str = "carol";
+const CLUSTER_VIEWER: &str = "vic";
+const ROLES: &str = "opensearchpackageroles.ospkg.dev";
+const ROLE: &str = "apiVersion: ospkg.dev/v1alpha1
+kind: OpenSearchPackageRole
+metadata:
+  name: team-a
+spec:
+  roleARN: arn:aws:iam::111122223333:role/ospkg-team-a
+  namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: team-a
+  allowedDomains: ['*']
+  allowedSourceBuckets: ['*']
+";
 
 /// Polls `kubectl auth can-i` until it answers `expected` (the controller aggregates
 /// asynchronously).
@@ -78,6 +97,18 @@ kind: RoleBinding
 metadata: {{name: admins, namespace: team-a}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}}
 subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {ADMIN}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: cluster-editors}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {CLUSTER_EDITOR}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: cluster-viewers}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {CLUSTER_VIEWER}}}]
 "
     ))
     .await
@@ -117,6 +148,72 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {ADMIN}}}]
         assert!(!can_user(&cp, user, "create", PACKAGES, &["--namespace=team-b"]).await);
         // Only the resources named: a future kind of the group is not granted.
         assert!(!can_user(&cp, user, "create", "tenancygrants.ospkg.dev", &team_a).await);
+    }
+    // Bound cluster-wide, edit reaches every namespace's packages ...
+    eventually_can(&cp, CLUSTER_EDITOR, "create", PACKAGES, true).await;
+    assert!(
+        can_user(
+            &cp,
+            CLUSTER_EDITOR,
+            "create",
+            PACKAGES,
+            &["--namespace=team-b"]
+        )
+        .await
+    );
+    assert!(can_user(&cp, CLUSTER_VIEWER, "list", PACKAGES, &["--all-namespaces"]).await);
+    // ... and still no OpenSearchPackageRole: no user of the built-in roles may write one,
+    // and none may even read them.
+    for user in [EDITOR, ADMIN, VIEWER, CLUSTER_EDITOR, CLUSTER_VIEWER] {
+        for verb in [
+            "get",
+            "list",
+            "watch",
+            "create",
+            "update",
+            "patch",
+            "delete",
+            "deletecollection",
+        ] {
+            for scope in [&[][..], &team_a[..]] {
+                assert!(
+                    !can_user(&cp, user, verb, ROLES, scope).await,
+                    "{user} may {verb} OpenSearchPackageRoles {scope:?}"
+                );
+            }
+        }
+        assert!(
+            !can_user(
+                &cp,
+                user,
+                "patch",
+                "opensearchpackageroles.ospkg.dev/status",
+                &[]
+            )
+            .await,
+            "{user} may write an OpenSearchPackageRole's status"
+        );
+    }
+    // The aggregated roles as the controller built them name no OpenSearchPackageRole.
+    for builtin in ["view", "edit", "admin"] {
+        let rules = kubectl_ok(
+            &cp,
+            &[
+                "get",
+                "clusterrole",
+                builtin,
+                "-o=jsonpath={.rules[*].resources}",
+            ],
+        )
+        .await;
+        assert!(
+            rules.contains("opensearchpackages"),
+            "{builtin} was not aggregated: {rules}"
+        );
+        assert!(
+            !rules.contains("opensearchpackageroles"),
+            "{builtin} names OpenSearchPackageRoles: {rules}"
+        );
     }
     for verb in ["get", "list", "watch"] {
         assert!(can_user(&cp, VIEWER, verb, PACKAGES, &team_a).await);
@@ -177,6 +274,68 @@ spec:
         "{}",
         stderr(&deleted)
     );
+
+    // Real requests on OpenSearchPackageRoles: editors are refused, the cluster admin (this
+    // kubeconfig's user) is not; then nobody but the admin may change or delete it.
+    let role = write_temp(dir.path(), "role.yaml", ROLE);
+    for user in [EDITOR, ADMIN, CLUSTER_EDITOR] {
+        let refused = kubectl_as(&cp, user, &["create", "-f", &role]).await;
+        assert!(
+            !refused.status.success(),
+            "{user} created an OpenSearchPackageRole"
+        );
+        assert!(
+            stderr(&refused).contains("forbidden"),
+            "{user}: {}",
+            stderr(&refused)
+        );
+    }
+    let created = kubectl_ok(&cp, &["create", "-f", &role]).await;
+    assert!(
+        created.contains("opensearchpackagerole.ospkg.dev/team-a"),
+        "{created}"
+    );
+    for (user, args) in [
+        (
+            CLUSTER_EDITOR,
+            &[
+                "patch",
+                "ospkgrole",
+                "team-a",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"allowAdoption":true}}"#,
+            ][..],
+        ),
+        (CLUSTER_EDITOR, &["delete", "ospkgrole", "team-a"][..]),
+        (EDITOR, &["delete", "ospkgrole", "team-a"][..]),
+        (CLUSTER_VIEWER, &["get", "ospkgrole", "team-a"][..]),
+        (VIEWER, &["get", "ospkgrole"][..]),
+    ] {
+        let refused = kubectl_as(&cp, user, args).await;
+        assert!(
+            !refused.status.success(),
+            "{user} may kubectl {}",
+            args.join(" ")
+        );
+        assert!(
+            stderr(&refused).contains("forbidden"),
+            "{user} kubectl {}: {}",
+            args.join(" "),
+            stderr(&refused)
+        );
+    }
+    let unchanged = kubectl_ok(
+        &cp,
+        &[
+            "get",
+            "ospkgrole",
+            "team-a",
+            "-o=jsonpath={.spec.allowAdoption}",
+        ],
+    )
+    .await;
+    assert_eq!(unchanged.trim(), "false", "the role was changed");
 
     // Switched off, the built-in roles lose the rights again.
     let output = run_helm(&[

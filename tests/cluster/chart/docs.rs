@@ -208,30 +208,53 @@ fn artifact_hub_annotations_agree_with_the_chart() {
         }
     }
 
-    // The CRD described is the one the chart installs, and every example is an object of it.
-    let crd = checked_in_crd();
+    // The CRDs described are the ones the chart installs, and every example is an object of
+    // one of them.
     let crds = annotation_list(&chart, "artifacthub.io/crds");
-    assert_eq!(crds.len(), 1);
-    assert_eq!(crds[0]["name"], crd["metadata"]["name"]);
-    assert_eq!(crds[0]["kind"], crd["spec"]["names"]["kind"]);
-    let served: Vec<&str> = crd["spec"]["versions"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
-    assert!(
-        served.contains(&crds[0]["version"].as_str().unwrap()),
-        "{:?} not in {served:?}",
-        crds[0]["version"]
+    assert_eq!(
+        crds.len(),
+        CRD_FILES.len(),
+        "one artifacthub.io/crds entry per CRD"
     );
+    let mut versions = std::collections::BTreeMap::new();
+    for file in CRD_FILES {
+        let crd = checked_in_crd_file(file);
+        let listed = crds
+            .iter()
+            .find(|c| c["name"] == crd["metadata"]["name"])
+            .unwrap_or_else(|| panic!("artifacthub.io/crds does not list {file}"));
+        assert_eq!(listed["kind"], crd["spec"]["names"]["kind"]);
+        let served: Vec<&str> = crd["spec"]["versions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        let version = listed["version"].as_str().unwrap().to_owned();
+        assert!(
+            served.contains(&version.as_str()),
+            "{version:?} not in {served:?}"
+        );
+        versions.insert(
+            crd["spec"]["names"]["kind"].as_str().unwrap().to_owned(),
+            version,
+        );
+    }
     let examples = annotation_list(&chart, "artifacthub.io/crdsExamples");
-    assert!(!examples.is_empty());
+    for kind in versions.keys() {
+        assert!(
+            examples.iter().any(|e| e["kind"].as_str() == Some(kind)),
+            "no artifacthub.io/crdsExamples entry of kind {kind}"
+        );
+    }
     for example in examples {
-        assert_eq!(example["kind"], crd["spec"]["names"]["kind"]);
+        let kind = example["kind"].as_str().unwrap_or_default();
+        let version = versions
+            .get(kind)
+            .unwrap_or_else(|| panic!("an example of kind {kind:?}, which no CRD defines"));
         assert_eq!(
             example["apiVersion"].as_str(),
-            Some(format!("ospkg.dev/{}", crds[0]["version"].as_str().unwrap()).as_str())
+            Some(format!("ospkg.dev/{version}").as_str())
         );
     }
 }

@@ -7,6 +7,8 @@ use super::*;
 /// The last chart version that shipped the CRD in `crds/` (see tests/fixtures/chart/).
 const PREVIOUS_CHART: &str = "tests/fixtures/chart/opensearch-package-operator-0.1.0.tgz";
 const CRD_NAME: &str = "opensearchpackages.ospkg.dev";
+/// The CRD the chart added after 0.1.0: created, not taken over, by the first upgrade.
+const ROLES_CRD_NAME: &str = "opensearchpackageroles.ospkg.dev";
 
 /// `helm <args> --kubeconfig <admin>`; fails the test unless it succeeds.
 fn helm_ok(cp: &testenv::ControlPlane, args: &[&str]) -> String {
@@ -27,9 +29,13 @@ fn helm_on(cp: &testenv::ControlPlane, args: &[&str]) -> Output {
     run_helm(&all)
 }
 
-/// The CRD as the API server has it.
+/// The package CRD as the API server has it.
 async fn server_crd(cp: &testenv::ControlPlane) -> serde_json::Value {
-    let text = kubectl_ok(cp, &["get", "crd", CRD_NAME, "-o", "json"]).await;
+    server_crd_named(cp, CRD_NAME).await
+}
+
+async fn server_crd_named(cp: &testenv::ControlPlane, name: &str) -> serde_json::Value {
+    let text = kubectl_ok(cp, &["get", "crd", name, "-o", "json"]).await;
     serde_json::from_str(&text).expect("kubectl prints JSON")
 }
 
@@ -187,6 +193,14 @@ async fn helm_upgrade_from_0_1_0_takes_the_crd_over_and_keeps_updating_it() {
         after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"],
         "helm upgrade did not write the CRD"
     );
+    // The CRD 0.1.0 did not have is created by the upgrade, owned by the release and kept.
+    let roles = server_crd_named(&cp, ROLES_CRD_NAME).await;
+    assert_eq!(label(&roles, "app.kubernetes.io/managed-by"), Some("Helm"));
+    assert_eq!(
+        annotation(&roles, "meta.helm.sh/release-name"),
+        Some(RELEASE)
+    );
+    assert_eq!(annotation(&roles, "helm.sh/resource-policy"), Some("keep"));
 
     // Every later upgrade applies the chart's CRD: here a copy of the chart whose CRD gains a
     // category (the crds/ directory of 0.1.0 could never do this).
@@ -234,6 +248,11 @@ async fn helm_upgrade_from_0_1_0_takes_the_crd_over_and_keeps_updating_it() {
         kept["metadata"]["deletionTimestamp"],
         serde_json::Value::Null
     );
+    let kept_roles = server_crd_named(&cp, ROLES_CRD_NAME).await;
+    assert_eq!(
+        kept_roles["metadata"]["deletionTimestamp"],
+        serde_json::Value::Null
+    );
     let objects = kubectl_ok(&cp, &["get", "ospkg", "-n", "search", "-o", "name"]).await;
     assert_eq!(objects.trim(), "opensearchpackage.ospkg.dev/survivor");
 
@@ -251,12 +270,14 @@ async fn helm_upgrade_from_0_1_0_takes_the_crd_over_and_keeps_updating_it() {
         "{}",
         stderr(&refused)
     );
+    // Both CRDs name the old release now (the roles CRD came with the first upgrade).
     kubectl_ok(
         &cp,
         &[
             "label",
             "crd",
             CRD_NAME,
+            ROLES_CRD_NAME,
             "app.kubernetes.io/managed-by=Helm",
             "--overwrite",
         ],
@@ -268,6 +289,7 @@ async fn helm_upgrade_from_0_1_0_takes_the_crd_over_and_keeps_updating_it() {
             "annotate",
             "crd",
             CRD_NAME,
+            ROLES_CRD_NAME,
             "meta.helm.sh/release-name=ospkg",
             "meta.helm.sh/release-namespace=operators",
             "--overwrite",

@@ -26,7 +26,13 @@ const CHART: &str = "charts/opensearch-package-operator";
 const RELEASE: &str = "opensearch-package-operator";
 const NAMESPACE: &str = "opensearch-package-operator";
 const SERVICE_ACCOUNT: &str = "opensearch-package-operator";
-const CRD_FILE: &str = "opensearchpackages.ospkg.dev.yaml";
+/// The CRDs in `crds/` (the hermetic tests check that nothing else is there), the package one
+/// first.
+const CRD_FILES: [&str; 2] = [
+    "opensearchpackages.ospkg.dev.yaml",
+    "opensearchpackageroles.ospkg.dev.yaml",
+];
+const CRD_FILE: &str = CRD_FILES[0];
 /// Passed to `helm template`/`lint`, whose default depends on how helm was built (a plain
 /// `go build` assumes 1.20, older than the chart's kubeVersion). Same as hack/generate.sh.
 const KUBE_VERSION: &str = "v1.36.0";
@@ -214,7 +220,7 @@ fn helm_lint_is_clean() {
         ],
         &[
             "--set",
-            "crds.install=false,rbac.aggregateToDefaultRoles=false",
+            "crds.install=false,rbac.aggregateToDefaultRoles=false,unboundNamespaces=deny",
         ],
     ];
     for extra in variants {
@@ -233,8 +239,10 @@ fn helm_lint_is_clean() {
 
 #[test]
 fn bad_values_fail_the_schema() {
-    let cases: [(&[&str], &str); 26] = [
+    let cases: [(&[&str], &str); 28] = [
         (&["--set", "logFormat=xml"], "logFormat"),
+        (&["--set", "unboundNamespaces=allow"], "unboundNamespaces"),
+        (&["--set", "roleCheckInterval=hourly"], "roleCheckInterval"),
         (&["--set-string", "followContent=yes"], "followContent"),
         (
             &["--set", "sourceCheckInterval=often"],
@@ -398,6 +406,8 @@ fn default_values_render_a_hardened_highly_available_deployment() {
             "--resync-interval=10m",
             "--follow-content=false",
             "--source-check-interval=5m",
+            "--unbound-namespaces=own-identity",
+            "--role-check-interval=5m",
             "--concurrency=32",
             "--aws-rate-limit=10",
             "--metrics-addr=0.0.0.0:8080",
@@ -482,6 +492,39 @@ fn expected_rules() -> Value {
     .unwrap()
 }
 
+/// The cluster-wide rights tenancy needs in both modes: read the OpenSearchPackageRoles and the
+/// namespaces' labels, write the roles' status.
+fn expected_tenancy_rules() -> Value {
+    serde_yaml::from_str(
+        r#"
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackageroles"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["ospkg.dev"]
+  resources: ["opensearchpackageroles/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+"#,
+    )
+    .unwrap()
+}
+
+/// The ClusterRole of a cluster-wide install: the operator's rules, then tenancy's.
+fn expected_cluster_rules() -> Value {
+    let mut rules = expected_rules();
+    let sequence = rules.as_sequence_mut().unwrap();
+    sequence.extend(
+        expected_tenancy_rules()
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .cloned(),
+    );
+    rules
+}
+
 #[test]
 fn values_an_umbrella_chart_passes_are_accepted() {
     // Helm hands a subchart its parent's `global` values and, by convention, `enabled`.
@@ -525,7 +568,13 @@ fn a_single_replica_is_recreated_without_a_disruption_budget() {
 fn rbac_is_cluster_wide_by_default_and_least_privilege() {
     let objects = template(&[]);
     let role = find_named(&objects, "ClusterRole", RELEASE);
-    assert_eq!(role["rules"], expected_rules());
+    assert_eq!(role["rules"], expected_cluster_rules());
+    // One ClusterRole for the operator: no separate tenancy one in this mode.
+    let bindings: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"].as_str() == Some("ClusterRoleBinding"))
+        .collect();
+    assert_eq!(bindings.len(), 1, "{bindings:?}");
     let binding = find(&objects, "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     assert_eq!(
@@ -539,28 +588,56 @@ fn rbac_is_cluster_wide_by_default_and_least_privilege() {
 }
 
 #[test]
-fn watch_namespaces_get_a_role_each_and_no_cluster_role() {
+fn watch_namespaces_get_a_role_each_and_only_the_tenancy_cluster_role() {
     let objects = template(&["--set", "watchNamespaces={search,search-staging}"]);
-    let found = kinds(&objects);
-    // The only ClusterRoles are the ones aggregated into view/edit/admin, bound to nobody.
-    let cluster_roles: BTreeSet<&str> = objects
-        .iter()
-        .filter(|o| o["kind"].as_str() == Some("ClusterRole"))
-        .map(|o| o["metadata"]["name"].as_str().unwrap())
-        .collect();
+    let names_of = |kind: &str| -> BTreeSet<String> {
+        objects
+            .iter()
+            .filter(|o| o["kind"].as_str() == Some(kind))
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Besides the ones aggregated into view/edit/admin (bound to nobody), only the tenancy
+    // ClusterRole: OpenSearchPackageRoles are cluster-scoped and select namespaces by label.
+    let tenancy = format!("{RELEASE}-tenancy");
     assert_eq!(
-        cluster_roles,
+        names_of("ClusterRole"),
         [
-            format!("{RELEASE}-edit").as_str(),
-            format!("{RELEASE}-view").as_str()
+            format!("{RELEASE}-edit"),
+            tenancy.clone(),
+            format!("{RELEASE}-view")
         ]
         .into(),
-        "cluster-wide RBAC rendered with watchNamespaces"
+        "cluster-wide RBAC beyond tenancy rendered with watchNamespaces"
     );
-    assert!(
-        !found.contains("ClusterRoleBinding"),
-        "cluster-wide RBAC rendered with watchNamespaces: {found:?}"
+    assert_eq!(names_of("ClusterRoleBinding"), [tenancy.clone()].into());
+    assert_eq!(
+        find_named(&objects, "ClusterRole", &tenancy)["rules"],
+        expected_tenancy_rules()
     );
+    let binding = find_named(&objects, "ClusterRoleBinding", &tenancy);
+    assert_eq!(binding["roleRef"]["kind"].as_str(), Some("ClusterRole"));
+    assert_eq!(binding["roleRef"]["name"].as_str(), Some(tenancy.as_str()));
+    assert_eq!(
+        binding["subjects"][0]["name"].as_str(),
+        Some(SERVICE_ACCOUNT)
+    );
+    assert_eq!(
+        binding["subjects"][0]["namespace"].as_str(),
+        Some(NAMESPACE)
+    );
+
+    // rbac.create=false: no RBAC at all, the tenancy ClusterRole included.
+    let objects = template(&[
+        "--set",
+        "watchNamespaces={search,search-staging},rbac.create=false",
+    ]);
+    let found = kinds(&objects);
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        assert!(!found.contains(kind), "rbac.create=false renders a {kind}");
+    }
+
+    let objects = template(&["--set", "watchNamespaces={search,search-staging}"]);
     for namespace in ["search", "search-staging"] {
         let in_namespace = |kind: &str| {
             objects
@@ -690,7 +767,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Files in deploy/ written by hand, besides the Argo CD actions in deploy/argocd/actions/
-/// (everything else there is generated).
+/// and the IAM examples in deploy/iam/ (everything else there is generated).
 const HAND_WRITTEN: [&str; 3] = [
     "deploy/iam-policy.json",
     "deploy/argocd/health.lua",
@@ -736,7 +813,8 @@ fn generated_files_are_up_to_date() {
     for file in files_under(&Path::new(ROOT).join("deploy")) {
         let file = Path::new("deploy").join(file);
         let hand_written = HAND_WRITTEN.iter().any(|h| Path::new(h) == file)
-            || file.starts_with("deploy/argocd/actions");
+            || file.starts_with("deploy/argocd/actions")
+            || file.starts_with("deploy/iam");
         if !generated.contains(&file) && !hand_written {
             stale.push(format!("{} is not generated any more", file.display()));
         }
@@ -753,39 +831,84 @@ fn generated_files_are_up_to_date() {
     );
 }
 
-/// The checked-in CRD (`crds/`), as a parsed object.
-fn checked_in_crd() -> Value {
-    let text = std::fs::read_to_string(Path::new(ROOT).join("crds").join(CRD_FILE)).unwrap();
+/// A checked-in CRD (`crds/<file>`), as a parsed object.
+fn checked_in_crd_file(file: &str) -> Value {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("crds").join(file)).unwrap();
     serde_yaml::from_str(&text).expect("the CRD parses")
 }
 
+/// The checked-in OpenSearchPackage CRD.
+fn checked_in_crd() -> Value {
+    checked_in_crd_file(CRD_FILE)
+}
+
 #[test]
-fn the_chart_and_deploy_carry_the_checked_in_crd() {
-    let crd = std::fs::read_to_string(Path::new(ROOT).join("crds").join(CRD_FILE)).unwrap();
-    let copy = format!("deploy/crds/{CRD_FILE}");
-    let text = std::fs::read_to_string(Path::new(ROOT).join(&copy))
-        .unwrap_or_else(|e| panic!("{copy}: {e}; run hack/generate.sh"));
-    assert!(
-        text == crd,
-        "{copy} differs from crds/{CRD_FILE}: run hack/generate.sh"
+fn the_chart_and_deploy_carry_the_checked_in_crds() {
+    let mut in_crds: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().to_owned())
+        .collect();
+    in_crds.sort();
+    let mut expected_files: Vec<String> = CRD_FILES.iter().map(|f| (*f).to_owned()).collect();
+    expected_files.sort();
+    assert_eq!(
+        in_crds, expected_files,
+        "crds/ holds other CRDs than CRD_FILES"
     );
 
-    // The chart renders the same CRD, with only its own labels and annotation added.
     let objects = template(&[]);
-    let rendered = find(&objects, "CustomResourceDefinition");
-    let mut expected = checked_in_crd();
-    let mut rendered_plain = rendered.clone();
-    let metadata = rendered_plain["metadata"].as_mapping_mut().unwrap();
-    metadata.remove("labels");
-    metadata.remove("annotations");
-    expected["metadata"]
-        .as_mapping_mut()
-        .unwrap()
-        .retain(|key, _| key.as_str() == Some("name"));
+    let rendered_crds: BTreeSet<&str> = objects
+        .iter()
+        .filter(|o| o["kind"].as_str() == Some("CustomResourceDefinition"))
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        rendered_plain, expected,
-        "the chart's CRD template differs from crds/{CRD_FILE}: run hack/generate.sh"
+        rendered_crds.len(),
+        CRD_FILES.len(),
+        "the chart renders {rendered_crds:?}"
     );
+    let kustomization: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join("deploy/kustomization.yaml")).unwrap(),
+    )
+    .unwrap();
+    let resources = strings(&kustomization["resources"]);
+
+    for file in CRD_FILES {
+        let crd = std::fs::read_to_string(Path::new(ROOT).join("crds").join(file)).unwrap();
+        let copy = format!("deploy/crds/{file}");
+        let text = std::fs::read_to_string(Path::new(ROOT).join(&copy))
+            .unwrap_or_else(|e| panic!("{copy}: {e}; run hack/generate.sh"));
+        assert!(
+            text == crd,
+            "{copy} differs from crds/{file}: run hack/generate.sh"
+        );
+        assert!(
+            resources.contains(&format!("crds/{file}")),
+            "deploy/kustomization.yaml does not list crds/{file}: {resources:?}"
+        );
+
+        // The chart renders the same CRD, with only its own labels and annotation added.
+        let mut expected = checked_in_crd_file(file);
+        let name = expected["metadata"]["name"].as_str().unwrap().to_owned();
+        let rendered = find_named(&objects, "CustomResourceDefinition", &name);
+        assert_eq!(
+            rendered["metadata"]["annotations"]["helm.sh/resource-policy"].as_str(),
+            Some("keep"),
+            "{name} is not kept on helm uninstall"
+        );
+        let mut rendered_plain = rendered.clone();
+        let metadata = rendered_plain["metadata"].as_mapping_mut().unwrap();
+        metadata.remove("labels");
+        metadata.remove("annotations");
+        expected["metadata"]
+            .as_mapping_mut()
+            .unwrap()
+            .retain(|key, _| key.as_str() == Some("name"));
+        assert_eq!(
+            rendered_plain, expected,
+            "the chart's CRD template differs from crds/{file}: run hack/generate.sh"
+        );
+    }
     assert!(
         !Path::new(ROOT).join(CHART).join("crds").exists(),
         "{CHART}/crds/ must not exist: Helm would install that copy and clash with the template"
@@ -906,6 +1029,138 @@ fn iam_policy_grants_exactly_the_package_actions() {
     }
 }
 
+/// The `Action` of a policy statement as a list.
+fn statement_actions(statement: &serde_json::Value) -> Vec<String> {
+    match &statement["Action"] {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|a| a.as_str().expect("action names are strings").to_owned())
+            .collect(),
+        other => panic!("Action must be a string or a list, got {other}"),
+    }
+}
+
+fn read_policy(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(Path::new(ROOT).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let policy: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid JSON: {e}"));
+    assert_eq!(policy["Version"], "2012-10-17", "{path}");
+    policy
+}
+
+/// The tenancy examples in deploy/iam/ (docs/install.md): the operator's own role may assume
+/// and tag sessions of the granted roles only, and a granted role trusts the operator's role
+/// only for sessions tagged with the namespace, under the tag key the operator sends.
+#[test]
+fn iam_tenancy_examples_are_valid_and_least_privilege() {
+    // Every JSON file in deploy/ parses (the IAM examples, the Grafana dashboard, ...).
+    let deploy = Path::new(ROOT).join("deploy");
+    let json_files: Vec<PathBuf> = files_under(&deploy)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert!(
+        json_files.iter().any(|f| f.starts_with("iam")),
+        "no deploy/iam/*.json: {json_files:?}"
+    );
+    for file in &json_files {
+        let text = std::fs::read_to_string(deploy.join(file)).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap_or_else(|e| panic!("deploy/{} is not valid JSON: {e}", file.display()));
+    }
+
+    // The session tag key, as src/backend/identity.rs names it.
+    let identity = std::fs::read_to_string(Path::new(ROOT).join("src/backend/identity.rs"))
+        .expect("reading src/backend/identity.rs");
+    let tag = identity
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("pub const NAMESPACE_TAG: &str = \""))
+        .and_then(|rest| rest.strip_suffix("\";"))
+        .expect("NAMESPACE_TAG in src/backend/identity.rs");
+    assert_eq!(tag, "kubernetes-namespace");
+    let request_tag = format!("aws:RequestTag/{tag}");
+
+    let policy = read_policy("deploy/iam/operator-assume-roles-policy.json");
+    let statements = policy["Statement"].as_array().expect("Statement list");
+    let mut actions = BTreeSet::new();
+    for statement in statements {
+        assert_eq!(statement["Effect"], "Allow");
+        actions.extend(statement_actions(statement));
+        let resources = match &statement["Resource"] {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned())
+                .collect(),
+            other => panic!("Resource must be a string or a list, got {other}"),
+        };
+        for resource in resources {
+            assert!(
+                resource.starts_with("arn:aws:iam::") && resource.contains(":role/"),
+                "the operator may assume only roles, not {resource}"
+            );
+            assert_ne!(
+                resource, "arn:aws:iam::*:role/*",
+                "every role of every account"
+            );
+        }
+    }
+    assert_eq!(
+        actions,
+        ["sts:AssumeRole", "sts:TagSession"]
+            .map(String::from)
+            .into(),
+        "the operator's own role needs exactly these to assume a granted role"
+    );
+
+    let trust = read_policy("deploy/iam/package-role-trust-policy.json");
+    let statements = trust["Statement"].as_array().expect("Statement list");
+    let mut trusted = BTreeSet::new();
+    for statement in statements {
+        assert_eq!(statement["Effect"], "Allow");
+        let principal = statement["Principal"]["AWS"]
+            .as_str()
+            .expect("an AWS principal");
+        assert!(
+            principal.starts_with("arn:aws:iam::") && principal.contains(":role/"),
+            "the trusted principal is the operator's role, not {principal}"
+        );
+        for action in statement_actions(statement) {
+            // Both the assumption and the tagging require the namespace tag.
+            assert_eq!(
+                statement["Condition"]["StringLike"][&request_tag], "*",
+                "{action} does not require the {tag} session tag"
+            );
+            trusted.insert(action);
+        }
+    }
+    assert_eq!(
+        trusted,
+        ["sts:AssumeRole", "sts:TagSession"]
+            .map(String::from)
+            .into()
+    );
+    let assume = statements
+        .iter()
+        .find(|s| statement_actions(s).contains(&"sts:AssumeRole".to_owned()))
+        .unwrap();
+    assert!(
+        assume["Condition"]["StringEquals"]["sts:ExternalId"].is_string(),
+        "the example shows the external id condition (spec.externalID)"
+    );
+    let tag_session = statements
+        .iter()
+        .find(|s| statement_actions(s).contains(&"sts:TagSession".to_owned()))
+        .unwrap();
+    assert_eq!(
+        tag_session["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+        serde_json::json!([tag]),
+        "only the namespace tag may be set"
+    );
+}
+
 /// S3 operations called as SDK fluent builders (`client.head_object()`) in `source`, with the
 /// IAM action each needs (HeadObject is authorised by s3:GetObject).
 fn s3_operations_called(source: &str) -> std::collections::BTreeMap<&'static str, &'static str> {
@@ -1024,6 +1279,7 @@ async fn the_api_server_accepts_the_chart_deploy_and_examples() {
     for object in [
         "namespace/opensearch-package-operator",
         "customresourcedefinition.apiextensions.k8s.io/opensearchpackages.ospkg.dev",
+        "customresourcedefinition.apiextensions.k8s.io/opensearchpackageroles.ospkg.dev",
         "serviceaccount/opensearch-package-operator",
         "clusterrole.rbac.authorization.k8s.io/opensearch-package-operator",
         "clusterrolebinding.rbac.authorization.k8s.io/opensearch-package-operator",
@@ -1054,6 +1310,19 @@ async fn the_api_server_accepts_the_chart_deploy_and_examples() {
             "{example}: {out}"
         );
     }
+    // The two teams' OpenSearchPackageRoles of docs/install.md.
+    let roles = Path::new(ROOT).join("examples/package-roles.yaml");
+    let out = kubectl_ok(
+        &cp,
+        &["apply", "--dry-run=server", "-f", roles.to_str().unwrap()],
+    )
+    .await;
+    for role in ["team-search", "team-logs"] {
+        assert!(
+            out.contains(&format!("opensearchpackagerole.ospkg.dev/{role}")),
+            "examples/package-roles.yaml: {out}"
+        );
+    }
 
     // The examples Artifact Hub shows with the CRD.
     let chart: Value = serde_yaml::from_str(
@@ -1071,7 +1340,8 @@ async fn the_api_server_accepts_the_chart_deploy_and_examples() {
             &serde_yaml::to_string(example).unwrap(),
         );
         let out = kubectl_ok(&cp, &["apply", "--dry-run=server", "-f", &path]).await;
-        assert!(out.contains("opensearchpackage.ospkg.dev/"), "{out}");
+        let kind = example["kind"].as_str().unwrap().to_lowercase();
+        assert!(out.contains(&format!("{kind}.ospkg.dev/")), "{out}");
     }
 }
 
@@ -1103,6 +1373,44 @@ async fn can_user(
         "yes" => true,
         "no" => false,
         other => panic!("kubectl {}: {other} {}", args.join(" "), stderr(&output)),
+    }
+}
+
+/// The cluster-wide rights tenancy needs, in both modes: OpenSearchPackageRoles and
+/// Namespaces are read cluster-wide, the roles' status is written, and nothing else on them.
+async fn assert_tenancy_rights(cp: &testenv::ControlPlane, context: &str) {
+    let allowed = [
+        ("get", "opensearchpackageroles.ospkg.dev"),
+        ("list", "opensearchpackageroles.ospkg.dev"),
+        ("watch", "opensearchpackageroles.ospkg.dev"),
+        ("patch", "opensearchpackageroles.ospkg.dev/status"),
+        ("get", "namespaces"),
+        ("list", "namespaces"),
+        ("watch", "namespaces"),
+    ];
+    let denied = [
+        ("create", "opensearchpackageroles.ospkg.dev"),
+        ("update", "opensearchpackageroles.ospkg.dev"),
+        ("patch", "opensearchpackageroles.ospkg.dev"),
+        ("delete", "opensearchpackageroles.ospkg.dev"),
+        ("deletecollection", "opensearchpackageroles.ospkg.dev"),
+        ("update", "opensearchpackageroles.ospkg.dev/status"),
+        ("create", "namespaces"),
+        ("update", "namespaces"),
+        ("patch", "namespaces"),
+        ("delete", "namespaces"),
+    ];
+    for (verb, resource) in allowed {
+        assert!(
+            can_i(cp, verb, resource, &[]).await,
+            "{context}: the operator cannot {verb} {resource} cluster-wide"
+        );
+    }
+    for (verb, resource) in denied {
+        assert!(
+            !can_i(cp, verb, resource, &[]).await,
+            "{context}: the operator may {verb} {resource}, which it must not"
+        );
     }
 }
 
@@ -1138,6 +1446,14 @@ async fn assert_rights(cp: &testenv::ControlPlane, scope: &[&str], context: &str
         ("create", "leases.coordination.k8s.io"),
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),
         ("create", "clusterroles.rbac.authorization.k8s.io"),
+        // The admin's grant is read, never written (only its status).
+        ("create", "opensearchpackageroles.ospkg.dev"),
+        ("update", "opensearchpackageroles.ospkg.dev"),
+        ("patch", "opensearchpackageroles.ospkg.dev"),
+        ("delete", "opensearchpackageroles.ospkg.dev"),
+        ("update", "opensearchpackageroles.ospkg.dev/status"),
+        ("patch", "namespaces"),
+        ("delete", "namespaces"),
     ];
     for (verb, resource) in allowed {
         assert!(
@@ -1186,6 +1502,22 @@ async fn helm_install_grants_the_operator_exactly_its_rights() {
 
     assert_rights(&cp, &["--namespace=search"], "cluster-wide").await;
     assert_rights(&cp, &["--all-namespaces"], "cluster-wide").await;
+    assert_tenancy_rights(&cp, "cluster-wide").await;
+    let roles_crd = kubectl_ok(
+        &cp,
+        &[
+            "get",
+            "crd",
+            "opensearchpackageroles.ospkg.dev",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert!(
+        roles_crd.contains("opensearchpackageroles.ospkg.dev"),
+        "{roles_crd}"
+    );
 
     // Limited to namespaces: rights there, none elsewhere.
     for namespace in ["search", "search-staging", "elsewhere"] {
@@ -1209,6 +1541,8 @@ async fn helm_install_grants_the_operator_exactly_its_rights() {
     );
     assert_rights(&cp, &["--namespace=search"], "namespaced").await;
     assert_rights(&cp, &["--namespace=search-staging"], "namespaced").await;
+    // Roles and namespaces are read cluster-wide in this mode too.
+    assert_tenancy_rights(&cp, "namespaced").await;
     for (verb, resource) in [
         ("get", "opensearchpackages.ospkg.dev"),
         ("list", "opensearchpackages.ospkg.dev"),
@@ -1274,6 +1608,8 @@ async fn helm_installed_operator_brings_a_package_to_ready() {
             .env("POD_NAMESPACE", NAMESPACE)
             .env("KUBECONFIG", &operator_kubeconfig)
             .env("AWS_ENDPOINT_URL_OPENSEARCH", sim.endpoint())
+            // GetCallerIdentity (the own identity's account) and AssumeRole go to the
+            // simulator's STS, on the same listener.
             .env("AWS_ENDPOINT_URL_STS", sim.endpoint())
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -1281,6 +1617,45 @@ async fn helm_installed_operator_brings_a_package_to_ready() {
         cp.dir().join("operator.log"),
     )
     .expect("operator starts");
+
+    // It checks an OpenSearchPackageRole and writes its status, with the chart's rights on
+    // roles (read cluster-wide, patch status). The role selects no namespace, so the package
+    // below keeps the operator's own identity; whatever STS answers, the status names the
+    // role's account and the generation it describes.
+    cp.apply_yaml(
+        "apiVersion: ospkg.dev/v1alpha1
+kind: OpenSearchPackageRole
+metadata:
+  name: helm-team
+spec:
+  roleARN: arn:aws:iam::444455556666:role/ospkg-helm-team
+  namespaceSelector:
+    matchLabels:
+      ospkg.dev/team: nobody
+",
+    )
+    .await
+    .expect("role applied");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let jsonpath = r#"-o=jsonpath={.status.accountID} {.status.observedGeneration} {.status.conditions[?(@.type=="Ready")].reason}"#;
+    loop {
+        let out = cp
+            .kubectl(&["get", "ospkgrole", "helm-team", jsonpath])
+            .await
+            .expect("kubectl");
+        let seen = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let fields: Vec<&str> = seen.split(' ').collect();
+        if fields.len() == 3 && !fields[2].is_empty() {
+            assert_eq!(&fields[..2], ["444455556666", "1"], "{seen}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator wrote no status for the role (saw {seen:?}); operator log:\n{}",
+            operator.log_tail(60)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 
     cp.create_namespace("search").await.expect("namespace");
     cp.apply_yaml(
@@ -1348,5 +1723,10 @@ spec:
     assert_eq!(
         String::from_utf8_lossy(&holder.stdout).trim(),
         "opensearch-package-operator-0"
+    );
+    let log = operator.log_tail(400);
+    assert!(
+        !log.contains(" is forbidden"),
+        "the operator was refused by the API server:\n{log}"
     );
 }

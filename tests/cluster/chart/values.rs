@@ -14,43 +14,79 @@ fn pod_spec(objects: &[Value]) -> &Value {
     &find(objects, "Deployment")["spec"]["template"]["spec"]
 }
 
+const CRD_NAMES: [&str; 2] = [
+    "opensearchpackages.ospkg.dev",
+    "opensearchpackageroles.ospkg.dev",
+];
+
 #[test]
-fn the_crd_is_a_template_behind_crds_install_and_kept_by_default() {
+fn the_crds_are_templates_behind_crds_install_and_kept_by_default() {
     let objects = template(&[]);
-    let crd = find(&objects, "CustomResourceDefinition");
-    assert_eq!(
-        crd["metadata"]["name"].as_str(),
-        Some("opensearchpackages.ospkg.dev")
-    );
-    assert_eq!(
-        crd["metadata"]["annotations"]["helm.sh/resource-policy"].as_str(),
-        Some("keep")
-    );
-    assert_eq!(
-        labels(crd)["app.kubernetes.io/managed-by"].as_str(),
-        Some("Helm")
-    );
-    assert!(
-        labels(crd)["helm.sh/chart"]
-            .as_str()
-            .is_some_and(|l| l.starts_with("opensearch-package-operator-")),
-        "{crd:?}"
-    );
+    for name in CRD_NAMES {
+        let crd = find_named(&objects, "CustomResourceDefinition", name);
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"].as_str(),
+            Some("keep"),
+            "{name}"
+        );
+        assert_eq!(
+            labels(crd)["app.kubernetes.io/managed-by"].as_str(),
+            Some("Helm")
+        );
+        assert!(
+            labels(crd)["helm.sh/chart"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("opensearch-package-operator-")),
+            "{crd:?}"
+        );
+    }
 
     let objects = template(&["--set", "crds.keep=false"]);
-    let crd = find(&objects, "CustomResourceDefinition");
-    assert!(
-        crd["metadata"]["annotations"].is_null(),
-        "crds.keep=false still annotates: {:?}",
-        crd["metadata"]
-    );
+    for name in CRD_NAMES {
+        let crd = find_named(&objects, "CustomResourceDefinition", name);
+        assert!(
+            crd["metadata"]["annotations"].is_null(),
+            "crds.keep=false still annotates {name}: {:?}",
+            crd["metadata"]
+        );
+    }
 
     let objects = template(&["--set", "crds.install=false"]);
     assert!(
         !kinds(&objects).contains("CustomResourceDefinition"),
-        "crds.install=false still renders the CRD"
+        "crds.install=false still renders a CRD"
     );
     assert!(kinds(&objects).contains("Deployment"));
+}
+
+#[test]
+fn tenancy_values_reach_the_operator() {
+    let args_of = |objects: &[Value]| strings(&pod_spec(objects)["containers"][0]["args"]);
+    let defaults = args_of(&template(&[]));
+    for arg in [
+        "--unbound-namespaces=own-identity",
+        "--role-check-interval=5m",
+    ] {
+        assert!(
+            defaults.contains(&arg.to_owned()),
+            "{arg} missing: {defaults:?}"
+        );
+    }
+    let set = args_of(&template(&[
+        "--set",
+        "unboundNamespaces=deny,roleCheckInterval=90s",
+    ]));
+    for arg in ["--unbound-namespaces=deny", "--role-check-interval=90s"] {
+        assert!(set.contains(&arg.to_owned()), "{arg} missing: {set:?}");
+    }
+    // Each flag once: clap refuses a repeated one.
+    for flag in ["--unbound-namespaces=", "--role-check-interval="] {
+        assert_eq!(
+            set.iter().filter(|a| a.starts_with(flag)).count(),
+            1,
+            "{set:?}"
+        );
+    }
 }
 
 #[test]
@@ -411,6 +447,28 @@ fn aggregated_roles_name_their_resources_and_can_be_switched_off() {
                 assert!(
                     !strings(&rule[field]).iter().any(|v| v.contains('*')),
                     "{name} has a wildcard in {field}: {rule:?}"
+                );
+            }
+        }
+        // OpenSearchPackageRoles are the cluster admin's grant: no aggregated ClusterRole
+        // (view, edit, admin) names them; the operator's own roles are not aggregated.
+        for role in objects.iter().filter(|o| {
+            labels(o).as_mapping().is_some_and(|l| {
+                l.keys()
+                    .any(|k| k.as_str().unwrap().contains("aggregate-to"))
+            })
+        }) {
+            let name = role["metadata"]["name"].as_str().unwrap();
+            assert!(
+                name.ends_with("-view") || name.ends_with("-edit"),
+                "{name} is aggregated into the built-in roles"
+            );
+            for rule in role["rules"].as_sequence().unwrap() {
+                assert!(
+                    !strings(&rule["resources"])
+                        .iter()
+                        .any(|r| r.starts_with("opensearchpackageroles")),
+                    "{name} grants rights on OpenSearchPackageRoles: {rule:?}"
                 );
             }
         }
