@@ -200,6 +200,22 @@ impl Tenancy {
         }))
     }
 
+    /// The first (by name) namespace this operator watches that the role selects: the
+    /// session its check assumes the role with, as that namespace's objects do.
+    pub fn selected_namespace(&self, role: &OpenSearchPackageRole) -> Option<String> {
+        let caches = self.caches.as_ref()?;
+        let mut names: Vec<String> = caches
+            .namespaces
+            .state()
+            .iter()
+            .filter(|ns| selects(role, ns.labels()))
+            .map(|ns| ns.name_any())
+            .filter(|name| self.watched.is_empty() || self.watched.contains(name))
+            .collect();
+        names.sort();
+        names.into_iter().next()
+    }
+
     fn unbound_binding(&self) -> Binding {
         match self.unbound {
             UnboundNamespaces::OwnIdentity => Binding::Own,

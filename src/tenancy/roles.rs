@@ -1,6 +1,7 @@
 //! The OpenSearchPackageRole controller: assumes each role (STS AssumeRole, with the session
-//! tag its objects' sessions carry) when it changes and every check interval, and writes
-//! whether that worked to its status (`Ready`, `observedGeneration`, `accountID`).
+//! of the first namespace it selects, as that namespace's objects do; `ospkg-check` with an
+//! empty namespace tag when it selects none) when it changes and every check interval, and
+//! writes whether that worked to its status (`Ready`, `observedGeneration`, `accountID`).
 //!
 //! The status changes only when the answer does, so a settled role costs one AssumeRole per
 //! interval and no writes. Objects of the role's namespaces are woken when its readiness
@@ -127,10 +128,12 @@ async fn check<B: PackageBackend>(role: &OpenSearchPackageRole, ctx: &RoleContex
             message: problems.join("; "),
         };
     }
+    // The session of a namespace the role serves, so a trust policy that limits the
+    // `kubernetes-namespace` tag judges the check as it judges that namespace's objects.
     let session = RoleSession {
         role_arn: role.spec.role_arn.clone(),
         external_id: role.spec.external_id.clone(),
-        namespace: String::new(),
+        namespace: ctx.ctx.tenancy.selected_namespace(role).unwrap_or_default(),
     };
     match ctx
         .ctx
