@@ -540,6 +540,7 @@ fn exported() -> BTreeMap<String, BTreeSet<String>> {
     metrics.aws_call(Operation::DescribePackages, "ok");
     metrics.aws_call_duration(
         Operation::DescribePackages,
+        "123456789012",
         "eu-west-1",
         Duration::from_millis(30),
     );
