@@ -158,11 +158,32 @@ upload acme-search-dicts synonyms/products.txt "$WORK/objects/synonyms.txt"
 upload acme-search-plugins licenses/acme-analysis.lic "$WORK/objects/acme.lic"
 upload acme-search-plugins config/acme-analysis.yml "$WORK/objects/acme.yml"
 upload acme-search-plugins plugins/acme-analysis-1.4.0.zip "$WORK/objects/acme-analysis.zip"
+printf 'a\nan\nthe\n' >"$WORK/objects/stopwords.txt"
+upload acme-search-dicts stopwords/shared.txt "$WORK/objects/stopwords.txt"
+
+# The package examples/observe-only.yaml observes, created by "another team" outside the
+# cluster: a CreatePackage signed with another access key (the simulator reads the SigV4
+# credential scope and does not verify signatures).
+curl -fsS -X POST "$SIM/2021-01-01/packages" \
+  -H 'Content-Type: application/json' \
+  -H "X-Amz-Date: $(date -u +%Y%m%dT%H%M%SZ)" \
+  -H "Authorization: AWS4-HMAC-SHA256 Credential=AKIDOTHERTEAM/$(date -u +%Y%m%d)/$SIM_REGION/es/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=0" \
+  -d '{"PackageName":"shared-stopwords","PackageType":"TXT-DICTIONARY","PackageSource":{"S3BucketName":"acme-search-dicts","S3Key":"stopwords/shared.txt"}}' >/dev/null
+echo "created package shared-stopwords as another team" >&2
+
+# The IAM roles examples/package-roles.yaml grants: the simulator's STS lets the operator
+# assume them (a trust policy for the operator, in AWS terms).
+for arn in $(sed -nE 's/^ *roleARN: *([^ ]+).*$/\1/p' examples/*.yaml | sort -u); do
+  curl -fsS -X POST "$SIM/_sim/sts/roles" -H 'Content-Type: application/json' \
+    -d "{\"roleArn\": \"$arn\"}" >/dev/null
+  echo "trusted $arn" >&2
+done
 
 # --- CRD and the operator with the shipped RBAC ------------------------------------------------
-step "installing the CRD"
+step "installing the CRDs"
 k apply --server-side -f crds/ >/dev/null
-k wait --for=condition=Established --timeout=60s crd/opensearchpackages.ospkg.dev >/dev/null
+k wait --for=condition=Established --timeout=60s \
+  crd/opensearchpackages.ospkg.dev crd/opensearchpackageroles.ospkg.dev >/dev/null
 
 step "installing the operator's ServiceAccount and RBAC as the chart ships them"
 k create namespace "$OPERATOR_NS" --dry-run=client -o yaml | k apply --server-side -f - >/dev/null
@@ -213,7 +234,8 @@ done
 for file in "${EXAMPLES[@]}"; do
   k apply --server-side -f "$file"
 done
-WANT="${#EXAMPLES[@]}"
+# Every OpenSearchPackage the examples declare (package-roles.yaml declares roles only).
+WANT="$(cat "${EXAMPLES[@]}" | grep -c '^kind: OpenSearchPackage$')"
 
 step "waiting until every OpenSearchPackage is Ready (timeout ${TIMEOUT}s)"
 deadline=$((SECONDS + TIMEOUT))
@@ -237,7 +259,9 @@ while true; do
 done
 
 step "all $WANT packages are Ready"
-k get ospkg -A -o custom-columns='NAMESPACE:.metadata.namespace,NAME:.metadata.name,PACKAGE:.status.packageName,REGION:.status.region,VERSION:.status.availablePackageVersion,DOMAINS:.status.domains[*].domainName'
+k get ospkg -A -o custom-columns='NAMESPACE:.metadata.namespace,NAME:.metadata.name,PACKAGE:.status.packageName,ACCOUNT:.status.accountID,REGION:.status.region,VERSION:.status.availablePackageVersion,DOMAINS:.status.domains[*].domainName'
+echo >&2
+k get opensearchpackageroles
 echo >&2
 k get events -n search --sort-by=.metadata.creationTimestamp \
   -o custom-columns='OBJECT:.involvedObject.name,TYPE:.type,REASON:.reason,MESSAGE:.message' | tail -n 20
