@@ -360,6 +360,7 @@ async fn perform<B: PackageBackend>(
     let effect = act::perform(job, status, action).await;
     if changes_package {
         job.ctx.schedule.record_action(job.obj);
+        job.ctx.regions.changed(job.ctx, job.scope);
     }
     effect
 }

@@ -4,7 +4,8 @@
 //!
 //! An observer lists quickly ([`FAST`]) while a package one of its objects owns is being imported
 //! or deleted, or while a reconcile waits for a listing newer than its own last change, and at
-//! the resync interval otherwise. So a settled region costs one listing per resync, however many
+//! the resync interval otherwise. A reconcile that changed a package tells the observer
+//! ([`Regions::changed`]), so the first listing after the change comes within [`FAST`]. So a settled region costs one listing per resync, however many
 //! objects it has, and an object whose package is importing is not polled at all: the observer
 //! sees the package change and wakes it.
 //!
@@ -239,6 +240,14 @@ impl Regions {
             (Some(listing), _) => Ok(Some(listing.clone())),
             (None, _) => Ok(None),
         }
+    }
+
+    /// A reconcile just changed a package in the scope's account and region (create, update,
+    /// delete): the observer lists again within [`FAST`] instead of at its resync, sees the
+    /// change under way and keeps listing quickly until it is done. The reconcile itself does
+    /// not wait for a listing after its change, so nothing else would ask for one.
+    pub fn changed<B: PackageBackend>(&self, ctx: &Arc<Context<B>>, scope: &Scope) {
+        self.region(ctx, scope).demand.notify_one();
     }
 
     fn wake_changed<B>(&self, ctx: &Context<B>, place: &Place, changes: &Changes) {

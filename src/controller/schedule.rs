@@ -2,7 +2,7 @@
 //! associations change, the region observer's wake-up while a package is imported, the jittered resync otherwise, and a per-object "not yet due" gate so the operator's
 //! own status writes (which the watch delivers back) do not cost another round of AWS reads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -32,6 +32,9 @@ pub struct Schedule {
     due: Mutex<HashMap<String, (u64, Instant)>>,
     /// When each object last changed its package in AWS.
     acted: Mutex<HashMap<String, Instant>>,
+    /// Objects made due (woken by their region's observer) whose next reconcile must run in
+    /// full, even when a reconcile already running records a later due time after the wake.
+    woken: Mutex<HashSet<String>>,
 }
 
 impl Schedule {
@@ -41,6 +44,7 @@ impl Schedule {
             backoff: Mutex::new(HashMap::new()),
             due: Mutex::new(HashMap::new()),
             acted: Mutex::new(HashMap::new()),
+            woken: Mutex::new(HashSet::new()),
         }
     }
 
@@ -69,6 +73,14 @@ impl Schedule {
     /// Time left until this object's next reconcile is due, when nothing the user controls
     /// changed since the last one.
     pub fn not_yet_due(&self, obj: &OpenSearchPackage) -> Option<Duration> {
+        if self
+            .woken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key(obj))
+        {
+            return None;
+        }
         let due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
         let (last, at) = due.get(&key(obj))?;
         (*last == fingerprint(obj))
@@ -117,18 +129,31 @@ impl Schedule {
         self.next_backoff(&key(obj))
     }
 
-    /// Drops the object's schedule so its next reconcile runs in full, as when its requeue
-    /// timer fires (tests stand in for the timer with it).
+    /// Makes the object's next reconcile run in full, as when its requeue timer fires (tests
+    /// stand in for the timer with it), also when a reconcile of it is running now and records
+    /// its next due time after this.
     pub fn make_due(&self, obj: &OpenSearchPackage) {
+        let key = key(obj);
         self.due
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key(obj));
+            .remove(&key);
+        self.woken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key);
     }
 
     /// Forgets a deleted object.
     pub fn forget(&self, obj: &OpenSearchPackage) {
-        self.make_due(obj);
+        self.due
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key(obj));
+        self.woken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key(obj));
         self.reset_backoff(&key(obj));
         self.acted
             .lock()
@@ -250,6 +275,23 @@ mod tests {
         let later =
             schedule.next_within(&obj, Requeue::Resync, now, Some(Duration::from_secs(3600)));
         assert!(later <= Duration::from_secs(660), "{later:?}");
+    }
+
+    #[test]
+    fn a_wake_during_a_reconcile_outlasts_the_due_time_that_reconcile_records() {
+        let schedule = Schedule::new(Duration::from_secs(600));
+        let obj = object("u1");
+        let now = Timestamp::now();
+        schedule.next(&obj, Requeue::Resync, now);
+        assert!(schedule.not_yet_due(&obj).is_some());
+        // The region observer wakes the object while a reconcile of it (which read the
+        // listing before the change) is still writing its status...
+        schedule.make_due(&obj);
+        // ...and then records its own next due time.
+        schedule.next(&obj, Requeue::Observe, now);
+        // The reconcile the wake queued runs in full, once.
+        assert_eq!(schedule.not_yet_due(&obj), None);
+        assert!(schedule.not_yet_due(&obj).is_some());
     }
 
     #[test]

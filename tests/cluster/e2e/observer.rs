@@ -144,3 +144,49 @@ async fn an_importing_package_is_watched_by_the_region_not_polled() {
         "the first version of a new package needs no history read: {seen:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_change_made_in_a_settled_region_is_watched_at_once_not_at_the_resync() {
+    // The chart's resync (10 min): once the object is Ready, the observer sleeps until then.
+    let cp = shared_control_plane().await.expect("control plane");
+    let env = TestEnv::without_operator(
+        cp,
+        "observer-change",
+        SimConfig::default().durations(fast_durations()),
+    )
+    .await
+    .with_operator_args(&["--resync-interval=10m"])
+    .await;
+    env.put_object("change/v1.txt", b"first, one\n").await;
+    env.put_object("change/v2.txt", b"second, two\n").await;
+    env.apply(&dictionary("settled-change", "change/v1.txt", None, ""))
+        .await;
+    env.wait_ready("settled-change").await;
+    // Let the listings of the first import end: the region is settled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let from = last_seq(&env).await;
+    let edited = Instant::now();
+    env.apply(&dictionary("settled-change", "change/v2.txt", None, ""))
+        .await;
+    env.wait_ready("settled-change").await;
+    let took = edited.elapsed();
+
+    let calls = calls_after(&env, from).await;
+    let seen = describe(&calls);
+    let updated = calls
+        .iter()
+        .position(|c| c.operation.as_deref() == Some("UpdatePackage"))
+        .unwrap_or_else(|| panic!("the package was updated: {seen:#?}"));
+    assert!(
+        calls[updated + 1..]
+            .iter()
+            .any(|c| c.operation.as_deref() == Some("DescribePackages") && !c.lookup),
+        "the region was listed after the update: {seen:#?}"
+    );
+    // The update's import takes 0.5 s; the object's own safety-net timer is 30 s.
+    assert!(
+        took < Duration::from_secs(10),
+        "Ready {took:?} after the edit: {seen:#?}"
+    );
+}
