@@ -7,6 +7,7 @@
 
 use std::error::Error as StdError;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_opensearch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::operation::BuildError;
@@ -44,25 +45,30 @@ where
 /// Whether the call failed because STS answered an AssumeRole with an error (access denied,
 /// a wrong external id, a disabled region), as opposed to not answering at all.
 fn role_refused(err: &(dyn StdError + 'static)) -> bool {
-    use aws_credential_types::provider::error::CredentialsError;
-    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
     let mut cause = err.source();
     while let Some(c) = cause {
         if let Some(credentials) = c.downcast_ref::<CredentialsError>() {
-            return match credentials {
-                CredentialsError::InvalidConfiguration(_) => true,
-                CredentialsError::ProviderError(_) => credentials.source().is_some_and(|s| {
-                    matches!(
-                        s.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>(),
-                        Some(SdkError::ServiceError(_))
-                    )
-                }),
-                _ => false,
-            };
+            return sts_refused(credentials);
         }
         cause = c.source();
     }
     false
+}
+
+/// Whether a credentials provider failed because STS answered its AssumeRole with an error
+/// (access denied, a wrong external id, a disabled region), not because STS did not answer.
+pub fn sts_refused(credentials: &CredentialsError) -> bool {
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    match credentials {
+        CredentialsError::InvalidConfiguration(_) => true,
+        CredentialsError::ProviderError(_) => credentials.source().is_some_and(|s| {
+            matches!(
+                s.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>(),
+                Some(SdkError::ServiceError(_))
+            )
+        }),
+        _ => false,
+    }
 }
 
 fn caused_by_build_error(err: &(dyn StdError + 'static)) -> bool {

@@ -17,7 +17,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_types::region::Region;
 use tokio::sync::OnceCell;
 
-use super::errors::map_sdk_error;
+use super::errors::{map_sdk_error, sts_refused};
 use super::{BackendError, BackendResult};
 
 /// Session tag naming the namespace whose objects a role session acts for.
@@ -196,33 +196,19 @@ impl Identities {
     /// the same session tags its objects' sessions carry. `Credentials` when STS refused.
     pub async fn check(&self, session: &RoleSession, region: &str) -> BackendResult<()> {
         use aws_credential_types::provider::ProvideCredentials;
-        use aws_credential_types::provider::error::CredentialsError;
         let provider = self.assume(session, region).await?;
-        match provider.provide_credentials().await {
-            Ok(_) => Ok(()),
-            Err(error) => {
+        provider
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|error| {
                 let message = aws_sdk_sts::error::DisplayErrorContext(&error).to_string();
-                let refused = match &error {
-                    CredentialsError::InvalidConfiguration(_) => true,
-                    CredentialsError::ProviderError(_) => std::error::Error::source(&error)
-                        .is_some_and(|source| {
-                            matches!(
-                                source.downcast_ref::<aws_sdk_sts::error::SdkError<
-                                    aws_sdk_sts::operation::assume_role::AssumeRoleError,
-                                    aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-                                >>(),
-                                Some(aws_sdk_sts::error::SdkError::ServiceError(_))
-                            )
-                        }),
-                    _ => false,
-                };
-                Err(if refused {
+                if sts_refused(&error) {
                     BackendError::Credentials(message)
                 } else {
                     BackendError::Transient(message)
-                })
-            }
-        }
+                }
+            })
     }
 
     async fn assume(
