@@ -11,8 +11,8 @@ use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use tracing::{debug, info, warn};
 
 use crate::backend::PackageBackend;
@@ -21,7 +21,7 @@ use crate::backend::identity::Identities;
 use crate::backend::metered::Metered;
 use crate::backend::s3::S3Backend;
 use crate::controller::{Context, Wakers, error_policy, reconcile};
-use crate::crd::{FIELD_MANAGER, OpenSearchPackage, OpenSearchPackageRole};
+use crate::crd::{FIELD_MANAGER, OpenSearchPackage, OpenSearchPackageRole, slim};
 use crate::leader::{self, Election, Leadership};
 use crate::metrics::Metrics;
 use crate::server::Health;
@@ -298,7 +298,8 @@ pub async fn run_controllers<B: PackageBackend>(
         }
         .shared()
     };
-    let controller_config = ControllerConfig::default().concurrency(settings.concurrency);
+    // Unbounded here: `Context::slots` bounds the reconciles that work, in order (see there).
+    let controller_config = ControllerConfig::default().concurrency(0);
     // The region observers wake objects whose package changed through these channels.
     let mut wakers = Wakers::default();
     let controllers: Vec<Controller<OpenSearchPackage>> = apis
@@ -307,7 +308,11 @@ pub async fn run_controllers<B: PackageBackend>(
         .map(|(api, namespace)| {
             let (wake, woken) = futures::channel::mpsc::unbounded();
             wakers.route(namespace, wake);
-            Controller::new(api, watcher_config.clone())
+            // The controller's own watch, with each object slimmed before it is cached.
+            let (reader, writer) = reflector::store();
+            let objects = reflector(writer, watcher(api, watcher_config.clone()).modify(slim))
+                .applied_objects();
+            Controller::for_stream(objects, reader)
                 .with_config(controller_config.clone())
                 .reconcile_on(woken)
                 .graceful_shutdown_on(stopped.clone())
@@ -343,8 +348,16 @@ pub async fn run_controllers<B: PackageBackend>(
         .with_leadership(shared.leadership)
         .with_wakers(wakers)
         .with_source(Follower::new(settings.follow, shared.s3))
-        .with_tenancy(tenancy),
+        .with_tenancy(tenancy)
+        .with_concurrency(settings.concurrency.into()),
     );
+    let close_slots = {
+        let (ctx, stopped) = (ctx.clone(), stopped.clone());
+        tokio::spawn(async move {
+            stopped.await;
+            ctx.slots.close();
+        })
+    };
     let readiness = tokio::spawn(report_readiness(stores, shared.health));
     let watches = tenancy_watches.map(|w| tokio::spawn(w.run(Arc::downgrade(&ctx))));
     let role_ctx = Arc::new(roles::RoleContext::new(
@@ -385,6 +398,7 @@ pub async fn run_controllers<B: PackageBackend>(
         }
     }
     readiness.abort();
+    close_slots.abort();
     if let Some(watches) = watches {
         watches.abort();
     }

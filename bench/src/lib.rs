@@ -162,6 +162,12 @@ pub struct Options {
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub ready_timeout: Duration,
 
+    /// The operator's --log-level (a tracing filter such as `ospkg=debug,info`; the chart's
+    /// `info` by default). Debug logging slows the operator: for finding out why, not for
+    /// figures.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+
     /// Phases to leave out (comma-separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub skip: Vec<Phase>,
@@ -292,6 +298,7 @@ async fn run_in(options: &Options, dir: &Path) -> Result<Report> {
                     ("--aws-rate-limit", options.rate.to_string()),
                     ("--resync-interval", resync),
                     ("--region", DEFAULT_REGION.to_string()),
+                    ("--log-level", options.log_level.clone()),
                 ],
             )?
             .into_iter()

@@ -30,6 +30,7 @@ use kube::runtime::controller::Action as Requeued;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{Instrument, debug, info_span, warn};
 
 pub use effect::Failed;
@@ -37,7 +38,7 @@ pub use events::Event;
 pub use kube_io::OwnWrites;
 pub use observe::region_of;
 pub use regions::{FAST as LISTING_INTERVAL, Listing, Regions, Wakers};
-pub use schedule::Schedule;
+pub use schedule::{Schedule, Turn};
 
 use crate::backend::{PackageBackend, Scope};
 use crate::crd::{DeletionPolicy, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
@@ -92,6 +93,51 @@ pub struct Context<B> {
     pub source: Follower,
     /// Which identity each namespace's objects use, and what they may touch.
     pub tenancy: Tenancy,
+    /// The reconciles that may work at once (`--concurrency`), first come first served.
+    pub slots: Slots,
+}
+
+/// The reconciles allowed to work (read AWS, write Kubernetes) at once, in the order they
+/// asked (fair semaphores).
+///
+/// kube-runtime's own limit holds the others back in an unordered set, from which an object
+/// could be picked after newer ones for as long as the load lasts (tens of seconds at a
+/// thousand objects). And an object whose package just changed in AWS (an import finished:
+/// woken by its region's observer) has little left to do; it should not queue behind a
+/// backlog of new objects: it may also take one of as many extra slots kept for such
+/// objects. Reconciles with nothing to do (not yet due, or a cached copy older than our
+/// own write) take no slot.
+pub struct Slots {
+    work: Semaphore,
+    changed: Semaphore,
+}
+
+impl Slots {
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            work: Semaphore::new(concurrency),
+            changed: Semaphore::new(concurrency),
+        }
+    }
+
+    /// Waits for a slot (`woken`: an object whose package changed, which may take either
+    /// kind); `None` once [`Self::close`] was called.
+    async fn acquire(&self, woken: bool) -> Option<SemaphorePermit<'_>> {
+        if woken {
+            tokio::select! {
+                slot = self.work.acquire() => slot.ok(),
+                slot = self.changed.acquire() => slot.ok(),
+            }
+        } else {
+            self.work.acquire().await.ok()
+        }
+    }
+
+    /// Shutting down: reconciles still waiting for a slot give up, those working finish.
+    pub fn close(&self) {
+        self.work.close();
+        self.changed.close();
+    }
 }
 
 impl<B: PackageBackend> Context<B> {
@@ -117,7 +163,14 @@ impl<B: PackageBackend> Context<B> {
             leadership: Arc::new(Leadership::always()),
             source: Follower::default(),
             tenancy: Tenancy::default(),
+            slots: Slots::new(DEFAULT_CONCURRENCY),
         }
+    }
+
+    /// Lets `concurrency` reconciles work at once.
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.slots = Slots::new(concurrency);
+        self
     }
 
     /// Resolves namespaces to identities and grants with these roles and policy.
@@ -176,25 +229,45 @@ pub struct Job<'a, B> {
     pub now: Timestamp,
 }
 
-fn object_key(obj: &OpenSearchPackage) -> String {
+pub(crate) fn object_key(obj: &OpenSearchPackage) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
+
+/// Reconciles working at once unless [`Context::with_concurrency`] says otherwise.
+const DEFAULT_CONCURRENCY: usize = 32;
+
+/// How long a reconcile that met a cached copy older than its own status write waits before
+/// trying again, unless the watch delivers the write first (which it does).
+const STALE_COPY_RETRY: Duration = Duration::from_secs(2);
 
 /// Entry point for kube-runtime.
 pub async fn reconcile<B: PackageBackend>(
     obj: Arc<OpenSearchPackage>,
     ctx: Arc<Context<B>>,
 ) -> Result<Requeued, Error> {
+    debug!(object = %object_key(&obj), "reconcile started");
     if !ctx.leadership.is_leader() {
         return Ok(Requeued::await_change());
     }
     if ctx.own_writes.is_stale(&obj) {
         // The watch has not delivered our last status write yet; it will, and that wakes us.
-        return Ok(Requeued::requeue(Duration::from_millis(200)));
+        // The requeue is only a safety net: polling here would fill the controller's slots
+        // with copies it cannot act on while the API server is slow to deliver.
+        debug!(object = %object_key(&obj), "cached copy older than our last status write");
+        return Ok(Requeued::requeue(STALE_COPY_RETRY));
     }
-    if let Some(remaining) = ctx.schedule.not_yet_due(&obj) {
-        return Ok(Requeued::requeue(remaining));
-    }
+    let woken = match ctx.schedule.turn(&obj) {
+        Turn::NotYet(remaining) => {
+            debug!(object = %object_key(&obj), ?remaining, "not yet due");
+            return Ok(Requeued::requeue(remaining));
+        }
+        Turn::Woken => true,
+        Turn::Due => false,
+    };
+    let Some(_slot) = ctx.slots.acquire(woken).await else {
+        // Shutting down: the next process (or leader) reconciles the object.
+        return Ok(Requeued::await_change());
+    };
     let started = Instant::now();
     let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let result = reconcile_object(&obj, &ctx).instrument(span).await;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use kube::{Resource, ResourceExt};
 
-use super::{Context, Failed};
+use super::{Context, Failed, object_key};
 use crate::backend::{
     BackendError, Operation, Package, PackageBackend, PackageFilter, PackageVersion, Place, Scope,
 };
@@ -124,7 +124,7 @@ async fn find_package<B: PackageBackend>(
         };
         let found = match &recorded {
             Some(id) => listing.by_id(id),
-            None => listing.by_name(&package_name(obj)),
+            None => listing.by_name(package_name(obj)),
         };
         match found {
             // A listing older than what status recorded (written by an earlier process or
@@ -138,7 +138,7 @@ async fn find_package<B: PackageBackend>(
     }
     let filter = match recorded {
         Some(id) => PackageFilter::Id(id),
-        None => PackageFilter::Name(package_name(obj)),
+        None => PackageFilter::Name(package_name(obj).to_owned()),
     };
     describe_one(&ctx.backend, scope, filter).await
 }
@@ -211,10 +211,6 @@ async fn describe_one<B: PackageBackend>(
     }))
 }
 
-fn object_key(obj: &OpenSearchPackage) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
 /// The object that owns this object's (account, region, package name), when it is another
 /// one: the same name in two accounts is two packages.
 ///
@@ -225,11 +221,13 @@ fn name_owner<B>(ctx: &Context<B>, obj: &OpenSearchPackage, place: &Place) -> Op
         // An observer owns nothing and may watch any package.
         return None;
     }
+    // Runs for every reconcile over every cached object: the cheap tests (no allocation) first.
     let name = package_name(obj);
     let mut contenders: Vec<Arc<OpenSearchPackage>> = ctx
         .cached_objects()
-        .filter(|o| o.uid() != obj.uid() && o.spec.manages())
-        .filter(|o| package_name(o) == name && place_of(ctx, o).as_ref() == Some(place))
+        .filter(|o| package_name(o) == name && o.spec.manages())
+        .filter(|o| o.metadata.uid != obj.metadata.uid)
+        .filter(|o| place_of(ctx, o).as_ref() == Some(place))
         .collect();
     if contenders.is_empty() {
         return None;

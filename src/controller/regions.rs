@@ -28,6 +28,7 @@ use super::observe::place_of;
 use crate::backend::{BackendError, Package, PackageBackend, PackageFilter, Place, Scope};
 use crate::crd::OpenSearchPackage;
 use crate::plan::package_name;
+use crate::status::record_package;
 use crate::vocabulary::PackageStatus;
 
 /// Listing interval while something in the region is changing.
@@ -112,7 +113,7 @@ impl Changes {
     fn concern(&self, obj: &OpenSearchPackage) -> bool {
         match obj.status.as_ref().and_then(|s| s.package_id.as_ref()) {
             Some(id) => self.ids.contains(id),
-            None => self.names.contains(&package_name(obj)),
+            None => self.names.contains(package_name(obj)),
         }
     }
 }
@@ -228,9 +229,13 @@ impl Regions {
                 || l.failure.as_ref().is_some_and(|(t, _)| after(*t))
         };
         if !fresh(&latest.borrow()) {
+            debug!(region = %scope.place(), "waiting for a fresh listing");
             region.demand.notify_one();
         }
         let found = tokio::time::timeout(WAIT_LIMIT, latest.wait_for(fresh)).await;
+        if found.is_err() {
+            warn!(region = %scope.place(), "no fresh listing within {WAIT_LIMIT:?}: reading the package directly");
+        }
         let Ok(Ok(state)) = found else {
             return Ok(None);
         };
@@ -250,17 +255,48 @@ impl Regions {
         self.region(ctx, scope).demand.notify_one();
     }
 
-    fn wake_changed<B>(&self, ctx: &Context<B>, place: &Place, changes: &Changes) {
+    fn wake_changed<B>(
+        &self,
+        ctx: &Context<B>,
+        place: &Place,
+        changes: &Changes,
+        listing: &Listing,
+    ) {
         if changes.is_empty() {
             return;
         }
         for obj in ctx.cached_objects() {
-            if place_of(ctx, &obj).as_ref() == Some(place) && changes.concern(&obj) {
+            if changes.concern(&obj)
+                && place_of(ctx, &obj).as_ref() == Some(place)
+                && news_for(&obj, listing)
+            {
+                debug!(region = %place, object = %super::object_key(&obj), "package changed: waking");
                 ctx.schedule.make_due(&obj);
                 self.wakers.wake(&obj);
             }
         }
     }
+}
+
+/// Whether a listing that changed the object's package can move the object on: not when it
+/// shows the package still importing exactly as the object's status recorded it (as when the
+/// package a reconcile just created first appears), since the object would only wait again.
+fn news_for(obj: &OpenSearchPackage, listing: &Listing) -> bool {
+    let Some(status) = obj.status.as_ref() else {
+        return true;
+    };
+    let Some(id) = status.package_id.as_deref() else {
+        return true;
+    };
+    let Some(package) = listing.by_id(id) else {
+        return true;
+    };
+    if !package.status.is_importing() || status.in_flight.is_some() {
+        return true;
+    }
+    let mut recorded = status.clone();
+    record_package(&mut recorded, package);
+    recorded != *status
 }
 
 /// Whether anything of this account and region that the operator's objects own is changing
@@ -270,16 +306,16 @@ fn region_busy<B>(ctx: &Context<B>, place: &Place, listing: &Listing) -> bool {
         if place_of(ctx, &obj).as_ref() != Some(place) {
             return false;
         }
-        let Some(status) = obj.status.as_ref() else {
-            return false;
-        };
         let changing =
             |p: &Package| p.status.is_importing() || matches!(p.status, PackageStatus::Deleting);
-        match status.package_id.as_deref() {
+        // The cached copy may predate the object's first status write (the watch is behind):
+        // no package id yet, so its package is the one with its name.
+        let status = obj.status.as_ref();
+        match status.and_then(|s| s.package_id.as_deref()) {
             Some(id) => listing.by_id(id).is_some_and(changing),
             None => {
-                status.in_flight.is_some()
-                    || listing.by_name(&package_name(&obj)).is_some_and(changing)
+                status.is_some_and(|s| s.in_flight.is_some())
+                    || listing.by_name(package_name(&obj)).is_some_and(changing)
             }
         }
     })
@@ -322,13 +358,13 @@ async fn observe_region<B: PackageBackend>(
                 if let Some(previous) = previous {
                     let changes = previous.changes(&listing);
                     debug!(region = %name, packages = listing.len(), changed = changes.ids.len(), "listed");
-                    context.regions.wake_changed(&context, &name, &changes);
+                    context
+                        .regions
+                        .wake_changed(&context, &name, &changes, &listing);
                 }
-                if region_busy(&context, &name, &listing) {
-                    FAST
-                } else {
-                    context.regions.resync
-                }
+                let busy = region_busy(&context, &name, &listing);
+                debug!(region = %name, busy, "next listing {}", if busy { "soon" } else { "at the resync" });
+                if busy { FAST } else { context.regions.resync }
             }
             Err(error) => {
                 failures = failures.saturating_add(1);

@@ -23,6 +23,17 @@ const SLOWLY: Duration = Duration::from_secs(60);
 const POLL_MIN: Duration = Duration::from_secs(2);
 const POLL_MAX: Duration = Duration::from_secs(30);
 
+/// Whether a reconcile runs now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Nothing the user controls changed and the object's time has not come: this long yet.
+    NotYet(Duration),
+    /// Its region's observer saw its package change.
+    Woken,
+    /// Its time came, or the user changed it.
+    Due,
+}
+
 /// Per-object scheduling state, keyed by the object's UID: a deleted and recreated object
 /// with the same name starts afresh.
 pub struct Schedule {
@@ -70,22 +81,33 @@ impl Schedule {
             .copied()
     }
 
-    /// Time left until this object's next reconcile is due, when nothing the user controls
-    /// changed since the last one.
-    pub fn not_yet_due(&self, obj: &OpenSearchPackage) -> Option<Duration> {
+    /// Whether this object's reconcile is due now, and why; consumes a wake.
+    pub fn turn(&self, obj: &OpenSearchPackage) -> Turn {
         if self
             .woken
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key(obj))
         {
-            return None;
+            return Turn::Woken;
         }
         let due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
-        let (last, at) = due.get(&key(obj))?;
-        (*last == fingerprint(obj))
-            .then(|| at.checked_duration_since(Instant::now()))
-            .flatten()
+        let Some((last, at)) = due.get(&key(obj)) else {
+            return Turn::Due;
+        };
+        match at.checked_duration_since(Instant::now()) {
+            Some(remaining) if *last == fingerprint(obj) => Turn::NotYet(remaining),
+            _ => Turn::Due,
+        }
+    }
+
+    /// Time left until this object's next reconcile is due, when nothing the user controls
+    /// changed since the last one.
+    pub fn not_yet_due(&self, obj: &OpenSearchPackage) -> Option<Duration> {
+        match self.turn(obj) {
+            Turn::NotYet(remaining) => Some(remaining),
+            Turn::Woken | Turn::Due => None,
+        }
     }
 
     /// Records when the object is due next and returns the delay for kube-runtime.

@@ -198,11 +198,11 @@ impl Decision {
 }
 
 /// The package name this object manages: `spec.packageName`, else `metadata.name`.
-pub fn package_name(obj: &OpenSearchPackage) -> String {
+pub fn package_name(obj: &OpenSearchPackage) -> &str {
     obj.spec
         .package_name
-        .clone()
-        .or_else(|| obj.metadata.name.clone())
+        .as_deref()
+        .or(obj.metadata.name.as_deref())
         .unwrap_or_default()
 }
 

@@ -9,7 +9,7 @@ use crate::vocabulary::{PackageStatus, StallReason, WaitReason};
 
 /// Decide what an observing object reports.
 pub(super) fn plan_observe_only(obj: &OpenSearchPackage, observed: &Observation) -> Decision {
-    let name = package_name(obj);
+    let name = package_name(obj).to_owned();
     let wanted_id = obj.spec.package_id.as_deref();
     if wanted_id.is_none()
         && let Some(invalid) = invalid_name(&name)

@@ -19,7 +19,7 @@ pub(super) fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision 
     }
     let spec = &obj.spec;
     let status = obj.status.clone().unwrap_or_default();
-    let name = package_name(obj);
+    let name = package_name(obj).to_owned();
 
     if let Some(settled) = before_aws(obj, observed, &name) {
         return settled;
