@@ -55,8 +55,9 @@ pub struct RunArgs {
     )]
     pub resync_interval: Duration,
 
-    /// Number of objects reconciled at the same time. A reconcile waiting for its region's
-    /// AWS rate limiter holds its slot, so this bounds how many regions progress at once.
+    /// Number of objects reconciled at the same time (across all watched namespaces, first
+    /// come first served), and as many again for objects whose package just changed in AWS.
+    /// A reconcile waiting for its region's AWS rate limiter holds its slot.
     #[arg(
         long,
         env = "OSPKG_CONCURRENCY",

@@ -11,6 +11,7 @@
 //! | `kube_io` | finalizer, status and event writes |
 //! | `schedule` | requeue delays, backoff, the "not yet due" gate |
 //! | `regions` | the per-region observers: AWS as a watched source |
+//! | `slots` | how many reconciles work at once, and in which order |
 
 mod act;
 mod effect;
@@ -20,6 +21,7 @@ mod kube_io;
 mod observe;
 mod regions;
 mod schedule;
+mod slots;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +32,6 @@ use kube::runtime::controller::Action as Requeued;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{Instrument, debug, info_span, warn};
 
 pub use effect::Failed;
@@ -39,6 +40,7 @@ pub use kube_io::OwnWrites;
 pub use observe::region_of;
 pub use regions::{FAST as LISTING_INTERVAL, Listing, Regions, Wakers};
 pub use schedule::{Schedule, Turn};
+pub use slots::Slots;
 
 use crate::backend::{PackageBackend, Scope};
 use crate::crd::{DeletionPolicy, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
@@ -95,49 +97,6 @@ pub struct Context<B> {
     pub tenancy: Tenancy,
     /// The reconciles that may work at once (`--concurrency`), first come first served.
     pub slots: Slots,
-}
-
-/// The reconciles allowed to work (read AWS, write Kubernetes) at once, in the order they
-/// asked (fair semaphores).
-///
-/// kube-runtime's own limit holds the others back in an unordered set, from which an object
-/// could be picked after newer ones for as long as the load lasts (tens of seconds at a
-/// thousand objects). And an object whose package just changed in AWS (an import finished:
-/// woken by its region's observer) has little left to do; it should not queue behind a
-/// backlog of new objects: it may also take one of as many extra slots kept for such
-/// objects. Reconciles with nothing to do (not yet due, or a cached copy older than our
-/// own write) take no slot.
-pub struct Slots {
-    work: Semaphore,
-    changed: Semaphore,
-}
-
-impl Slots {
-    pub fn new(concurrency: usize) -> Self {
-        Self {
-            work: Semaphore::new(concurrency),
-            changed: Semaphore::new(concurrency),
-        }
-    }
-
-    /// Waits for a slot (`woken`: an object whose package changed, which may take either
-    /// kind); `None` once [`Self::close`] was called.
-    async fn acquire(&self, woken: bool) -> Option<SemaphorePermit<'_>> {
-        if woken {
-            tokio::select! {
-                slot = self.work.acquire() => slot.ok(),
-                slot = self.changed.acquire() => slot.ok(),
-            }
-        } else {
-            self.work.acquire().await.ok()
-        }
-    }
-
-    /// Shutting down: reconciles still waiting for a slot give up, those working finish.
-    pub fn close(&self) {
-        self.work.close();
-        self.changed.close();
-    }
 }
 
 impl<B: PackageBackend> Context<B> {
@@ -270,7 +229,9 @@ pub async fn reconcile<B: PackageBackend>(
     };
     let started = Instant::now();
     let span = info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
-    let result = reconcile_object(&obj, &ctx).instrument(span).await;
+    // Boxed: kube-runtime keeps every reconcile's future while it waits for a slot, and the
+    // work's future is large; the ones waiting stay small (thousands at start-up).
+    let result = Box::pin(reconcile_object(&obj, &ctx).instrument(span)).await;
     let stalled = obj
         .status
         .as_ref()

@@ -394,3 +394,91 @@ async fn observe_region<B: PackageBackend>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Package;
+
+    fn package(status: PackageStatus) -> Package {
+        Package {
+            id: "F1".into(),
+            name: "synonyms".into(),
+            package_type: "TXT-DICTIONARY".into(),
+            status,
+            description: None,
+            available_version: None,
+            engine_version: None,
+            error: None,
+            created_at: Some("2026-11-30T08:00:00Z".parse().expect("a time")),
+            last_updated_at: Some("2026-11-30T08:00:00Z".parse().expect("a time")),
+            allow_listed_users: None,
+        }
+    }
+
+    /// An object whose status recorded `recorded` (as the reconcile that created it does).
+    fn object_that_recorded(recorded: &Package) -> OpenSearchPackage {
+        let mut obj: OpenSearchPackage = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ospkg.dev/v1alpha1",
+            "kind": "OpenSearchPackage",
+            "metadata": {"name": "synonyms", "namespace": "search", "uid": "u1"},
+            "spec": {"packageType": "TXT-DICTIONARY", "source": {"s3BucketName": "b", "s3Key": "k"}},
+        }))
+        .expect("an object");
+        let mut status = crate::crd::OpenSearchPackageStatus::default();
+        record_package(&mut status, recorded);
+        obj.status = Some(status);
+        obj
+    }
+
+    fn listing(packages: Vec<Package>) -> Listing {
+        Listing::new(Instant::now(), packages)
+    }
+
+    #[test]
+    fn an_import_listed_as_status_recorded_it_is_no_news() {
+        let copying = package(PackageStatus::Copying);
+        let obj = object_that_recorded(&copying);
+        assert!(!news_for(&obj, &listing(vec![copying.clone()])));
+
+        // The import moved on, ended, or the package went: news.
+        let mut validating = package(PackageStatus::Validating);
+        validating.last_updated_at = Some("2026-11-30T08:00:01Z".parse().expect("a time"));
+        assert!(news_for(&obj, &listing(vec![validating])));
+        assert!(news_for(
+            &obj,
+            &listing(vec![package(PackageStatus::Available)])
+        ));
+        assert!(news_for(&obj, &listing(vec![])));
+    }
+
+    #[test]
+    fn an_object_that_recorded_no_package_or_has_a_call_in_flight_is_always_woken() {
+        let copying = package(PackageStatus::Copying);
+        let mut obj = object_that_recorded(&copying);
+        if let Some(status) = obj.status.as_mut() {
+            status.package_id = None;
+        }
+        assert!(news_for(&obj, &listing(vec![copying.clone()])));
+
+        let mut obj = object_that_recorded(&copying);
+        if let Some(status) = obj.status.as_mut() {
+            status.in_flight = Some(
+                serde_json::from_value(serde_json::json!({
+                    "operation": "UpdatePackage",
+                    "digest": "sha256:0",
+                    "startedAt": "2026-11-30T08:00:00Z",
+                }))
+                .expect("an intent"),
+            );
+        }
+        assert!(news_for(&obj, &listing(vec![copying])));
+
+        let mut obj = object_that_recorded(&package(PackageStatus::Copying));
+        obj.status = None;
+        assert!(news_for(
+            &obj,
+            &listing(vec![package(PackageStatus::Copying)])
+        ));
+    }
+}

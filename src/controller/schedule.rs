@@ -311,9 +311,23 @@ mod tests {
         schedule.make_due(&obj);
         // ...and then records its own next due time.
         schedule.next(&obj, Requeue::Observe, now);
-        // The reconcile the wake queued runs in full, once.
-        assert_eq!(schedule.not_yet_due(&obj), None);
-        assert!(schedule.not_yet_due(&obj).is_some());
+        // The reconcile the wake queued runs in full, once, and knows it was woken (it may
+        // take a slot kept for objects whose package changed).
+        assert_eq!(schedule.turn(&obj), Turn::Woken);
+        assert!(matches!(schedule.turn(&obj), Turn::NotYet(_)));
+    }
+
+    #[test]
+    fn a_turn_is_due_when_never_scheduled_when_its_time_came_or_when_the_user_changed_it() {
+        let schedule = Schedule::new(Duration::from_secs(600));
+        let mut obj = object("u1");
+        assert_eq!(schedule.turn(&obj), Turn::Due);
+        schedule.next(&obj, Requeue::Resync, Timestamp::now());
+        assert!(
+            matches!(schedule.turn(&obj), Turn::NotYet(left) if left > Duration::from_secs(500))
+        );
+        obj.metadata.generation = Some(2);
+        assert_eq!(schedule.turn(&obj), Turn::Due);
     }
 
     #[test]
