@@ -223,12 +223,12 @@ fn name_owner<B>(ctx: &Context<B>, obj: &OpenSearchPackage, place: &Place) -> Op
     }
     // Runs for every reconcile over every cached object: the cheap tests (no allocation) first.
     let name = package_name(obj);
-    let mut contenders: Vec<Arc<OpenSearchPackage>> = ctx
-        .cached_objects()
-        .filter(|o| package_name(o) == name && o.spec.manages())
-        .filter(|o| o.metadata.uid != obj.metadata.uid)
-        .filter(|o| place_of(ctx, o).as_ref() == Some(place))
-        .collect();
+    let mut contenders = ctx.cached_objects_where(|o| {
+        package_name(o) == name
+            && o.spec.manages()
+            && o.metadata.uid != obj.metadata.uid
+            && place_of(ctx, o).as_ref() == Some(place)
+    });
     if contenders.is_empty() {
         return None;
     }

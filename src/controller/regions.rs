@@ -265,15 +265,15 @@ impl Regions {
         if changes.is_empty() {
             return;
         }
-        for obj in ctx.cached_objects() {
-            if changes.concern(&obj)
-                && place_of(ctx, &obj).as_ref() == Some(place)
-                && news_for(&obj, listing)
-            {
-                debug!(region = %place, object = %super::object_key(&obj), "package changed: waking");
-                ctx.schedule.make_due(&obj);
-                self.wakers.wake(&obj);
-            }
+        let woken = ctx.cached_objects_where(|obj| {
+            changes.concern(obj)
+                && place_of(ctx, obj).as_ref() == Some(place)
+                && news_for(obj, listing)
+        });
+        for obj in woken {
+            debug!(region = %place, object = %super::object_key(&obj), "package changed: waking");
+            ctx.schedule.make_due(&obj);
+            self.wakers.wake(&obj);
         }
     }
 }
@@ -302,23 +302,27 @@ fn news_for(obj: &OpenSearchPackage, listing: &Listing) -> bool {
 /// Whether anything of this account and region that the operator's objects own is changing
 /// in AWS.
 fn region_busy<B>(ctx: &Context<B>, place: &Place, listing: &Listing) -> bool {
-    ctx.cached_objects().any(|obj| {
-        if place_of(ctx, &obj).as_ref() != Some(place) {
-            return false;
+    ctx.stores
+        .iter()
+        .any(|store| store.find(|obj| busy(ctx, place, listing, obj)).is_some())
+}
+
+/// Whether the object's package is changing in AWS, as far as this listing shows.
+fn busy<B>(ctx: &Context<B>, place: &Place, listing: &Listing, obj: &OpenSearchPackage) -> bool {
+    let changing =
+        |p: &Package| p.status.is_importing() || matches!(p.status, PackageStatus::Deleting);
+    // The cached copy may predate the object's first status write (the watch is behind):
+    // no package id yet, so its package is the one with its name.
+    let status = obj.status.as_ref();
+    let busy = match status.and_then(|s| s.package_id.as_deref()) {
+        Some(id) => listing.by_id(id).is_some_and(changing),
+        None => {
+            status.is_some_and(|s| s.in_flight.is_some())
+                || listing.by_name(package_name(obj)).is_some_and(changing)
         }
-        let changing =
-            |p: &Package| p.status.is_importing() || matches!(p.status, PackageStatus::Deleting);
-        // The cached copy may predate the object's first status write (the watch is behind):
-        // no package id yet, so its package is the one with its name.
-        let status = obj.status.as_ref();
-        match status.and_then(|s| s.package_id.as_deref()) {
-            Some(id) => listing.by_id(id).is_some_and(changing),
-            None => {
-                status.is_some_and(|s| s.in_flight.is_some())
-                    || listing.by_name(package_name(&obj)).is_some_and(changing)
-            }
-        }
-    })
+    };
+    // Checked last: the place is built (allocated) for every cached object.
+    busy && place_of(ctx, obj).as_ref() == Some(place)
 }
 
 /// The observer of one account and region: lists, publishes, wakes, sleeps; ends with its
