@@ -208,6 +208,10 @@ pub(crate) fn object_key(obj: &OpenSearchPackage) -> String {
 /// Reconciles working at once unless [`Context::with_concurrency`] says otherwise.
 const DEFAULT_CONCURRENCY: usize = 32;
 
+/// How long a reconcile that met a cached copy older than its own status write waits before
+/// trying again, unless the watch delivers the write first (which it does).
+const STALE_COPY_RETRY: Duration = Duration::from_secs(2);
+
 /// Entry point for kube-runtime.
 pub async fn reconcile<B: PackageBackend>(
     obj: Arc<OpenSearchPackage>,
@@ -217,15 +221,13 @@ pub async fn reconcile<B: PackageBackend>(
     if !ctx.leadership.is_leader() {
         return Ok(Requeued::await_change());
     }
-    // The watch has not delivered our last status write yet: act on the object as that write
-    // left it, not on the cache's older copy.
-    let obj = match ctx.own_writes.newer_than(&obj) {
-        Some(written) => {
-            debug!(object = %object_key(&obj), "cached copy older than our last status write: using the written object");
-            written
-        }
-        None => obj,
-    };
+    if ctx.own_writes.is_stale(&obj) {
+        // The watch has not delivered our last status write yet; it will, and that wakes us.
+        // The requeue is only a safety net: polling here would fill the controller's slots
+        // with copies it cannot act on while the API server is slow to deliver.
+        debug!(object = %object_key(&obj), "cached copy older than our last status write");
+        return Ok(Requeued::requeue(STALE_COPY_RETRY));
+    }
     let woken = match ctx.schedule.turn(&obj) {
         Turn::NotYet(remaining) => {
             debug!(object = %object_key(&obj), ?remaining, "not yet due");
