@@ -61,7 +61,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "OSPKG_CONCURRENCY",
-        default_value_t = 32,
+        default_value_t = crate::controller::DEFAULT_CONCURRENCY,
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub concurrency: u16,

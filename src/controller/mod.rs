@@ -122,7 +122,7 @@ impl<B: PackageBackend> Context<B> {
             leadership: Arc::new(Leadership::always()),
             source: Follower::default(),
             tenancy: Tenancy::default(),
-            slots: Slots::new(DEFAULT_CONCURRENCY),
+            slots: Slots::new(DEFAULT_CONCURRENCY.into()),
         }
     }
 
@@ -188,6 +188,11 @@ impl<B> Context<B> {
             .flat_map(|s| s.state_filter(&wanted))
             .collect()
     }
+
+    /// Whether `wanted` picks any object in the watch caches (none is cloned).
+    pub fn any_cached_object(&self, wanted: impl Fn(&OpenSearchPackage) -> bool) -> bool {
+        self.stores.iter().any(|s| s.find(&wanted).is_some())
+    }
 }
 
 /// One reconcile of one object: what every step needs to know.
@@ -205,8 +210,9 @@ pub(crate) fn object_key(obj: &OpenSearchPackage) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-/// Reconciles working at once unless [`Context::with_concurrency`] says otherwise.
-const DEFAULT_CONCURRENCY: usize = 32;
+/// Reconciles working at once unless `--concurrency` ([`Context::with_concurrency`]) says
+/// otherwise.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
 
 /// How long a reconcile that met a cached copy older than its own status write waits before
 /// trying again, unless the watch delivers the write first (which it does).

@@ -247,7 +247,6 @@ fn name_owner<B>(ctx: &Context<B>, obj: &OpenSearchPackage, place: &Place) -> Op
 
 /// Prerequisite objects (same namespace) that are Ready, by name → package id.
 fn ready_prerequisites<B>(ctx: &Context<B>, obj: &OpenSearchPackage) -> BTreeMap<String, String> {
-    let namespace = obj.namespace();
     let wanted: Vec<&String> = obj
         .spec
         .domains
@@ -257,12 +256,18 @@ fn ready_prerequisites<B>(ctx: &Context<B>, obj: &OpenSearchPackage) -> BTreeMap
     if wanted.is_empty() {
         return BTreeMap::new();
     }
-    ctx.cached_objects()
-        .filter(|o| o.namespace() == namespace && wanted.contains(&&o.name_any()))
-        .filter_map(|o| {
-            let status = o.status.as_ref()?;
-            let ready = status.is_true(crate::vocabulary::ConditionType::Ready);
-            ready.then(|| Some((o.name_any(), status.package_id.clone()?)))?
-        })
-        .collect()
+    ctx.cached_objects_where(|o| {
+        o.metadata.namespace == obj.metadata.namespace
+            && o.metadata
+                .name
+                .as_ref()
+                .is_some_and(|n| wanted.contains(&n))
+    })
+    .into_iter()
+    .filter_map(|o| {
+        let status = o.status.as_ref()?;
+        let ready = status.is_true(crate::vocabulary::ConditionType::Ready);
+        ready.then(|| Some((o.name_any(), status.package_id.clone()?)))?
+    })
+    .collect()
 }

@@ -302,9 +302,7 @@ fn news_for(obj: &OpenSearchPackage, listing: &Listing) -> bool {
 /// Whether anything of this account and region that the operator's objects own is changing
 /// in AWS.
 fn region_busy<B>(ctx: &Context<B>, place: &Place, listing: &Listing) -> bool {
-    ctx.stores
-        .iter()
-        .any(|store| store.find(|obj| busy(ctx, place, listing, obj)).is_some())
+    ctx.any_cached_object(|obj| busy(ctx, place, listing, obj))
 }
 
 /// Whether the object's package is changing in AWS, as far as this listing shows.
