@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// How this replica takes part in leader election.
 #[derive(Clone, Debug)]
@@ -228,8 +228,16 @@ async fn acquire(
 async fn confirm_renewals(leases: &Api<Lease>, election: &Election, leadership: &Leadership) {
     loop {
         tokio::time::sleep(election.retry_period).await;
-        match leases.get(&election.lease_name).await {
-            Ok(lease) => {
+        // A read that hangs must not hold this loop: the fence closes by time either way, and
+        // this replica should then stand by and try again. One slower than the renew deadline
+        // could not keep the fence open.
+        let read = tokio::time::timeout(election.renew_deadline, leases.get(&election.lease_name));
+        match read.await {
+            Err(_) => {
+                warn!(timeout = ?election.renew_deadline, "reading the leader Lease timed out")
+            }
+            Ok(Err(error)) => warn!(%error, "reading the leader Lease"),
+            Ok(Ok(lease)) => {
                 let spec = lease.spec.unwrap_or_default();
                 if spec.holder_identity.as_deref() != Some(election.identity.as_str()) {
                     leadership.revoke();
@@ -241,10 +249,14 @@ async fn confirm_renewals(leases: &Api<Lease>, election: &Election, leadership: 
                         .duration_since(renewed)
                         .unwrap_or(Duration::ZERO);
                     let remaining = election.renew_deadline.saturating_sub(age);
+                    debug!(
+                        ?age,
+                        ?remaining,
+                        "confirmed the leader Lease's last renewal"
+                    );
                     leadership.confirm_until(Instant::now() + remaining);
                 }
             }
-            Err(error) => warn!(%error, "reading the leader Lease"),
         }
         if !leadership.is_leader() {
             return;

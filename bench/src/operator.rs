@@ -141,6 +141,10 @@ impl Launch {
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("NO_COLOR", "1")
+            // The chart's pod sets neither: a developer's shell often does, and a captured
+            // backtrace on every error would make the figures the developer's, not a user's.
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             // As in the chart's pod (downward API).
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
             .env("POD_NAME", POD_NAME);

@@ -7,7 +7,7 @@
 //! bounded by the number of objects (dropped when an object goes, and all of them when this
 //! replica stops leading). The standard `process_*` metrics are read at each scrape.
 
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -23,7 +23,7 @@ use crate::backend::Operation;
 mod objects;
 mod process;
 
-use objects::{ConditionLabels, ObjectLabels, Objects, StatusLabels};
+use objects::{ObjectSeries, SharedObjects, StatusLabels};
 
 /// Reconcile durations span a no-op resync (about a millisecond) to a slow chain of AWS
 /// calls (up to a minute).
@@ -74,11 +74,10 @@ pub struct Metrics {
     aws_calls: Family<AwsCallLabels, Counter>,
     packages: Family<StatusLabels, Gauge>,
     domains_behind: Gauge,
-    object_domains_behind: Family<ObjectLabels, Gauge>,
     leader: Gauge,
     aws_call_duration: Family<AwsLatencyLabels, Histogram, fn() -> Histogram>,
-    conditions: Family<ConditionLabels, Gauge>,
-    objects: Mutex<Objects>,
+    /// The per-object facts, also read by the [`ObjectSeries`] collector at scrape time.
+    objects: SharedObjects,
 }
 
 impl Default for Metrics {
@@ -99,13 +98,12 @@ impl Metrics {
         let aws_calls = Family::<AwsCallLabels, Counter>::default();
         let packages = Family::<StatusLabels, Gauge>::default();
         let domains_behind = Gauge::default();
-        let object_domains_behind = Family::<ObjectLabels, Gauge>::default();
         let leader = Gauge::default();
         let aws_call_duration =
             Family::<AwsLatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 aws_call_histogram,
             );
-        let conditions = Family::<ConditionLabels, Gauge>::default();
+        let objects = SharedObjects::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -136,21 +134,13 @@ impl Metrics {
             "(object, domain) pairs not yet on the package's current version",
             domains_behind.clone(),
         );
-        registry.register(
-            "object_domains_behind",
-            "Each object's listed domains not yet on the package's current version",
-            object_domains_behind.clone(),
-        );
+        // ospkg_object_domains_behind and ospkg_object_condition.
+        registry.register_collector(Box::new(ObjectSeries(Arc::clone(&objects))));
         registry.register_with_unit(
             "aws_call_duration",
             "Time an AWS API call took, by operation, account and region",
             Unit::Seconds,
             aws_call_duration.clone(),
-        );
-        registry.register(
-            "object_condition",
-            "Each object's Ready, Reconciling and Stalled conditions: 1 for the status it has",
-            conditions.clone(),
         );
         registry.register(
             "build_info",
@@ -170,11 +160,9 @@ impl Metrics {
             aws_calls,
             packages,
             domains_behind,
-            object_domains_behind,
             leader,
             aws_call_duration,
-            conditions,
-            objects: Mutex::new(Objects::default()),
+            objects,
         }
     }
 

@@ -1,12 +1,20 @@
 //! The per-object gauges: objects by package status, domains behind (in total and per
-//! object), and each object's conditions. They are kept from per-object facts, so a gauge is always an exact count
-//! rather than a sum of increments that could drift when an object is reconciled again or
-//! deleted.
+//! object), and each object's conditions. They are kept from per-object facts, so a gauge is
+//! always an exact count rather than a sum of increments that could drift when an object is
+//! reconciled again or deleted.
+//!
+//! The per-object series are not kept as one labelled gauge each (nine condition series and
+//! one domains series per object would each hold their own copies of the object's namespace
+//! and name): [`ObjectSeries`] writes them at scrape time from one small entry per object.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::Metrics;
 use crate::vocabulary::{ConditionStatus, ConditionType};
@@ -16,89 +24,140 @@ pub(super) struct StatusLabels {
     pub(super) package_status: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(super) struct ObjectLabels {
-    namespace: String,
-    name: String,
+/// The condition types with a series, in the order they are written.
+const CONDITION_TYPES: [ConditionType; 3] = [
+    ConditionType::Ready,
+    ConditionType::Reconciling,
+    ConditionType::Stalled,
+];
+
+const CONDITION_STATUSES: [ConditionStatus; 3] = [
+    ConditionStatus::True,
+    ConditionStatus::False,
+    ConditionStatus::Unknown,
+];
+
+/// What the per-object series say about one object.
+#[derive(Debug, Default)]
+struct Facts {
+    /// The last seen packageStatus.
+    package_status: Option<Box<str>>,
+    /// Domains not yet on the package's current version; `None` until first recorded.
+    domains_behind: Option<usize>,
+    /// Per [`CONDITION_TYPES`]: `None` when the object has no such condition, else its status
+    /// (`Some(None)`: a status outside the three, every series 0).
+    conditions: [Option<Option<ConditionStatus>>; 3],
 }
 
-impl ObjectLabels {
-    /// The labels of an object key, "namespace/name".
-    fn of(object: &str) -> Self {
-        let (namespace, name) = object.split_once('/').unwrap_or(("", object));
-        Self {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        }
+/// Per-object facts behind the gauges, shared with the [`ObjectSeries`] collector.
+#[derive(Debug, Default)]
+pub(super) struct Objects {
+    /// object ("namespace/name") → its facts; ordered, so a scrape lists objects by key.
+    facts: BTreeMap<String, Facts>,
+    /// packageStatus → number of objects in it; values that reach zero stay at zero.
+    status_counts: BTreeMap<String, i64>,
+}
+
+impl Objects {
+    fn domains_behind_total(&self) -> usize {
+        self.facts.values().filter_map(|f| f.domains_behind).sum()
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(super) struct ConditionLabels {
-    namespace: String,
-    name: String,
-    condition: &'static str,
-    status: &'static str,
+pub(super) type SharedObjects = Arc<Mutex<Objects>>;
+
+/// A poisoned lock only means another thread panicked mid-update; the maps are still usable,
+/// and metrics must not take the process down.
+fn lock(objects: &Mutex<Objects>) -> MutexGuard<'_, Objects> {
+    objects.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Per-object facts behind the gauges.
-#[derive(Debug, Default)]
-pub(super) struct Objects {
-    /// object ("namespace/name") → last seen packageStatus.
-    status: HashMap<String, String>,
-    /// packageStatus → number of objects in it; values that reach zero stay at zero.
-    status_counts: BTreeMap<String, i64>,
-    /// object → domains not yet on the package's current version.
-    behind: HashMap<String, usize>,
-    /// object → the condition series it has.
-    conditions: HashMap<String, Vec<ConditionLabels>>,
+/// Writes `ospkg_object_domains_behind` and `ospkg_object_condition` at scrape time.
+#[derive(Debug)]
+pub(super) struct ObjectSeries(pub(super) SharedObjects);
+
+impl Collector for ObjectSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let objects = lock(&self.0);
+        let mut family = encoder.encode_descriptor(
+            "object_domains_behind",
+            "Each object's listed domains not yet on the package's current version",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (key, facts) in &objects.facts {
+            let Some(behind) = facts.domains_behind else {
+                continue;
+            };
+            let (namespace, name) = split_key(key);
+            let labels = [("namespace", namespace), ("name", name)];
+            ConstGauge::new(i64::try_from(behind).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "object_condition",
+            "Each object's Ready, Reconciling and Stalled conditions: 1 for the status it has",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (key, facts) in &objects.facts {
+            let (namespace, name) = split_key(key);
+            for (type_, current) in CONDITION_TYPES.iter().zip(&facts.conditions) {
+                let Some(current) = current else { continue };
+                for status in CONDITION_STATUSES {
+                    let labels = [
+                        ("namespace", namespace),
+                        ("name", name),
+                        ("condition", type_.as_str()),
+                        ("status", status.as_str()),
+                    ];
+                    ConstGauge::new(i64::from(*current == Some(status)))
+                        .encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// "namespace/name" → (namespace, name).
+fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
 }
 
 impl Metrics {
     /// Records the object's conditions: for each condition type it has, 1 on its status and
     /// 0 on the others; types it no longer has are dropped.
     pub fn set_conditions(&self, namespace: &str, name: &str, conditions: &[Condition]) {
-        let mut series = Vec::new();
-        for type_ in [
-            ConditionType::Ready,
-            ConditionType::Reconciling,
-            ConditionType::Stalled,
-        ] {
-            let Some(current) = conditions.iter().find(|c| c.type_ == type_.as_str()) else {
-                continue;
-            };
-            for status in [
-                ConditionStatus::True,
-                ConditionStatus::False,
-                ConditionStatus::Unknown,
-            ] {
-                let labels = ConditionLabels {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    condition: type_.as_str(),
-                    status: status.as_str(),
-                };
-                let value = i64::from(current.status == status.as_str());
-                self.conditions.get_or_create(&labels).set(value);
-                series.push(labels);
-            }
-        }
+        let recorded = CONDITION_TYPES.map(|type_| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == type_.as_str())
+                .map(|c| {
+                    CONDITION_STATUSES
+                        .into_iter()
+                        .find(|s| c.status == s.as_str())
+                })
+        });
         let key = format!("{namespace}/{name}");
-        let mut objects = self.lock();
-        for old in objects.conditions.remove(&key).unwrap_or_default() {
-            if !series.contains(&old) {
-                self.conditions.remove(&old);
-            }
-        }
-        objects.conditions.insert(key, series);
+        self.lock().facts.entry(key).or_default().conditions = recorded;
     }
 
-    /// Records the object's packageStatus; `None` forgets the object.
+    /// Records the object's packageStatus; `None` forgets it.
     pub fn set_package_status(&self, object: &str, status: Option<&str>) {
         let mut objects = self.lock();
-        let previous = match status {
-            Some(status) => objects.status.insert(object.to_owned(), status.to_owned()),
-            None => objects.status.remove(object),
+        let previous = match (status, objects.facts.get_mut(object)) {
+            (Some(status), Some(facts)) => facts.package_status.replace(status.into()),
+            (Some(status), None) => {
+                let facts = Facts {
+                    package_status: Some(status.into()),
+                    ..Facts::default()
+                };
+                objects.facts.insert(object.to_owned(), facts);
+                None
+            }
+            (None, Some(facts)) => facts.package_status.take(),
+            (None, None) => None,
         };
         if previous.as_deref() == status {
             return;
@@ -114,14 +173,16 @@ impl Metrics {
     /// Records how many of the object's ("namespace/name") domains are not yet on the current
     /// version.
     pub fn set_domains_behind(&self, object: &str, behind: usize) {
-        self.object_domains_behind
-            .get_or_create(&ObjectLabels::of(object))
-            .set(i64::try_from(behind).unwrap_or(i64::MAX));
         let mut objects = self.lock();
-        if behind == 0 {
-            objects.behind.remove(object);
-        } else {
-            objects.behind.insert(object.to_owned(), behind);
+        match objects.facts.get_mut(object) {
+            Some(facts) => facts.domains_behind = Some(behind),
+            None => {
+                let facts = Facts {
+                    domains_behind: Some(behind),
+                    ..Facts::default()
+                };
+                objects.facts.insert(object.to_owned(), facts);
+            }
         }
         self.update_domains_behind(&objects);
     }
@@ -129,13 +190,9 @@ impl Metrics {
     /// Drops everything recorded about a deleted object ("namespace/name").
     pub fn forget(&self, object: &str) {
         self.set_package_status(object, None);
-        self.object_domains_behind.remove(&ObjectLabels::of(object));
         let mut objects = self.lock();
-        if objects.behind.remove(object).is_some() {
+        if objects.facts.remove(object).is_some() {
             self.update_domains_behind(&objects);
-        }
-        for labels in objects.conditions.remove(object).unwrap_or_default() {
-            self.conditions.remove(&labels);
         }
     }
 
@@ -144,17 +201,11 @@ impl Metrics {
         let mut objects = self.lock();
         *objects = Objects::default();
         self.packages.clear();
-        self.conditions.clear();
-        self.object_domains_behind.clear();
         self.domains_behind.set(0);
     }
 
-    /// A poisoned lock only means another thread panicked mid-update; the maps are still
-    /// usable, and metrics must not take the process down.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Objects> {
-        self.objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Objects> {
+        lock(&self.objects)
     }
 
     fn add_to_status(&self, objects: &mut Objects, status: &str, delta: i64) {
@@ -168,7 +219,7 @@ impl Metrics {
     }
 
     fn update_domains_behind(&self, objects: &Objects) {
-        let total: usize = objects.behind.values().sum();
+        let total = objects.domains_behind_total();
         self.domains_behind
             .set(i64::try_from(total).unwrap_or(i64::MAX));
     }
