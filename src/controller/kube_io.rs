@@ -9,7 +9,6 @@ use tracing::warn;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use super::events::Event;
 use super::{Error, Job};
@@ -103,7 +102,10 @@ pub async fn write_status<B>(
 ///
 /// The watch delivers our writes back a moment later; a requeue that fires before that reads
 /// the informer cache's older copy. Acting on it could repeat a call or let server-side apply
-/// erase a field just written, so such a reconcile waits for the cache instead.
+/// erase a field just written, so such a reconcile waits for the cache instead, however long
+/// that takes: a busy API server has delivered writes back more than half a minute late. The
+/// memory of an object ends when the watch shows a copy we did not write over (ours, or a
+/// later one), or when the object is deleted.
 #[derive(Default)]
 pub struct OwnWrites {
     by_uid: Mutex<HashMap<String, Written>>,
@@ -113,11 +115,7 @@ struct Written {
     /// resourceVersions older than our last write (the ones we wrote over).
     superseded: Vec<String>,
     latest: Option<String>,
-    at: Instant,
 }
-
-/// After this long the memory is dropped even if the watch never delivered our write.
-const OWN_WRITE_MEMORY: Duration = Duration::from_secs(30);
 
 impl OwnWrites {
     fn record(&self, before: &OpenSearchPackage, after: Option<String>) {
@@ -126,12 +124,10 @@ impl OwnWrites {
         let entry = map.entry(uid).or_insert_with(|| Written {
             superseded: Vec::new(),
             latest: None,
-            at: Instant::now(),
         });
         entry.superseded.extend(before.resource_version());
         entry.superseded.extend(entry.latest.take());
         entry.latest = after;
-        entry.at = Instant::now();
     }
 
     /// Whether `obj` is a cached copy older than a status this process wrote. A copy at or
@@ -142,9 +138,9 @@ impl OwnWrites {
         let Some(written) = map.get(&uid) else {
             return false;
         };
-        let rv = obj.resource_version();
-        let stale = written.at.elapsed() < OWN_WRITE_MEMORY
-            && rv.is_some_and(|rv| written.superseded.contains(&rv));
+        let stale = obj
+            .resource_version()
+            .is_some_and(|rv| written.superseded.contains(&rv));
         if !stale {
             map.remove(&uid);
         }

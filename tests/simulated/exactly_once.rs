@@ -312,6 +312,35 @@ async fn a_cache_older_than_our_own_write_is_not_acted_on() {
     assert!(harness.aws.total_calls().await > calls);
 }
 
+/// A busy API server can deliver our own write back much later than usual (it did, by more
+/// than half a minute, with thousands of objects on a loaded machine). However late the watch
+/// is, the old copy is never acted on: acting on it found the package this object had just
+/// created, without the create record, and stalled the object on its own package.
+#[tokio::test]
+async fn a_cache_that_lags_past_half_a_minute_is_still_not_acted_on() {
+    let harness = Harness::new(Aws::held().await, with_finalizer(object(json!({})))).await;
+    let before = harness.api.object();
+    harness.reconcile().await;
+    let written = harness.api.object();
+    assert!(status_of(&written).package_id.is_some());
+    let creates = harness.aws.calls(Operation::CreatePackage).await;
+    let writes = harness.api.sent().len();
+
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    harness.ctx.make_due(&before);
+    reconcile(Arc::new(before), harness.ctx.clone())
+        .await
+        .expect("reconcile");
+    // (The region observer's resync may have listed meanwhile: that is not this reconcile.)
+    assert_eq!(
+        harness.aws.calls(Operation::CreatePackage).await,
+        creates,
+        "no second create"
+    );
+    assert_eq!(harness.api.sent().len(), writes, "no write");
+    assert_eq!(status_of(&harness.api.object()), status_of(&written));
+}
+
 #[tokio::test]
 async fn access_denied_on_reads_stalls_and_recovers_without_an_edit() {
     let harness = ready_object(Aws::immediate().await, json!({})).await;
