@@ -218,6 +218,12 @@ pub const DEFAULT_CONCURRENCY: u16 = 32;
 /// trying again, unless the watch delivers the write first (which it does).
 const STALE_COPY_RETRY: Duration = Duration::from_secs(2);
 
+/// How long a reconcile that met the closed leader fence waits before trying again. The fence
+/// can open again in the same term (a renewal confirmed late under load): then the object
+/// must come back by itself, since nothing else changes it. When the term ends instead, its
+/// controllers go and the next term lists every object afresh.
+const FENCE_RETRY: Duration = Duration::from_secs(2);
+
 /// Entry point for kube-runtime.
 pub async fn reconcile<B: PackageBackend>(
     obj: Arc<OpenSearchPackage>,
@@ -225,7 +231,7 @@ pub async fn reconcile<B: PackageBackend>(
 ) -> Result<Requeued, Error> {
     debug!(object = %object_key(&obj), "reconcile started");
     if !ctx.leadership.is_leader() {
-        return Ok(Requeued::await_change());
+        return Ok(Requeued::requeue(FENCE_RETRY));
     }
     if ctx.own_writes.is_stale(&obj) {
         // The watch has not delivered our last status write yet; it will, and that wakes us.
@@ -271,7 +277,11 @@ pub fn error_policy<B: PackageBackend>(
     ctx: Arc<Context<B>>,
 ) -> Requeued {
     warn!(object = %object_key(&obj), %error, "reconcile failed");
-    Requeued::requeue(ctx.schedule.after_error(&obj))
+    match error {
+        // Not the object's failure: it must not back off for minutes once the fence opens.
+        Error::NotLeader => Requeued::requeue(FENCE_RETRY),
+        _ => Requeued::requeue(ctx.schedule.after_error(&obj)),
+    }
 }
 
 async fn reconcile_object<B: PackageBackend>(

@@ -341,6 +341,29 @@ async fn a_cache_that_lags_past_half_a_minute_is_still_not_acted_on() {
     assert_eq!(status_of(&harness.api.object()), status_of(&written));
 }
 
+/// The fence can close for a moment and open again in the same term (a renewal confirmed
+/// late under load). An object whose reconcile met the closed fence must come back by itself:
+/// nothing else changes it, and the same term's controllers go on (it is not re-listed).
+#[tokio::test]
+async fn a_reconcile_that_meets_a_closed_fence_comes_back() {
+    let harness = Harness::new(Aws::immediate().await, with_finalizer(object(json!({})))).await;
+    let (client, _api) = crate::support::mock_client(harness.api.object());
+    let standby = crate::support::standby_context(client, harness.aws.backend().await);
+    let requeued = reconcile(Arc::new(harness.api.object()), standby)
+        .await
+        .expect("reconcile");
+    assert_ne!(
+        requeued,
+        kube::runtime::controller::Action::await_change(),
+        "the object would wait for a change that never comes"
+    );
+    assert_eq!(
+        harness.aws.total_calls().await,
+        0,
+        "no AWS call while not leading"
+    );
+}
+
 #[tokio::test]
 async fn access_denied_on_reads_stalls_and_recovers_without_an_edit() {
     let harness = ready_object(Aws::immediate().await, json!({})).await;

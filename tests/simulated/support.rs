@@ -248,6 +248,12 @@ pub fn context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> 
     Arc::new(new_context(client, backend, Arc::new(Metrics::new())))
 }
 
+/// A context whose replica does not lead (yet): its fence is closed.
+pub fn standby_context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> {
+    let ctx = new_context(client, backend, Arc::new(Metrics::new()));
+    Arc::new(ctx.with_leadership(Arc::new(ospkg::leader::Leadership::elected())))
+}
+
 fn new_context(client: Client, backend: AwsBackend, metrics: Arc<Metrics>) -> Context<AwsBackend> {
     let (store, _writer) = reflector::store::<OpenSearchPackage>();
     let recorder = Recorder::new(
