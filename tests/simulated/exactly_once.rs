@@ -11,6 +11,7 @@ use std::time::Duration;
 use ospkg::backend::aws::Timeouts;
 use ospkg::backend::{Operation, PackageBackend, PackageFilter};
 use ospkg::controller::reconcile;
+use ospkg::crd::OpenSearchPackage;
 use ospkg::digest::SpecDigest;
 use ospkg::vocabulary::{ConditionType, PackageStatus};
 use ospkg_sim::{DomainDecl, Durations, FaultConfig, OperationFaults, ScriptedFault, SimConfig};
@@ -21,14 +22,14 @@ use crate::support::{
     Aws, BUCKET, Harness, NAME, REGION, object, settled, status_of, with_finalizer,
 };
 
-fn stall_reason(obj: &ospkg::crd::OpenSearchPackage) -> Option<String> {
+fn stall_reason(obj: &OpenSearchPackage) -> Option<String> {
     let status = obj.status.as_ref()?;
     status
         .stall()
         .map(|s| s.reason.map(|r| r.as_str().to_owned()).unwrap_or_default())
 }
 
-fn stall_message(obj: &ospkg::crd::OpenSearchPackage) -> String {
+fn stall_message(obj: &OpenSearchPackage) -> String {
     status_of(obj)
         .condition(ConditionType::Stalled)
         .map(|c| c.message.clone())
@@ -284,13 +285,20 @@ async fn an_already_exists_answer_to_a_retried_create_keeps_the_package_ours() {
     assert_eq!(status_of(&obj).package_id, Some(all[0].id.clone()));
 }
 
-#[tokio::test]
-async fn a_cache_older_than_our_own_write_is_not_acted_on() {
+/// An object whose first reconcile created its package: the harness, the object as it was
+/// before that reconcile's status write (what a lagging watch still holds) and after it.
+async fn created_by_one_reconcile() -> (Harness, OpenSearchPackage, OpenSearchPackage) {
     let harness = Harness::new(Aws::held().await, with_finalizer(object(json!({})))).await;
     let before = harness.api.object();
     harness.reconcile().await;
     let written = harness.api.object();
     assert!(status_of(&written).package_id.is_some());
+    (harness, before, written)
+}
+
+#[tokio::test]
+async fn a_cache_older_than_our_own_write_is_not_acted_on() {
+    let (harness, before, written) = created_by_one_reconcile().await;
     let calls = harness.aws.total_calls().await;
     let writes = harness.api.sent().len();
 
@@ -318,11 +326,7 @@ async fn a_cache_older_than_our_own_write_is_not_acted_on() {
 /// created, without the create record, and stalled the object on its own package.
 #[tokio::test]
 async fn a_cache_that_lags_past_half_a_minute_is_still_not_acted_on() {
-    let harness = Harness::new(Aws::held().await, with_finalizer(object(json!({})))).await;
-    let before = harness.api.object();
-    harness.reconcile().await;
-    let written = harness.api.object();
-    assert!(status_of(&written).package_id.is_some());
+    let (harness, before, written) = created_by_one_reconcile().await;
     let creates = harness.aws.calls(Operation::CreatePackage).await;
     let writes = harness.api.sent().len();
 
