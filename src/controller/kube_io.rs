@@ -94,18 +94,24 @@ pub async fn write_status<B>(
             &Patch::Apply(patch),
         )
         .await?;
-    job.ctx.own_writes.record(obj, written.resource_version());
+    job.ctx
+        .own_writes
+        .record(obj, written.resource_version(), status);
     Ok(())
 }
 
-/// The resourceVersions this process's own status writes left behind, per object (by UID).
+/// What this process's own status writes replaced, per object (by UID).
 ///
 /// The watch delivers our writes back a moment later; a requeue that fires before that reads
 /// the informer cache's older copy. Acting on it could repeat a call or let server-side apply
 /// erase a field just written, so such a reconcile waits for the cache instead, however long
-/// that takes: a busy API server has delivered writes back more than half a minute late. The
-/// memory of an object ends when the watch shows a copy we did not write over (ours, or a
-/// later one), or when the object is deleted.
+/// that takes: a busy API server has delivered writes back more than half a minute late.
+///
+/// A copy is older than our last write when it is one we wrote over (by resourceVersion), or
+/// when it still shows a status we replaced: a user's edit can land between our read and our
+/// write, and the watch then delivers that edit (a resourceVersion we never saw, without our
+/// status) before our write. resourceVersions are opaque and are not compared. The memory of
+/// an object ends with the first copy that is not older, or when the object is deleted.
 #[derive(Default)]
 pub struct OwnWrites {
     by_uid: Mutex<HashMap<String, Written>>,
@@ -114,20 +120,37 @@ pub struct OwnWrites {
 struct Written {
     /// resourceVersions older than our last write (the ones we wrote over).
     superseded: Vec<String>,
+    /// The statuses our writes replaced (`None`: none yet).
+    replaced: Vec<Option<OpenSearchPackageStatus>>,
     latest: Option<String>,
+    /// What our last write set.
+    status: OpenSearchPackageStatus,
 }
 
 impl OwnWrites {
-    fn record(&self, before: &OpenSearchPackage, after: Option<String>) {
+    fn record(
+        &self,
+        before: &OpenSearchPackage,
+        after: Option<String>,
+        written: &OpenSearchPackageStatus,
+    ) {
         let Some(uid) = before.uid() else { return };
         let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = map.entry(uid).or_insert_with(|| Written {
             superseded: Vec::new(),
+            replaced: Vec::new(),
             latest: None,
+            status: written.clone(),
         });
         entry.superseded.extend(before.resource_version());
         entry.superseded.extend(entry.latest.take());
         entry.latest = after;
+        let previous = std::mem::replace(&mut entry.status, written.clone());
+        for replaced in [before.status.clone(), Some(previous)] {
+            if replaced.as_ref() != Some(written) && !entry.replaced.contains(&replaced) {
+                entry.replaced.push(replaced);
+            }
+        }
     }
 
     /// Whether `obj` is a cached copy older than a status this process wrote. A copy at or
@@ -138,9 +161,12 @@ impl OwnWrites {
         let Some(written) = map.get(&uid) else {
             return false;
         };
-        let stale = obj
+        let wrote_over = obj
             .resource_version()
             .is_some_and(|rv| written.superseded.contains(&rv));
+        let shows_replaced =
+            obj.status.as_ref() != Some(&written.status) && written.replaced.contains(&obj.status);
+        let stale = wrote_over || shows_replaced;
         if !stale {
             map.remove(&uid);
         }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use ospkg::backend::aws::Timeouts;
 use ospkg::backend::{Operation, PackageBackend, PackageFilter};
 use ospkg::controller::reconcile;
@@ -343,6 +344,47 @@ async fn a_cache_that_lags_past_half_a_minute_is_still_not_acted_on() {
     );
     assert_eq!(harness.api.sent().len(), writes, "no write");
     assert_eq!(status_of(&harness.api.object()), status_of(&written));
+}
+
+/// A user's edit can land between a reconcile's read and its status write. The watch then
+/// delivers the edit (a copy the reconcile never saw, without its status) before the write:
+/// that copy is older than the write all the same, and is not acted on.
+#[tokio::test]
+async fn an_edit_that_landed_before_our_write_is_not_taken_for_news() {
+    let harness = Harness::new(Aws::held().await, with_finalizer(object(json!({})))).await;
+    let before = harness.api.object();
+    harness.api.edit(|o| {
+        o.labels_mut().insert("team".into(), "search".into());
+    });
+    let edited = harness.api.object();
+    harness.ctx.make_due(&before);
+    reconcile(Arc::new(before), harness.ctx.clone())
+        .await
+        .expect("reconcile");
+    let written = harness.api.object();
+    assert!(status_of(&written).package_id.is_some());
+    assert_eq!(
+        written.labels().get("team").map(String::as_str),
+        Some("search")
+    );
+    let creates = harness.aws.calls(Operation::CreatePackage).await;
+    let writes = harness.api.sent().len();
+
+    harness.ctx.make_due(&edited);
+    reconcile(Arc::new(edited), harness.ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        harness.aws.calls(Operation::CreatePackage).await,
+        creates,
+        "no second create"
+    );
+    assert_eq!(harness.api.sent().len(), writes, "no write");
+    assert_eq!(status_of(&harness.api.object()), status_of(&written));
+
+    // Once the watch delivers the write, reconciles go on.
+    harness.reconcile().await;
+    assert!(status_of(&harness.api.object()).package_id.is_some());
 }
 
 /// The fence can close for a moment and open again in the same term (a renewal confirmed
