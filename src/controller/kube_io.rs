@@ -161,11 +161,15 @@ impl OwnWrites {
         let Some(written) = map.get(&uid) else {
             return false;
         };
-        let wrote_over = obj
-            .resource_version()
-            .is_some_and(|rv| written.superseded.contains(&rv));
-        let shows_replaced =
-            obj.status.as_ref() != Some(&written.status) && written.replaced.contains(&obj.status);
+        let rv = obj.resource_version();
+        let wrote_over = rv
+            .as_ref()
+            .is_some_and(|rv| written.superseded.contains(rv));
+        // Our own write's copy is never older, even if the server stored our status in a form
+        // that equals one we replaced.
+        let shows_replaced = rv != written.latest
+            && obj.status.as_ref() != Some(&written.status)
+            && written.replaced.contains(&obj.status);
         let stale = wrote_over || shows_replaced;
         if !stale {
             map.remove(&uid);
