@@ -1,21 +1,24 @@
 //! Everything the reconcile writes to Kubernetes: the finalizer, the status (server-side
-//! apply, skipped when unchanged) and Events.
+//! apply, skipped when unchanged) and Events; and the memory of those writes that keeps a
+//! reconcile from acting on a cached copy older than them.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::Recorder;
 use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::events::Event;
 use super::{Error, Job};
-use crate::crd::{FIELD_MANAGER, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
+use crate::crd::{FIELD_MANAGER, FINALIZER, OpenSearchPackage, OpenSearchPackageStatus, slim};
 
-pub async fn add_finalizer<B>(job: &Job<'_, B>) -> Result<(), Error> {
-    let (api, obj) = (job.api, job.obj);
+/// Adds the finalizer and returns the object as the patch left it.
+pub async fn add_finalizer<B>(job: &Job<'_, B>) -> Result<OpenSearchPackage, Error> {
+    let obj = job.obj;
     fence(job)?;
     // The `test` operations make the patch fail rather than clobber a concurrent change.
     let patch = if obj.meta().finalizers.is_none() {
@@ -29,11 +32,11 @@ pub async fn add_finalizer<B>(job: &Job<'_, B>) -> Result<(), Error> {
             {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
         ])
     };
-    json_patch(api, obj, patch).await
+    json_patch(job, patch).await
 }
 
 pub async fn remove_finalizer<B>(job: &Job<'_, B>) -> Result<(), Error> {
-    let (api, obj) = (job.api, job.obj);
+    let obj = job.obj;
     fence(job)?;
     let Some(index) = obj.finalizers().iter().position(|f| f == FINALIZER) else {
         return Ok(());
@@ -43,23 +46,25 @@ pub async fn remove_finalizer<B>(job: &Job<'_, B>) -> Result<(), Error> {
         {"op": "test", "path": path, "value": FINALIZER},
         {"op": "remove", "path": path},
     ]);
-    json_patch(api, obj, patch).await
+    json_patch(job, patch).await?;
+    Ok(())
 }
 
-async fn json_patch(
-    api: &Api<OpenSearchPackage>,
-    obj: &OpenSearchPackage,
+async fn json_patch<B>(
+    job: &Job<'_, B>,
     patch: serde_json::Value,
-) -> Result<(), Error> {
+) -> Result<OpenSearchPackage, Error> {
     let patch: json_patch::Patch =
         serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Json::<()>(patch),
-    )
-    .await?;
-    Ok(())
+    let patched = job
+        .api
+        .patch(
+            &job.obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await?;
+    Ok(job.ctx.own_writes.record(job.obj, patched))
 }
 
 /// Only the leader writes; a replica that lost the Lease (or was paused past it) stops here.
@@ -71,8 +76,8 @@ pub(super) fn fence<B>(job: &Job<'_, B>) -> Result<(), Error> {
     }
 }
 
-/// Writes the whole status with server-side apply; skipped when nothing changed. The new
-/// resourceVersion is remembered so a reconcile never acts on a cache older than this write.
+/// Writes the whole status with server-side apply; skipped when nothing changed. The object
+/// as written is remembered: a reconcile never acts on a cached copy older than this write.
 pub async fn write_status<B>(
     job: &Job<'_, B>,
     status: &OpenSearchPackageStatus,
@@ -94,24 +99,26 @@ pub async fn write_status<B>(
             &Patch::Apply(patch),
         )
         .await?;
-    job.ctx
-        .own_writes
-        .record(obj, written.resource_version(), status);
+    job.ctx.own_writes.record(obj, written);
     Ok(())
 }
 
-/// What this process's own status writes replaced, per object (by UID).
+/// This process's own writes (status and finalizer) per object (by UID), until the watch
+/// delivers them back.
 ///
-/// The watch delivers our writes back a moment later; a requeue that fires before that reads
-/// the informer cache's older copy. Acting on it could repeat a call or let server-side apply
-/// erase a field just written, so such a reconcile waits for the cache instead, however long
-/// that takes: a busy API server has delivered writes back more than half a minute late.
+/// The watch delivers our writes back a moment later, or many seconds later when the API
+/// server is busy (more than half a minute has been seen); a reconcile woken before that
+/// (its requeue, or the region observer) finds an older copy in the informer cache. Acting
+/// on that copy could repeat a call or let server-side apply erase a field just written; so
+/// the reconcile acts on the object as our last write left it (the write's answer) instead,
+/// without waiting for the watch.
 ///
-/// A copy is older than our last write when it is one we wrote over (by resourceVersion), or
-/// when it still shows a status we replaced: a user's edit can land between our read and our
-/// write, and the watch then delivers that edit (a resourceVersion we never saw, without our
-/// status) before our write. resourceVersions are opaque and are not compared. The memory of
-/// an object ends with the first copy that is not older, or when the object is deleted.
+/// A cached copy is older than our last write when it is one we wrote over (by
+/// resourceVersion), or when it still shows a status our writes replaced: a user's edit can
+/// land between our read and our write, and the watch then delivers that edit (a
+/// resourceVersion we never saw, without our status) before our write, whose answer already
+/// holds the edit. resourceVersions are opaque and are not compared. The memory of an object
+/// ends with the first cached copy that is not older, or when the object is deleted.
 #[derive(Default)]
 pub struct OwnWrites {
     by_uid: Mutex<HashMap<String, Written>>,
@@ -122,59 +129,82 @@ struct Written {
     superseded: Vec<String>,
     /// The statuses our writes replaced (`None`: none yet).
     replaced: Vec<Option<OpenSearchPackageStatus>>,
-    latest: Option<String>,
-    /// What our last write set.
-    status: OpenSearchPackageStatus,
+    /// The object as our last write left it (slimmed like the watch cache's copies).
+    latest: Arc<OpenSearchPackage>,
 }
 
 impl OwnWrites {
+    /// Remembers a write: `before` is the copy the reconcile wrote over, `after` the API
+    /// server's answer. Returns `after`, slimmed.
     fn record(
         &self,
         before: &OpenSearchPackage,
-        after: Option<String>,
-        written: &OpenSearchPackageStatus,
-    ) {
-        let Some(uid) = before.uid() else { return };
+        mut after: OpenSearchPackage,
+    ) -> OpenSearchPackage {
+        slim(&mut after);
+        let Some(uid) = before.uid() else {
+            return after;
+        };
+        let latest = Arc::new(after.clone());
         let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = map.entry(uid).or_insert_with(|| Written {
-            superseded: Vec::new(),
-            replaced: Vec::new(),
-            latest: None,
-            status: written.clone(),
-        });
-        entry.superseded.extend(before.resource_version());
-        entry.superseded.extend(entry.latest.take());
-        entry.latest = after;
-        let previous = std::mem::replace(&mut entry.status, written.clone());
-        for replaced in [before.status.clone(), Some(previous)] {
-            if replaced.as_ref() != Some(written) && !entry.replaced.contains(&replaced) {
-                entry.replaced.push(replaced);
+        let (written, previous) = match map.entry(uid) {
+            Entry::Occupied(entry) => {
+                let written = entry.into_mut();
+                let previous = std::mem::replace(&mut written.latest, latest);
+                (written, Some(previous))
+            }
+            Entry::Vacant(entry) => (
+                entry.insert(Written {
+                    superseded: Vec::new(),
+                    replaced: Vec::new(),
+                    latest,
+                }),
+                None,
+            ),
+        };
+        let wrote_over = [Some(before), previous.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|copy| copy.resource_version())
+            .filter(|rv| after.metadata.resource_version.as_ref() != Some(rv));
+        for rv in wrote_over {
+            if !written.superseded.contains(&rv) {
+                written.superseded.push(rv);
             }
         }
+        for copy in [Some(before), previous.as_deref()].into_iter().flatten() {
+            if copy.status != after.status && !written.replaced.contains(&copy.status) {
+                written.replaced.push(copy.status.clone());
+            }
+        }
+        after
     }
 
-    /// Whether `obj` is a cached copy older than a status this process wrote. A copy at or
-    /// after our last write ends the watch.
-    pub fn is_stale(&self, obj: &OpenSearchPackage) -> bool {
-        let Some(uid) = obj.uid() else { return false };
+    /// The copy a reconcile acts on: `cached` itself, or, when it is older than a write this
+    /// process made, the object as that write left it. A cached copy that is not older ends
+    /// the memory of the object's writes.
+    pub fn newest(&self, cached: Arc<OpenSearchPackage>) -> Arc<OpenSearchPackage> {
+        let Some(uid) = cached.uid() else {
+            return cached;
+        };
         let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(written) = map.get(&uid) else {
-            return false;
+            return cached;
         };
-        let rv = obj.resource_version();
+        let rv = cached.resource_version();
         let wrote_over = rv
             .as_ref()
             .is_some_and(|rv| written.superseded.contains(rv));
-        // Our own write's copy is never older, even if the server stored our status in a form
-        // that equals one we replaced.
-        let shows_replaced = rv != written.latest
-            && obj.status.as_ref() != Some(&written.status)
-            && written.replaced.contains(&obj.status);
-        let stale = wrote_over || shows_replaced;
-        if !stale {
-            map.remove(&uid);
+        // Our own write's copy is never older, even if it shows a status equal to one we
+        // replaced.
+        let shows_replaced = rv != written.latest.resource_version()
+            && cached.status != written.latest.status
+            && written.replaced.contains(&cached.status);
+        if wrote_over || shows_replaced {
+            return written.latest.clone();
         }
-        stale
+        map.remove(&uid);
+        cached
     }
 
     pub fn forget(&self, obj: &OpenSearchPackage) {

@@ -214,10 +214,6 @@ pub(crate) fn object_key(obj: &OpenSearchPackage) -> String {
 /// otherwise.
 pub const DEFAULT_CONCURRENCY: u16 = 32;
 
-/// How long a reconcile that met a cached copy older than its own status write waits before
-/// trying again, unless the watch delivers the write first (which it does).
-const STALE_COPY_RETRY: Duration = Duration::from_secs(2);
-
 /// How long a reconcile that met the closed leader fence waits before trying again. The fence
 /// can open again in the same term (a renewal confirmed late under load): then the object
 /// must come back by itself, since nothing else changes it. When the term ends instead, its
@@ -233,13 +229,8 @@ pub async fn reconcile<B: PackageBackend>(
     if !ctx.leadership.is_leader() {
         return Ok(Requeued::requeue(FENCE_RETRY));
     }
-    if ctx.own_writes.is_stale(&obj) {
-        // The watch has not delivered our last status write yet; it will, and that wakes us.
-        // The requeue is only a safety net: polling here would fill the controller's slots
-        // with copies it cannot act on while the API server is slow to deliver.
-        debug!(object = %object_key(&obj), "cached copy older than our last status write");
-        return Ok(Requeued::requeue(STALE_COPY_RETRY));
-    }
+    // A cached copy older than our own last write is never acted on: the write's answer is.
+    let obj = ctx.own_writes.newest(obj);
     let woken = match ctx.schedule.turn(&obj) {
         Turn::NotYet(remaining) => {
             debug!(object = %object_key(&obj), ?remaining, "not yet due");
@@ -330,9 +321,10 @@ async fn reconcile_object<B: PackageBackend>(
         return cleanup(&job).await;
     }
     if !has_finalizer {
-        kube_io::add_finalizer(&job).await?;
-        // The patch is a change the watch delivers: the next reconcile starts from it.
-        return Ok(Requeued::await_change());
+        // Goes on from the object as the patch left it rather than wait for the watch to
+        // deliver it (a round trip that takes seconds on a busy API server).
+        let obj = kube_io::add_finalizer(&job).await?;
+        return apply(&Job { obj: &obj, ..job }).await;
     }
     apply(&job).await
 }

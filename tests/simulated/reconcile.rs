@@ -17,6 +17,8 @@ use crate::support::{
     Aws, OBJECT_PATH, REGION, context, mock_client, object, status_patches, with_finalizer,
 };
 
+/// The finalizer is the first write, before anything is asked of AWS; the same reconcile then
+/// goes on from the patched object (no wait for the watch to deliver it).
 #[tokio::test]
 async fn a_new_object_gets_the_finalizer_first() {
     let obj = object(json!({}));
@@ -27,7 +29,6 @@ async fn a_new_object_gets_the_finalizer_first() {
         .expect("reconcile");
 
     let sent = api.sent();
-    assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(sent[0].method, "PATCH");
     assert_eq!(sent[0].path, OBJECT_PATH);
     assert_eq!(sent[0].content_type, "application/json-patch+json");
@@ -38,9 +39,26 @@ async fn a_new_object_gets_the_finalizer_first() {
             {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
         ])
     );
-    // Nothing was asked of AWS before the finalizer was in place.
-    assert_eq!(aws.calls(Operation::CreatePackage).await, 0);
-    assert_eq!(aws.calls(Operation::DescribePackages).await, 0);
+    // Then the create record (written ahead of CreatePackage) and the status after it.
+    let patches = status_patches(&sent);
+    assert_eq!(patches.len(), 2, "{sent:#?}");
+    assert_eq!(
+        patches[0].body["status"]["inFlight"]["operation"],
+        "CreatePackage"
+    );
+    assert_eq!(aws.calls(Operation::CreatePackage).await, 1);
+}
+
+/// A failed finalizer patch stops the reconcile: nothing is asked of AWS without it.
+#[tokio::test]
+async fn nothing_reaches_aws_before_the_finalizer_is_in_place() {
+    let obj = object(json!({}));
+    let (client, api) = mock_client(obj.clone());
+    api.fail_next(409);
+    let aws = Aws::immediate().await;
+    let result = reconcile(Arc::new(obj), context(client, aws.backend().await)).await;
+    assert!(result.is_err());
+    assert_eq!(aws.total_calls().await, 0);
 }
 
 #[tokio::test]

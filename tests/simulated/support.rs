@@ -126,6 +126,8 @@ pub struct Sent {
 pub struct MockApi {
     object: Arc<Mutex<Value>>,
     sent: Arc<Mutex<Vec<Sent>>>,
+    /// The status code the next request for the object is refused with, if any.
+    refuse_next: Arc<Mutex<Option<StatusCode>>>,
 }
 
 impl MockApi {
@@ -136,6 +138,12 @@ impl MockApi {
 
     pub fn sent(&self) -> Vec<Sent> {
         self.sent.lock().expect("log").clone()
+    }
+
+    /// Refuses the next request for the object with `code` (and changes nothing).
+    pub fn fail_next(&self, code: u16) {
+        *self.refuse_next.lock().expect("refusal") =
+            Some(StatusCode::from_u16(code).expect("status code"));
     }
 
     /// A user's edit: a changed spec moves the generation, every write the resourceVersion.
@@ -167,6 +175,7 @@ pub fn mock_client(object: OpenSearchPackage) -> (Client, MockApi) {
     let api = MockApi {
         object: Arc::new(Mutex::new(serde_json::to_value(&object).expect("object"))),
         sent: Arc::new(Mutex::new(Vec::new())),
+        refuse_next: Arc::new(Mutex::new(None)),
     };
     let state = api.clone();
     tokio::spawn(async move {
@@ -194,23 +203,19 @@ pub fn mock_client(object: OpenSearchPackage) -> (Client, MockApi) {
                 content_type: content_type.clone(),
                 body: body.clone(),
             });
+            let object_request = path.starts_with("/apis/ospkg.dev/");
+            let refusal = if object_request {
+                state.refuse_next.lock().expect("refusal").take()
+            } else {
+                // Only the OpenSearchPackage lives here (no ConfigMaps, for one).
+                (!path.contains("/events")).then_some(StatusCode::NOT_FOUND)
+            };
+            if let Some(code) = refusal {
+                respond.send_response(status_response(code, &path));
+                continue;
+            }
             let reply = if path.contains("/events") {
                 body
-            } else if !path.starts_with("/apis/ospkg.dev/") {
-                // Only the OpenSearchPackage lives here (no ConfigMaps, for one).
-                let response = Response::builder()
-                    .status(StatusCode::NOT_FOUND)
-                    .header("content-type", "application/json")
-                    .body(Body::from(
-                        serde_json::to_vec(&json!({
-                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                            "reason": "NotFound", "code": 404, "message": format!("{path} not found"),
-                        }))
-                        .expect("reply"),
-                    ))
-                    .expect("response");
-                respond.send_response(response);
-                continue;
             } else {
                 let mut stored = state.object.lock().expect("object");
                 if path.ends_with("/status") {
@@ -242,6 +247,22 @@ pub fn mock_client(object: OpenSearchPackage) -> (Client, MockApi) {
         }
     });
     (Client::new(service, "default"), api)
+}
+
+/// A Kubernetes `Status` failure answer with `code`.
+fn status_response(code: StatusCode, path: &str) -> Response<Body> {
+    let reason = code.canonical_reason().unwrap_or_default().replace(' ', "");
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(
+            serde_json::to_vec(&json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": reason, "code": code.as_u16(), "message": format!("{path}: {reason}"),
+            }))
+            .expect("reply"),
+        ))
+        .expect("response")
 }
 
 pub fn context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> {
