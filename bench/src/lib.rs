@@ -35,6 +35,7 @@
 //! The figures are printed as a Markdown table and, with `--json`, written as JSON
 //! ([`Report`]).
 
+mod apiserver;
 mod machine;
 mod operator;
 mod phases;

@@ -8,6 +8,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
+use crate::apiserver;
 use crate::operator::{Launch, Operator};
 use crate::report::{Changes, Create, MinMeanMax, Restart, Stats, Steady};
 use crate::simulator::{Simulator, by_operation, rate_limited};
@@ -153,6 +154,8 @@ pub async fn create(
         .iter()
         .map(Object::manifest)
         .collect::<Result<_>>()?;
+    let client = api.clone().into_client();
+    let writes_before = apiserver::writes(&client).await?;
     let t0 = SystemTime::now();
     let created: Vec<DynamicObject> = stream::iter(manifests)
         .map(|m| async move { api.create(&PostParams::default(), &m).await })
@@ -184,6 +187,7 @@ pub async fn create(
         .max()
         .unwrap_or(all_seen);
 
+    let writes_after = apiserver::writes(&client).await?;
     let log = sim.log().await?;
     let calls: Vec<_> = log.calls_between(t0, all_seen).collect();
     let throttled = calls.iter().filter(|c| rate_limited(c)).count() as u64;
@@ -229,6 +233,11 @@ pub async fn create(
         calls_per_object: total_calls as f64 / objects.len() as f64,
         throttled,
         import_end_to_ready: Stats::of(&import_end_to_ready),
+        kube_writes_per_object: apiserver::per_object(
+            &writes_before,
+            &writes_after,
+            objects.len(),
+        ),
     })
 }
 

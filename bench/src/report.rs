@@ -95,6 +95,11 @@ pub struct Create {
     /// From the simulator's import end (the package's `LastUpdatedAt` when it became
     /// AVAILABLE) to the watch delivering Ready.
     pub import_end_to_ready: Stats,
+    /// Writes to OpenSearchPackages and Events the API server served in this phase (its
+    /// `apiserver_request_total`), by `"VERB resource[/subresource]"`, per object: the
+    /// benchmark's own creates included.
+    #[serde(default)]
+    pub kube_writes_per_object: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,6 +271,22 @@ impl Report {
                 c.throttled
             ),
         );
+        row(
+            "time for the benchmark's own creates",
+            seconds(c.creates_took_ms),
+        );
+        if !c.kube_writes_per_object.is_empty() {
+            let total: f64 = c.kube_writes_per_object.values().sum();
+            let each: Vec<String> = c
+                .kube_writes_per_object
+                .iter()
+                .map(|(write, n)| format!("{n:.2} {write}"))
+                .collect();
+            row(
+                "Kubernetes writes per object (API server's count)",
+                format!("{total:.2}: {}", each.join(", ")),
+            );
+        }
         if let Some(st) = &self.steady {
             row(
                 "DescribePackages per region per resync, steady state",
