@@ -10,7 +10,7 @@ use futures::{FutureExt as _, StreamExt};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tracing::{debug, info, warn};
@@ -324,7 +324,6 @@ pub async fn run_controllers<B: PackageBackend>(
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let recorder = Recorder::new(client.clone(), reporter);
     let (tenancy, tenancy_watches) = if settings.roles {
         let (tenancy, watches) = Tenancy::watched(
             client.clone(),
@@ -339,7 +338,7 @@ pub async fn run_controllers<B: PackageBackend>(
         Context::new(
             client.clone(),
             backend,
-            recorder,
+            reporter,
             shared.metrics,
             settings.default_region,
             settings.resync,

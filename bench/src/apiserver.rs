@@ -7,7 +7,14 @@ use anyhow::{Context, Result};
 use kube::Client;
 
 /// The verbs that write.
-const WRITES: [&str; 6] = ["POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"];
+const WRITES: [&str; 6] = [
+    "POST",
+    "PUT",
+    "PATCH",
+    "APPLY",
+    "DELETE",
+    "DELETECOLLECTION",
+];
 /// The resources the operator and the benchmark write for an object.
 const RESOURCES: [&str; 2] = ["opensearchpackages", "events"];
 

@@ -233,11 +233,7 @@ pub async fn create(
         calls_per_object: total_calls as f64 / objects.len() as f64,
         throttled,
         import_end_to_ready: Stats::of(&import_end_to_ready),
-        kube_writes_per_object: apiserver::per_object(
-            &writes_before,
-            &writes_after,
-            objects.len(),
-        ),
+        kube_writes_per_object: apiserver::per_object(&writes_before, &writes_after, objects.len()),
     })
 }
 

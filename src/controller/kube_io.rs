@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 use tracing::warn;
 
@@ -217,18 +217,130 @@ impl OwnWrites {
     }
 }
 
-/// Publishes an event about `obj`. Events are best effort: losing one must not fail the
-/// reconcile.
-pub async fn publish(recorder: &Recorder, obj: &OpenSearchPackage, event: &Event) {
-    let reference: ObjectReference = obj.object_ref(&());
-    let kube_event = kube::runtime::events::Event {
-        type_: event.type_(),
-        reason: event.reason().to_owned(),
-        note: Some(event.note()),
-        action: event.action(),
-        secondary: None,
-    };
-    if let Err(error) = recorder.publish(&kube_event, &reference).await {
-        warn!(%error, reason = event.reason(), "could not publish event");
+/// How many Events one recorder publishes before it is replaced by a fresh one.
+///
+/// kube-runtime's `Recorder` keeps every Event it published for six minutes, to fold a
+/// repeat into a series (count and last time) instead of a new Event, and scans that cache
+/// on every publish. Creating thousands of objects publishes two Events each: one recorder
+/// would hold them all (about 4 KiB each) and scan them all. Renewing it keeps a repeat
+/// within the last few hundred Events folded, which is what folding is for (a stall that
+/// comes back, an update after an update), and bounds the cache.
+const EVENTS_PER_RECORDER: usize = 500;
+
+/// Publishes the operator's Events through kube-runtime's `Recorder`, one shared recorder at
+/// a time (renewed after [`EVENTS_PER_RECORDER`] Events). Events are best effort: losing one
+/// must not fail the reconcile.
+pub struct Events {
+    client: kube::Client,
+    reporter: Reporter,
+    current: Mutex<(Recorder, usize)>,
+}
+
+impl Events {
+    pub fn new(client: kube::Client, reporter: Reporter) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        Self {
+            client,
+            reporter,
+            current: Mutex::new((recorder, 0)),
+        }
+    }
+
+    /// Publishes an event about `obj`.
+    pub async fn publish(&self, obj: &OpenSearchPackage, event: &Event) {
+        let recorder = {
+            let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if current.1 >= EVENTS_PER_RECORDER {
+                *current = (Recorder::new(self.client.clone(), self.reporter.clone()), 0);
+            }
+            current.1 += 1;
+            current.0.clone()
+        };
+        let reference: ObjectReference = obj.object_ref(&());
+        let kube_event = kube::runtime::events::Event {
+            type_: event.type_(),
+            reason: event.reason().to_owned(),
+            note: Some(event.note()),
+            action: event.action(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&kube_event, &reference).await {
+            warn!(%error, reason = event.reason(), "could not publish event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use std::sync::Arc;
+
+    /// An API server that answers every Event request with the Event sent, and the methods
+    /// it was sent with, in order.
+    fn events_api() -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let methods: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = methods.clone();
+        tokio::spawn(async move {
+            while let Some((request, respond)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect_bytes().await.expect("request body");
+                seen.lock().expect("methods").push(parts.method.to_string());
+                let response = Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(bytes.to_vec()))
+                    .expect("response");
+                respond.send_response(response);
+            }
+        });
+        (kube::Client::new(service, "default"), methods)
+    }
+
+    fn object(name: &str) -> OpenSearchPackage {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ospkg.dev/v1alpha1",
+            "kind": "OpenSearchPackage",
+            "metadata": {"name": name, "namespace": "search", "uid": format!("uid-{name}")},
+            "spec": {
+                "packageType": "TXT-DICTIONARY",
+                "source": {"s3BucketName": "dictionaries", "s3Key": "synonyms.txt"},
+            },
+        }))
+        .expect("object")
+    }
+
+    #[tokio::test]
+    async fn a_repeat_is_folded_into_a_series_until_the_recorder_is_renewed() {
+        let (client, methods) = events_api();
+        let events = Events::new(
+            client,
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: None,
+            },
+        );
+        let ready = Event::Ready {
+            version: "v1".into(),
+        };
+        let first = object("synonyms");
+        events.publish(&first, &ready).await;
+        events.publish(&first, &ready).await;
+        assert_eq!(*methods.lock().expect("methods"), ["POST", "PATCH"]);
+
+        // Other objects' Events fill the recorder; the next one is a fresh recorder, which
+        // holds none of the earlier Events.
+        for n in 2..EVENTS_PER_RECORDER {
+            events
+                .publish(&object(&format!("other-{n}")), &ready)
+                .await;
+        }
+        events.publish(&first, &ready).await;
+        events.publish(&first, &ready).await;
+        let methods = methods.lock().expect("methods");
+        assert_eq!(methods.len(), EVENTS_PER_RECORDER + 2);
+        assert_eq!(methods[EVENTS_PER_RECORDER..], ["POST", "PATCH"]);
+        assert!(methods[2..EVENTS_PER_RECORDER].iter().all(|m| m == "POST"));
     }
 }

@@ -29,14 +29,14 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action as Requeued;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info_span, warn};
 
 pub use effect::Failed;
 pub use events::Event;
-pub use kube_io::OwnWrites;
+pub use kube_io::{Events, OwnWrites};
 pub use observe::region_of;
 pub use regions::{FAST as LISTING_INTERVAL, Listing, Regions, Wakers};
 pub use schedule::{Schedule, Turn};
@@ -79,7 +79,7 @@ impl Error {
 pub struct Context<B> {
     pub client: Client,
     pub backend: B,
-    pub recorder: Recorder,
+    pub events: Events,
     pub metrics: Arc<Metrics>,
     /// Region for objects that name none.
     pub default_region: String,
@@ -103,16 +103,16 @@ impl<B: PackageBackend> Context<B> {
     pub fn new(
         client: Client,
         backend: B,
-        recorder: Recorder,
+        reporter: Reporter,
         metrics: Arc<Metrics>,
         default_region: String,
         resync: Duration,
         stores: Vec<Store<OpenSearchPackage>>,
     ) -> Self {
         Self {
+            events: Events::new(client.clone(), reporter),
             client,
             backend,
-            recorder,
             metrics,
             default_region,
             stores,
@@ -473,7 +473,7 @@ async fn finish<B: PackageBackend>(
     }
     status.domains_ready = status::domains_ready(&status);
     for event in &effect.events {
-        kube_io::publish(&ctx.recorder, obj, event).await;
+        ctx.events.publish(obj, event).await;
     }
     let key = object_key(obj);
     if effect.requeue == Requeue::Never && obj.meta().deletion_timestamp.is_some() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector;
 use kube::{Client, Resource};
 use ospkg::backend::Operation;
@@ -277,17 +277,14 @@ pub fn standby_context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBa
 
 fn new_context(client: Client, backend: AwsBackend, metrics: Arc<Metrics>) -> Context<AwsBackend> {
     let (store, _writer) = reflector::store::<OpenSearchPackage>();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "opensearch-package-operator".into(),
-            instance: None,
-        },
-    );
+    let reporter = Reporter {
+        controller: "opensearch-package-operator".into(),
+        instance: None,
+    };
     Context::new(
         client,
         backend,
-        recorder,
+        reporter,
         metrics,
         REGION.into(),
         Duration::from_secs(600),
