@@ -9,7 +9,8 @@ use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{DefaultHasher, Entry};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::events::Event;
@@ -127,8 +128,9 @@ pub struct OwnWrites {
 struct Written {
     /// resourceVersions older than our last write (the ones we wrote over).
     superseded: Vec<String>,
-    /// The statuses our writes replaced (`None`: none yet).
-    replaced: Vec<Option<OpenSearchPackageStatus>>,
+    /// Digests of the statuses our writes replaced (`None`, none yet, included): while the
+    /// watch is behind, thousands of objects can have an entry here.
+    replaced: Vec<u64>,
     /// The object as our last write left it (slimmed like the watch cache's copies).
     latest: Arc<OpenSearchPackage>,
 }
@@ -173,8 +175,9 @@ impl OwnWrites {
             }
         }
         for copy in [Some(before), previous.as_deref()].into_iter().flatten() {
-            if copy.status != after.status && !written.replaced.contains(&copy.status) {
-                written.replaced.push(copy.status.clone());
+            let digest = status_digest(&copy.status);
+            if copy.status != after.status && !written.replaced.contains(&digest) {
+                written.replaced.push(digest);
             }
         }
         after
@@ -199,7 +202,7 @@ impl OwnWrites {
         // replaced.
         let shows_replaced = rv != written.latest.resource_version()
             && cached.status != written.latest.status
-            && written.replaced.contains(&cached.status);
+            && written.replaced.contains(&status_digest(&cached.status));
         if wrote_over || shows_replaced {
             return written.latest.clone();
         }
@@ -215,6 +218,15 @@ impl OwnWrites {
                 .remove(&uid);
         }
     }
+}
+
+/// A 64-bit digest of a status as serialized (statuses are not `Hash`).
+fn status_digest(status: &Option<OpenSearchPackageStatus>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_vec(status)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// How many Events one recorder publishes before it is replaced by a fresh one.
@@ -332,9 +344,7 @@ mod tests {
         // Other objects' Events fill the recorder; the next one is a fresh recorder, which
         // holds none of the earlier Events.
         for n in 2..EVENTS_PER_RECORDER {
-            events
-                .publish(&object(&format!("other-{n}")), &ready)
-                .await;
+            events.publish(&object(&format!("other-{n}")), &ready).await;
         }
         events.publish(&first, &ready).await;
         events.publish(&first, &ready).await;
