@@ -23,8 +23,8 @@ use super::sdk::sent_once;
 pub use super::sdk::{Timeouts, sdk_defaults};
 use super::{
     AssociatePackage, BackendError, BackendResult, CreatePackage, DomainAssociation,
-    DomainPackageStatus, Package, PackageBackend, PackageFilter, PackageStatus, PackageVersion,
-    ServiceError, UpdatePackage, sort_newest_first,
+    DomainPackageStatus, Package, PackageBackend, PackageFilter, PackagePage, PackageStatus,
+    PackageVersion, ServiceError, UpdatePackage, sort_newest_first,
 };
 use crate::crd::{KeyStoreAccess, PackageConfiguration, PackageEncryption};
 
@@ -142,16 +142,18 @@ impl PackageBackend for AwsBackend {
         self.identities.check(session, region).await
     }
 
-    async fn describe_packages(
+    async fn describe_packages_page(
         &self,
         scope: &Scope,
         filter: PackageFilter,
-    ) -> BackendResult<Vec<Package>> {
+        next_token: Option<String>,
+    ) -> BackendResult<PackagePage> {
         let mut request = self
             .client(scope)
             .await?
             .describe_packages()
-            .max_results(PAGE_SIZE);
+            .max_results(PAGE_SIZE)
+            .set_next_token(next_token);
         request = match filter {
             PackageFilter::All => request,
             PackageFilter::Id(id) => request.filters(
@@ -167,13 +169,16 @@ impl PackageBackend for AwsBackend {
                     .build(),
             ),
         };
-        let mut pages = request.into_paginator().send();
-        let mut packages = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(map_sdk_error)?;
-            packages.extend(page.package_details_list().iter().map(package_from_sdk));
-        }
-        Ok(packages)
+        let page = request.send().await.map_err(map_sdk_error)?;
+        Ok(PackagePage {
+            packages: page
+                .package_details_list()
+                .iter()
+                .map(package_from_sdk)
+                .collect(),
+            // An empty token ends the listing as a missing one does.
+            next_token: page.next_token.filter(|t| !t.is_empty()),
+        })
     }
 
     async fn create_package(

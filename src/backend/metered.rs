@@ -15,7 +15,8 @@ use tokio::sync::watch;
 
 use super::{
     AssociatePackage, BackendError, BackendResult, CreatePackage, DomainAssociation, Operation,
-    Package, PackageBackend, PackageFilter, PackageVersion, Place, Scope, UpdatePackage,
+    Package, PackageBackend, PackageFilter, PackagePage, PackageVersion, Place, Scope,
+    UpdatePackage,
 };
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -46,9 +47,10 @@ struct Waiting {
 /// imports finished: queued behind hundreds of creates, it would leave those objects unseen
 /// until every create was sent.
 ///
-/// The limiter counts backend calls. A paginated read (DescribePackages with every page)
-/// is one call here, so the quota is a budget for operations, not for HTTP requests; the
-/// SDK's adaptive retry mode absorbs the rest.
+/// Every page of DescribePackages is a call and takes a token: a region-wide listing of
+/// thousands of packages costs the service tens of requests, and counted as one it went over
+/// the service's limit while creates took the rest (each extra page throttled and retried).
+/// Version history and a package's domains, one page almost always, are one call each.
 pub struct Metered<B> {
     inner: B,
     metrics: Arc<Metrics>,
@@ -189,14 +191,17 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
         self.inner.check_role(session, region).await
     }
 
-    async fn describe_packages(
+    /// Each page is a call: one token each. The region listing's pages go first (see
+    /// [`Metered`]).
+    async fn describe_packages_page(
         &self,
         scope: &Scope,
         filter: PackageFilter,
-    ) -> BackendResult<Vec<Package>> {
+        next_token: Option<String>,
+    ) -> BackendResult<PackagePage> {
         let listing = filter == PackageFilter::All;
         self.paced_call(scope, Operation::DescribePackages, listing, || {
-            self.inner.describe_packages(scope, filter)
+            self.inner.describe_packages_page(scope, filter, next_token)
         })
         .await
     }

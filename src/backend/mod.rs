@@ -138,6 +138,14 @@ pub struct DomainAssociation {
     pub error: Option<ServiceError>,
 }
 
+/// One page of DescribePackages.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PackagePage {
+    pub packages: Vec<Package>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
 /// Which packages DescribePackages should return.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PackageFilter {
@@ -274,14 +282,40 @@ pub type BackendResult<T> = Result<T, BackendError>;
 /// The AWS package operations the operator uses, each in a [`Scope`] (account, region and
 /// the identity that reaches them).
 ///
-/// Implementations return every page of paginated results. Version history is returned
-/// newest first.
+/// Implementations return every page of paginated results, except DescribePackages, which
+/// is served a page at a time ([`Self::describe_packages_page`]) so that every page can be
+/// rate-limited like the call it is (a region-wide listing of thousands of packages is tens
+/// of them). Version history is returned newest first.
 pub trait PackageBackend: Send + Sync + 'static {
+    /// Every package the filter selects, one page after another.
     fn describe_packages(
         &self,
         scope: &Scope,
         filter: PackageFilter,
-    ) -> impl Future<Output = BackendResult<Vec<Package>>> + Send;
+    ) -> impl Future<Output = BackendResult<Vec<Package>>> + Send {
+        async move {
+            let mut packages = Vec::new();
+            let mut next_token = None;
+            loop {
+                let page = self
+                    .describe_packages_page(scope, filter.clone(), next_token)
+                    .await?;
+                packages.extend(page.packages);
+                next_token = page.next_token;
+                if next_token.is_none() {
+                    return Ok(packages);
+                }
+            }
+        }
+    }
+
+    /// One page of DescribePackages, from `next_token` (the first page when `None`).
+    fn describe_packages_page(
+        &self,
+        scope: &Scope,
+        filter: PackageFilter,
+        next_token: Option<String>,
+    ) -> impl Future<Output = BackendResult<PackagePage>> + Send;
 
     fn create_package(
         &self,
@@ -354,6 +388,15 @@ impl<B: PackageBackend> PackageBackend for std::sync::Arc<B> {
         filter: PackageFilter,
     ) -> impl Future<Output = BackendResult<Vec<Package>>> + Send {
         (**self).describe_packages(scope, filter)
+    }
+
+    fn describe_packages_page(
+        &self,
+        scope: &Scope,
+        filter: PackageFilter,
+        next_token: Option<String>,
+    ) -> impl Future<Output = BackendResult<PackagePage>> + Send {
+        (**self).describe_packages_page(scope, filter, next_token)
     }
 
     fn create_package(
