@@ -469,6 +469,17 @@ mod tests {
         ));
     }
 
+    /// The operations the simulator received, in order.
+    async fn operations(sim: &RunningSim) -> Vec<String> {
+        sim.admin()
+            .log()
+            .await
+            .expect("call log")
+            .into_iter()
+            .filter_map(|entry| entry.operation)
+            .collect()
+    }
+
     #[tokio::test]
     async fn a_waiting_change_goes_before_waiting_reads() {
         let sim = ospkg_sim::start(SimConfig::default())
@@ -510,16 +521,9 @@ mod tests {
         let _ = read.await.expect("read task");
         let _ = change.await.expect("change task");
         let _ = listing.await.expect("listing task");
-        let order: Vec<String> = sim
-            .admin()
-            .log()
-            .await
-            .expect("call log")
-            .into_iter()
-            .filter_map(|entry| entry.operation)
-            .collect();
-        // The read asked first but waited behind the change; the listing (which competes for
-        // tokens without queuing behind changes) was sent too.
+        let order = operations(&sim).await;
+        // The read asked first but waited behind the change; the listing (which goes before
+        // both) was sent too.
         let at = |operation: &str| order.iter().position(|o| o == operation);
         let read_at = at("GetPackageVersionHistory").expect("read sent");
         assert!(
@@ -570,14 +574,7 @@ mod tests {
         for change in changes {
             let _ = change.await.expect("change task");
         }
-        let order: Vec<String> = sim
-            .admin()
-            .log()
-            .await
-            .expect("call log")
-            .into_iter()
-            .filter_map(|entry| entry.operation)
-            .collect();
+        let order = operations(&sim).await;
         let listing_at = order
             .iter()
             .position(|o| o == "DescribePackages")
