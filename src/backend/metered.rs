@@ -480,22 +480,24 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn a_waiting_change_goes_before_waiting_reads() {
+    /// The production backend against an in-process simulator, metered at `rate` calls a
+    /// second, with eu-west-1's burst spent: every call there waits for the next tokens.
+    async fn spent(rate: u32) -> (Arc<Metered<AwsBackend>>, RunningSim) {
         let sim = ospkg_sim::start(SimConfig::default())
             .await
             .expect("simulator starts");
         let inner = AwsBackend::for_endpoint(&sim.endpoint()).await;
-        let rate = NonZeroU32::new(1).expect("non-zero");
+        let rate = NonZeroU32::new(rate).expect("non-zero");
         let backend = Arc::new(Metered::new(inner, Arc::new(Metrics::new()), rate));
-        // Spend the region's only token: everything below waits for the next ones (1/s).
-        assert!(
-            backend
-                .lane(at("eu-west-1").place())
-                .limiter
-                .check()
-                .is_ok()
-        );
+        let lane = backend.lane(at("eu-west-1").place());
+        while lane.limiter.check().is_ok() {}
+        (backend, sim)
+    }
+
+    #[tokio::test]
+    async fn a_waiting_change_goes_before_waiting_reads() {
+        // The next token comes in a second.
+        let (backend, sim) = spent(1).await;
         let read = tokio::spawn({
             let backend = backend.clone();
             async move {
@@ -539,15 +541,9 @@ mod tests {
     /// as long as they came: 36 s for the benchmark's 300 objects in one region.
     #[tokio::test]
     async fn a_region_listing_goes_before_changes_that_keep_coming() {
-        let sim = ospkg_sim::start(SimConfig::default())
-            .await
-            .expect("simulator starts");
-        let inner = AwsBackend::for_endpoint(&sim.endpoint()).await;
-        let rate = NonZeroU32::new(20).expect("non-zero");
-        let backend = Arc::new(Metered::new(inner, Arc::new(Metrics::new()), rate));
-        // Spend the burst: what follows waits for the next tokens (one every 50 ms).
+        // A token every 50 ms.
+        let (backend, sim) = spent(20).await;
         let lane = backend.lane(at("eu-west-1").place());
-        while lane.limiter.check().is_ok() {}
         let listing = tokio::spawn({
             let backend = backend.clone();
             async move {
