@@ -10,8 +10,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// thousand objects). And an object whose package just changed in AWS (an import finished:
 /// woken by its region's observer) has little left to do; it should not queue behind a
 /// backlog of new objects: it may also take one of as many extra slots kept for such
-/// objects. Reconciles with nothing to do (not yet due, or a cached copy older than our
-/// own write) take no slot.
+/// objects. Reconciles with nothing to do (not yet due) take no slot.
 pub struct Slots {
     work: Semaphore,
     changed: Semaphore,
