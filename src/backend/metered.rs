@@ -494,6 +494,18 @@ mod tests {
         (backend, sim)
     }
 
+    /// eu-west-1's region listing, in a task of its own.
+    fn spawn_listing(
+        backend: &Arc<Metered<AwsBackend>>,
+    ) -> tokio::task::JoinHandle<BackendResult<Vec<Package>>> {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            backend
+                .describe_packages(&at("eu-west-1"), PackageFilter::All)
+                .await
+        })
+    }
+
     #[tokio::test]
     async fn a_waiting_change_goes_before_waiting_reads() {
         // The next token comes in a second.
@@ -512,14 +524,7 @@ mod tests {
             async move { backend.delete_package(&at("eu-west-1"), "F000000001").await }
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let listing = tokio::spawn({
-            let backend = backend.clone();
-            async move {
-                backend
-                    .describe_packages(&at("eu-west-1"), PackageFilter::All)
-                    .await
-            }
-        });
+        let listing = spawn_listing(&backend);
         let _ = read.await.expect("read task");
         let _ = change.await.expect("change task");
         let _ = listing.await.expect("listing task");
@@ -544,14 +549,7 @@ mod tests {
         // A token every 50 ms.
         let (backend, sim) = spent(20).await;
         let lane = backend.lane(at("eu-west-1").place());
-        let listing = tokio::spawn({
-            let backend = backend.clone();
-            async move {
-                backend
-                    .describe_packages(&at("eu-west-1"), PackageFilter::All)
-                    .await
-            }
-        });
+        let listing = spawn_listing(&backend);
         // The listing waits for its token before the changes come.
         while lane.waiting.borrow().listings == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
