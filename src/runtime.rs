@@ -2,11 +2,12 @@
 //! the health and metrics server, leader election, graceful shutdown and the kube-runtime
 //! controllers.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::{FutureExt as _, StreamExt};
+use futures::{FutureExt as _, StreamExt, TryStreamExt as _};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -20,7 +21,7 @@ use crate::backend::aws::{AwsBackend, Timeouts, sdk_defaults};
 use crate::backend::identity::Identities;
 use crate::backend::metered::Metered;
 use crate::backend::s3::S3Backend;
-use crate::controller::{Context, Wakers, error_policy, reconcile};
+use crate::controller::{Context, OwnWrites, Wakers, error_policy, reconcile};
 use crate::crd::{FIELD_MANAGER, OpenSearchPackage, OpenSearchPackageRole, slim};
 use crate::leader::{self, Election, Leadership};
 use crate::metrics::Metrics;
@@ -278,19 +279,6 @@ pub async fn run_controllers<B: PackageBackend>(
     settings: Settings,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let watcher_config = match &settings.label_selector {
-        Some(selector) => watcher::Config::default().labels(selector),
-        None => watcher::Config::default(),
-    };
-    let apis: Vec<Api<OpenSearchPackage>> = if settings.namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        settings
-            .namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
-    };
     let stopped = {
         let mut stop = stop.clone();
         async move {
@@ -298,26 +286,9 @@ pub async fn run_controllers<B: PackageBackend>(
         }
         .shared()
     };
-    // Unbounded here: `Context::slots` bounds the reconciles that work, in order (see there).
-    let controller_config = ControllerConfig::default().concurrency(0);
-    // The region observers wake objects whose package changed through these channels.
-    let mut wakers = Wakers::default();
-    let controllers: Vec<Controller<OpenSearchPackage>> = apis
-        .into_iter()
-        .zip(watched_namespaces(&settings.namespaces))
-        .map(|(api, namespace)| {
-            let (wake, woken) = futures::channel::mpsc::unbounded();
-            wakers.route(namespace, wake);
-            // The controller's own watch, with each object slimmed before it is cached.
-            let (reader, writer) = reflector::store();
-            let objects = reflector(writer, watcher(api, watcher_config.clone()).modify(slim))
-                .applied_objects();
-            Controller::for_stream(objects, reader)
-                .with_config(controller_config.clone())
-                .reconcile_on(woken)
-                .graceful_shutdown_on(stopped.clone())
-        })
-        .collect();
+    let own_writes = Arc::new(OwnWrites::default());
+    let (controllers, wakers) =
+        package_controllers(&client, &settings, &own_writes, stopped.clone());
     let stores: Vec<Store<OpenSearchPackage>> = controllers.iter().map(|c| c.store()).collect();
 
     let reporter = Reporter {
@@ -346,6 +317,7 @@ pub async fn run_controllers<B: PackageBackend>(
         )
         .with_leadership(shared.leadership)
         .with_wakers(wakers)
+        .with_own_writes(own_writes)
         .with_source(Follower::new(settings.follow, shared.s3))
         .with_tenancy(tenancy)
         .with_concurrency(settings.concurrency.into()),
@@ -401,6 +373,53 @@ pub async fn run_controllers<B: PackageBackend>(
     if let Some(watches) = watches {
         watches.abort();
     }
+}
+
+/// One kube-runtime controller per watched namespace (or one for all), each with its own
+/// slimmed watch cache, and the channels through which the region observers wake their
+/// objects.
+fn package_controllers(
+    client: &Client,
+    settings: &Settings,
+    own_writes: &Arc<OwnWrites>,
+    stopped: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+) -> (Vec<Controller<OpenSearchPackage>>, Wakers) {
+    let watcher_config = match &settings.label_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let apis: Vec<Api<OpenSearchPackage>> = if settings.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        settings
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    // Unbounded here: `Context::slots` bounds the reconciles that work, in order (see there).
+    let controller_config = ControllerConfig::default().concurrency(0);
+    let mut wakers = Wakers::default();
+    let controllers = apis
+        .into_iter()
+        .zip(watched_namespaces(&settings.namespaces))
+        .map(|(api, namespace)| {
+            let (wake, woken) = futures::channel::mpsc::unbounded();
+            wakers.route(namespace, wake);
+            // The controller's own watch, with each object slimmed before it is cached. Once
+            // cached, a copy that shows our last write ends the memory of that write.
+            let (reader, writer) = reflector::store();
+            let own_writes = own_writes.clone();
+            let objects = reflector(writer, watcher(api, watcher_config.clone()).modify(slim))
+                .applied_objects()
+                .inspect_ok(move |obj| own_writes.delivered(obj));
+            Controller::for_stream(objects, reader)
+                .with_config(controller_config.clone())
+                .reconcile_on(woken)
+                .graceful_shutdown_on(stopped.clone())
+        })
+        .collect();
+    (controllers, wakers)
 }
 
 /// The namespace each controller watches, in the order of [`run_controllers`]'s APIs (`None`:

@@ -135,6 +135,20 @@ struct Written {
     latest: Arc<OpenSearchPackage>,
 }
 
+impl Written {
+    /// Whether our last write is newer than `copy`: a copy we wrote over, or one that still
+    /// shows a status our writes replaced (our own write's copy is never older, even if it
+    /// shows a status equal to one we replaced).
+    fn is_newer_than(&self, copy: &OpenSearchPackage) -> bool {
+        let rv = copy.resource_version();
+        let wrote_over = rv.as_ref().is_some_and(|rv| self.superseded.contains(rv));
+        let shows_replaced = rv != self.latest.resource_version()
+            && copy.status != self.latest.status
+            && self.replaced.contains(&status_digest(&copy.status));
+        wrote_over || shows_replaced
+    }
+}
+
 impl OwnWrites {
     /// Remembers a write: `before` is the copy the reconcile wrote over, `after` the API
     /// server's answer. Returns `after`, slimmed.
@@ -194,20 +208,33 @@ impl OwnWrites {
         let Some(written) = map.get(&uid) else {
             return cached;
         };
-        let rv = cached.resource_version();
-        let wrote_over = rv
-            .as_ref()
-            .is_some_and(|rv| written.superseded.contains(rv));
-        // Our own write's copy is never older, even if it shows a status equal to one we
-        // replaced.
-        let shows_replaced = rv != written.latest.resource_version()
-            && cached.status != written.latest.status
-            && written.replaced.contains(&status_digest(&cached.status));
-        if wrote_over || shows_replaced {
+        if written.is_newer_than(&cached) {
             return written.latest.clone();
         }
         map.remove(&uid);
         cached
+    }
+
+    /// The watch delivered `copy` (and the cache holds it): when it is not older than our
+    /// last write, the memory of the object's writes ends here rather than at its next
+    /// reconcile, which may be a resync away: an object that became Ready would otherwise
+    /// keep a second full copy until then.
+    pub fn delivered(&self, copy: &OpenSearchPackage) {
+        let Some(uid) = copy.uid() else {
+            return;
+        };
+        let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.get(&uid).is_some_and(|w| !w.is_newer_than(copy)) {
+            map.remove(&uid);
+        }
+    }
+
+    /// How many objects have writes the watch has not delivered yet.
+    pub fn undelivered(&self) -> usize {
+        self.by_uid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     pub fn forget(&self, obj: &OpenSearchPackage) {
@@ -352,5 +379,42 @@ mod tests {
         assert_eq!(methods.len(), EVENTS_PER_RECORDER + 2);
         assert_eq!(methods[EVENTS_PER_RECORDER..], ["POST", "PATCH"]);
         assert!(methods[2..EVENTS_PER_RECORDER].iter().all(|m| m == "POST"));
+    }
+
+    /// `obj` at resourceVersion `rv`, with a status that recorded `package_id`.
+    fn at(rv: &str, package_id: Option<&str>) -> OpenSearchPackage {
+        let mut obj = object("synonyms");
+        obj.metadata.resource_version = Some(rv.to_owned());
+        obj.status = package_id.map(|id| OpenSearchPackageStatus {
+            package_id: Some(id.to_owned()),
+            ..OpenSearchPackageStatus::default()
+        });
+        obj
+    }
+
+    #[test]
+    fn the_memory_of_a_write_ends_when_the_watch_delivers_it() {
+        let writes = OwnWrites::default();
+        let (before, after) = (at("1", None), at("2", Some("F1")));
+        writes.record(&before, after.clone());
+        // The watch is behind: it delivers the copy we wrote over, and a reconcile acts on
+        // our write's answer.
+        writes.delivered(&before);
+        assert_eq!(writes.undelivered(), 1);
+        let newest = writes.newest(Arc::new(before.clone()));
+        assert_eq!(newest.resource_version().as_deref(), Some("2"));
+        // The watch delivers our write: nothing is kept for the object any more, before any
+        // reconcile asked.
+        writes.delivered(&after);
+        assert_eq!(writes.undelivered(), 0);
+    }
+
+    #[test]
+    fn a_copy_newer_than_our_write_also_ends_its_memory() {
+        let writes = OwnWrites::default();
+        writes.record(&at("1", None), at("2", Some("F1")));
+        // A user's edit after our write: a resourceVersion we never saw, with our status.
+        writes.delivered(&at("3", Some("F1")));
+        assert_eq!(writes.undelivered(), 0);
     }
 }
