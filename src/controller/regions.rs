@@ -39,55 +39,74 @@ const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
 /// Every package of one region, as one listing saw them.
+///
+/// Kept as a vector sorted by id (and an index sorted by name) rather than maps: every
+/// region holds one, two while the next is compared with it, with as many entries as the
+/// region has packages (thousands); the maps' spare buckets and the copies of their keys
+/// were half of that memory.
 #[derive(Debug)]
 pub struct Listing {
     /// When the listing request was started: it reflects every change made before then.
     pub started: Instant,
-    by_id: HashMap<String, Package>,
-    id_by_name: HashMap<String, String>,
+    /// Sorted by id, one entry per id.
+    packages: Vec<Package>,
+    /// Positions in `packages`, sorted by the package's name.
+    by_name: Vec<u32>,
 }
 
 impl Listing {
-    fn new(started: Instant, packages: Vec<Package>) -> Self {
-        let id_by_name = packages
-            .iter()
-            .map(|p| (p.name.clone(), p.id.clone()))
+    fn new(started: Instant, mut packages: Vec<Package>) -> Self {
+        packages.sort_by(|a, b| a.id.cmp(&b.id));
+        // A package seen twice (the listing's pages moved under it) counts once.
+        packages.dedup_by(|a, b| a.id == b.id);
+        packages.shrink_to_fit();
+        let mut by_name: Vec<u32> = (0..packages.len())
+            .filter_map(|i| u32::try_from(i).ok())
             .collect();
-        let by_id = packages.into_iter().map(|p| (p.id.clone(), p)).collect();
+        by_name.sort_by(|a, b| packages[*a as usize].name.cmp(&packages[*b as usize].name));
         Self {
             started,
-            by_id,
-            id_by_name,
+            packages,
+            by_name,
         }
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Package> {
-        self.by_id.get(id)
+        let at = self
+            .packages
+            .binary_search_by(|p| p.id.as_str().cmp(id))
+            .ok()?;
+        self.packages.get(at)
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Package> {
-        self.by_id.get(self.id_by_name.get(name)?)
+        let name_of = |i: &u32| self.packages[*i as usize].name.as_str();
+        let at = self
+            .by_name
+            .binary_search_by(|i| name_of(i).cmp(name))
+            .ok()?;
+        self.packages.get(self.by_name[at] as usize)
     }
 
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.packages.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.packages.is_empty()
     }
 
     /// The packages that differ between `self` and `newer` (appeared, changed or gone).
     fn changes(&self, newer: &Listing) -> Changes {
         let mut changes = Changes::default();
         let appeared_or_changed = newer
-            .by_id
-            .values()
-            .filter(|p| self.by_id.get(&p.id) != Some(*p));
+            .packages
+            .iter()
+            .filter(|p| self.by_id(&p.id) != Some(*p));
         let gone = self
-            .by_id
-            .values()
-            .filter(|p| !newer.by_id.contains_key(&p.id));
+            .packages
+            .iter()
+            .filter(|p| newer.by_id(&p.id).is_none());
         for package in appeared_or_changed.chain(gone) {
             changes.ids.insert(package.id.clone());
             changes.names.insert(package.name.clone());
@@ -482,5 +501,52 @@ mod tests {
             &obj,
             &listing(vec![package(PackageStatus::Copying)])
         ));
+    }
+
+    fn named(id: &str, name: &str, status: PackageStatus) -> Package {
+        Package {
+            id: id.into(),
+            name: name.into(),
+            ..package(status)
+        }
+    }
+
+    #[test]
+    fn a_listing_finds_its_packages_by_id_and_by_name() {
+        let packages = vec![
+            named("F3", "alpha", PackageStatus::Available),
+            named("F1", "charlie", PackageStatus::Copying),
+            named("F2", "bravo", PackageStatus::Available),
+            // The same package on two pages: once.
+            named("F1", "charlie", PackageStatus::Copying),
+        ];
+        let listing = listing(packages);
+        assert_eq!(listing.len(), 3);
+        for (id, name) in [("F1", "charlie"), ("F2", "bravo"), ("F3", "alpha")] {
+            assert_eq!(listing.by_id(id).map(|p| p.name.as_str()), Some(name));
+            assert_eq!(listing.by_name(name).map(|p| p.id.as_str()), Some(id));
+        }
+        assert!(listing.by_id("F4").is_none());
+        assert!(listing.by_name("delta").is_none());
+    }
+
+    #[test]
+    fn changes_are_the_packages_that_appeared_changed_or_went() {
+        let before = listing(vec![
+            named("F1", "kept", PackageStatus::Available),
+            named("F2", "importing", PackageStatus::Copying),
+            named("F3", "deleted", PackageStatus::Available),
+        ]);
+        let after = listing(vec![
+            named("F4", "created", PackageStatus::Copying),
+            named("F2", "importing", PackageStatus::Available),
+            named("F1", "kept", PackageStatus::Available),
+        ]);
+        let changes = before.changes(&after);
+        let mut ids: Vec<_> = changes.ids.iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["F2", "F3", "F4"]);
+        assert!(changes.names.contains("created") && !changes.names.contains("kept"));
+        assert!(after.changes(&after).is_empty());
     }
 }
