@@ -407,12 +407,17 @@ fn package_controllers(
             let (wake, woken) = futures::channel::mpsc::unbounded();
             wakers.route(namespace, wake);
             // The controller's own watch, with each object slimmed before it is cached. Once
-            // cached, a copy that shows our last write ends the memory of that write.
+            // cached, a copy that shows our last write ends the copy kept of that write.
             let (reader, writer) = reflector::store();
             let own_writes = own_writes.clone();
+            // (Only a watched change: a relist's objects reach the cache all at once, at its end.)
             let objects = reflector(writer, watcher(api, watcher_config.clone()).modify(slim))
-                .applied_objects()
-                .inspect_ok(move |obj| own_writes.delivered(obj));
+                .inspect_ok(move |event| {
+                    if let watcher::Event::Apply(obj) = event {
+                        own_writes.delivered(obj);
+                    }
+                })
+                .applied_objects();
             Controller::for_stream(objects, reader)
                 .with_config(controller_config.clone())
                 .reconcile_on(woken)
