@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::{FutureExt as _, StreamExt, TryStreamExt as _};
+use futures::{FutureExt as _, StreamExt};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -21,7 +21,7 @@ use crate::backend::aws::{AwsBackend, Timeouts, sdk_defaults};
 use crate::backend::identity::Identities;
 use crate::backend::metered::Metered;
 use crate::backend::s3::S3Backend;
-use crate::controller::{Context, OwnWrites, Wakers, error_policy, reconcile};
+use crate::controller::{Context, Wakers, error_policy, reconcile};
 use crate::crd::{FIELD_MANAGER, OpenSearchPackage, OpenSearchPackageRole, slim};
 use crate::leader::{self, Election, Leadership};
 use crate::metrics::Metrics;
@@ -286,9 +286,7 @@ pub async fn run_controllers<B: PackageBackend>(
         }
         .shared()
     };
-    let own_writes = Arc::new(OwnWrites::default());
-    let (controllers, wakers) =
-        package_controllers(&client, &settings, &own_writes, stopped.clone());
+    let (controllers, wakers) = package_controllers(&client, &settings, stopped.clone());
     let stores: Vec<Store<OpenSearchPackage>> = controllers.iter().map(|c| c.store()).collect();
 
     let reporter = Reporter {
@@ -317,7 +315,6 @@ pub async fn run_controllers<B: PackageBackend>(
         )
         .with_leadership(shared.leadership)
         .with_wakers(wakers)
-        .with_own_writes(own_writes)
         .with_source(Follower::new(settings.follow, shared.s3))
         .with_tenancy(tenancy)
         .with_concurrency(settings.concurrency.into()),
@@ -381,7 +378,6 @@ pub async fn run_controllers<B: PackageBackend>(
 fn package_controllers(
     client: &Client,
     settings: &Settings,
-    own_writes: &Arc<OwnWrites>,
     stopped: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) -> (Vec<Controller<OpenSearchPackage>>, Wakers) {
     let watcher_config = match &settings.label_selector {
@@ -406,17 +402,9 @@ fn package_controllers(
         .map(|(api, namespace)| {
             let (wake, woken) = futures::channel::mpsc::unbounded();
             wakers.route(namespace, wake);
-            // The controller's own watch, with each object slimmed before it is cached. Once
-            // cached, a copy that shows our last write ends the copy kept of that write.
+            // The controller's own watch, with each object slimmed before it is cached.
             let (reader, writer) = reflector::store();
-            let own_writes = own_writes.clone();
-            // (Only a watched change: a relist's objects reach the cache all at once, at its end.)
             let objects = reflector(writer, watcher(api, watcher_config.clone()).modify(slim))
-                .inspect_ok(move |event| {
-                    if let watcher::Event::Apply(obj) = event {
-                        own_writes.delivered(obj);
-                    }
-                })
                 .applied_objects();
             Controller::for_stream(objects, reader)
                 .with_config(controller_config.clone())

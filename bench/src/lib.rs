@@ -342,11 +342,7 @@ async fn run_in(options: &Options, dir: &Path) -> Result<Report> {
     } else {
         None
     };
-    let (peak_rss_mib, rss_mib) = operator.memory_mib()?;
-    let memory = Memory {
-        peak_rss_mib,
-        rss_mib,
-    };
+    let memory = operator.memory()?;
     let restart = if options.runs(Phase::Restart) {
         operator.stop().await?;
         let (restarted, restart) = phases::restart(options, &launch, &sim).await?;

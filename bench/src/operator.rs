@@ -12,7 +12,7 @@ use procfs::process::Process as ProcProcess;
 use testenv::{ControlPlane, Process};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::report::Startup;
+use crate::report::{Memory, Startup};
 
 /// Namespace of the operator as the chart installs it (its Lease lives there).
 pub const OPERATOR_NAMESPACE: &str = "opensearch-package-operator";
@@ -271,11 +271,16 @@ impl Operator {
         Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
     }
 
-    /// (VmHWM, VmRSS) in MiB.
-    pub fn memory_mib(&self) -> Result<(f64, f64)> {
+    /// The process's memory now, in MiB.
+    pub fn memory(&self) -> Result<Memory> {
         let status = self.proc()?.status()?;
         let mib = |kib: Option<u64>| kib.unwrap_or(0) as f64 / 1024.0;
-        Ok((mib(status.vmhwm), mib(status.vmrss)))
+        Ok(Memory {
+            peak_rss_mib: mib(status.vmhwm),
+            rss_mib: mib(status.vmrss),
+            anon_mib: mib(status.rssanon),
+            file_mib: mib(status.rssfile),
+        })
     }
 
     fn proc(&self) -> Result<ProcProcess> {

@@ -143,6 +143,13 @@ pub struct Memory {
     pub peak_rss_mib: f64,
     /// VmRSS at the same moment.
     pub rss_mib: f64,
+    /// Of `rss_mib`: anonymous memory (RssAnon: heap, stacks).
+    #[serde(default)]
+    pub anon_mib: f64,
+    /// Of `rss_mib`: mapped files (RssFile: mostly the binary's own code, which the kernel
+    /// maps in large blocks).
+    #[serde(default)]
+    pub file_mib: f64,
 }
 
 /// The operator restarted with every object present.
@@ -328,8 +335,13 @@ impl Report {
         row(
             "memory",
             format!(
-                "peak RSS {:.1} MiB (RSS {:.1} MiB at the end) with {} objects",
-                self.memory.peak_rss_mib, self.memory.rss_mib, s.objects
+                "peak RSS {:.1} MiB (RSS {:.1} MiB at the end: {:.1} MiB anonymous, {:.1} MiB \
+                 mapped files, the binary's code) with {} objects",
+                self.memory.peak_rss_mib,
+                self.memory.rss_mib,
+                self.memory.anon_mib,
+                self.memory.file_mib,
+                s.objects
             ),
         );
         if let Some(st) = &self.steady {

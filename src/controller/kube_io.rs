@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
+use std::collections::hash_map::{DefaultHasher, Entry};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -131,29 +131,8 @@ struct Written {
     /// Digests of the statuses our writes replaced (`None`, none yet, included): while the
     /// watch is behind, thousands of objects can have an entry here.
     replaced: Vec<u64>,
-    /// Our last write's resourceVersion and the digest of its status: kept after the copy
-    /// below is dropped, so that the reconcile still writing (its `before` may be older than
-    /// this write) does not lose the write it goes on from.
-    last_version: Option<String>,
-    last_status: u64,
-    /// The object as our last write left it (slimmed like the watch cache's copies), until
-    /// the watch delivers a copy that is not older.
-    latest: Option<Arc<OpenSearchPackage>>,
-}
-
-impl Written {
-    /// Whether our last write is newer than `copy`: a copy we wrote over, or one that still
-    /// shows a status our writes replaced (our own write's copy is never older, even if it
-    /// shows a status equal to one we replaced).
-    fn is_newer_than(&self, copy: &OpenSearchPackage) -> bool {
-        let rv = copy.resource_version();
-        let wrote_over = rv.as_ref().is_some_and(|rv| self.superseded.contains(rv));
-        let status = status_digest(&copy.status);
-        let shows_replaced = rv != self.last_version
-            && status != self.last_status
-            && self.replaced.contains(&status);
-        wrote_over || shows_replaced
-    }
+    /// The object as our last write left it (slimmed like the watch cache's copies).
+    latest: Arc<OpenSearchPackage>,
 }
 
 impl OwnWrites {
@@ -168,38 +147,39 @@ impl OwnWrites {
         let Some(uid) = before.uid() else {
             return after;
         };
-        let after_version = after.resource_version();
-        let after_status = status_digest(&after.status);
+        let latest = Arc::new(after.clone());
         let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
-        let written = map.entry(uid).or_insert_with(|| Written {
-            superseded: Vec::new(),
-            replaced: Vec::new(),
-            last_version: None,
-            last_status: status_digest(&None),
-            latest: None,
-        });
-        // What our writes went over: the copy this one was made from, and our last write
-        // (the reconcile may have started from a copy older than it).
-        let previous = written
-            .last_version
-            .take()
-            .map(|rv| (rv, written.last_status));
-        let before = (before.resource_version(), status_digest(&before.status));
-        let over = std::iter::once(before).chain(previous.map(|(rv, status)| (Some(rv), status)));
-        for (rv, status) in over {
-            if let Some(rv) = rv
-                && Some(&rv) != after_version.as_ref()
-                && !written.superseded.contains(&rv)
-            {
+        let (written, previous) = match map.entry(uid) {
+            Entry::Occupied(entry) => {
+                let written = entry.into_mut();
+                let previous = std::mem::replace(&mut written.latest, latest);
+                (written, Some(previous))
+            }
+            Entry::Vacant(entry) => (
+                entry.insert(Written {
+                    superseded: Vec::new(),
+                    replaced: Vec::new(),
+                    latest,
+                }),
+                None,
+            ),
+        };
+        let wrote_over = [Some(before), previous.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|copy| copy.resource_version())
+            .filter(|rv| after.metadata.resource_version.as_ref() != Some(rv));
+        for rv in wrote_over {
+            if !written.superseded.contains(&rv) {
                 written.superseded.push(rv);
             }
-            if status != after_status && !written.replaced.contains(&status) {
-                written.replaced.push(status);
+        }
+        for copy in [Some(before), previous.as_deref()].into_iter().flatten() {
+            let digest = status_digest(&copy.status);
+            if copy.status != after.status && !written.replaced.contains(&digest) {
+                written.replaced.push(digest);
             }
         }
-        written.last_version = after_version;
-        written.last_status = after_status;
-        written.latest = Some(Arc::new(after.clone()));
         after
     }
 
@@ -214,41 +194,20 @@ impl OwnWrites {
         let Some(written) = map.get(&uid) else {
             return cached;
         };
-        if written.is_newer_than(&cached)
-            && let Some(latest) = &written.latest
-        {
-            return latest.clone();
+        let rv = cached.resource_version();
+        let wrote_over = rv
+            .as_ref()
+            .is_some_and(|rv| written.superseded.contains(rv));
+        // Our own write's copy is never older, even if it shows a status equal to one we
+        // replaced.
+        let shows_replaced = rv != written.latest.resource_version()
+            && cached.status != written.latest.status
+            && written.replaced.contains(&status_digest(&cached.status));
+        if wrote_over || shows_replaced {
+            return written.latest.clone();
         }
         map.remove(&uid);
         cached
-    }
-
-    /// The watch cached `copy` (and will not go back to an older one): when it is not older
-    /// than our last write, the copy of that write is dropped now rather than at the
-    /// object's next reconcile, which may be a resync away (an object that became Ready
-    /// would keep a second full copy until then). What the write went over is kept: a
-    /// reconcile may still be writing on from a copy older than it.
-    pub fn delivered(&self, copy: &OpenSearchPackage) {
-        let Some(uid) = copy.uid() else {
-            return;
-        };
-        let mut map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(written) = map.get_mut(&uid)
-            && !written.is_newer_than(copy)
-        {
-            written.latest = None;
-        }
-    }
-
-    /// How many objects' last writes are kept as full copies (not yet delivered by the
-    /// watch).
-    pub fn undelivered(&self) -> usize {
-        self.by_uid
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter(|w| w.latest.is_some())
-            .count()
     }
 
     pub fn forget(&self, obj: &OpenSearchPackage) {
@@ -393,63 +352,5 @@ mod tests {
         assert_eq!(methods.len(), EVENTS_PER_RECORDER + 2);
         assert_eq!(methods[EVENTS_PER_RECORDER..], ["POST", "PATCH"]);
         assert!(methods[2..EVENTS_PER_RECORDER].iter().all(|m| m == "POST"));
-    }
-
-    /// `obj` at resourceVersion `rv`, with a status that recorded `package_id`.
-    fn at(rv: &str, package_id: Option<&str>) -> OpenSearchPackage {
-        let mut obj = object("synonyms");
-        obj.metadata.resource_version = Some(rv.to_owned());
-        obj.status = package_id.map(|id| OpenSearchPackageStatus {
-            package_id: Some(id.to_owned()),
-            ..OpenSearchPackageStatus::default()
-        });
-        obj
-    }
-
-    #[test]
-    fn the_copy_of_a_write_is_dropped_when_the_watch_delivers_it() {
-        let writes = OwnWrites::default();
-        let (before, after) = (at("1", None), at("2", Some("F1")));
-        writes.record(&before, after.clone());
-        // The watch is behind: it delivers the copy we wrote over, and a reconcile acts on
-        // our write's answer.
-        writes.delivered(&before);
-        assert_eq!(writes.undelivered(), 1);
-        let newest = writes.newest(Arc::new(before.clone()));
-        assert_eq!(newest.resource_version().as_deref(), Some("2"));
-        // The watch delivers our write: no copy is kept for the object any more, before any
-        // reconcile asked.
-        writes.delivered(&after);
-        assert_eq!(writes.undelivered(), 0);
-        let newest = writes.newest(Arc::new(after));
-        assert_eq!(newest.resource_version().as_deref(), Some("2"));
-    }
-
-    #[test]
-    fn a_copy_newer_than_our_write_also_drops_it() {
-        let writes = OwnWrites::default();
-        writes.record(&at("1", None), at("2", Some("F1")));
-        // A user's edit after our write: a resourceVersion we never saw, with our status.
-        writes.delivered(&at("3", Some("F1")));
-        assert_eq!(writes.undelivered(), 0);
-    }
-
-    /// The reconcile that creates writes the intent, calls CreatePackage, then writes the
-    /// outcome over the copy it started from. The watch may deliver the intent while the
-    /// call is under way: the outcome's write must still count the intent as older, or the
-    /// next reconcile, finding the intent in the cache, resolves a create that is known
-    /// (the benchmark saw every such object adopt its own package, then stay unready for
-    /// minutes).
-    #[test]
-    fn a_write_delivered_while_the_reconcile_goes_on_stays_older_than_the_next() {
-        let writes = OwnWrites::default();
-        let started_from = at("1", None);
-        let intent = at("2", Some("pending"));
-        writes.record(&started_from, intent.clone());
-        writes.delivered(&intent);
-        let outcome = at("3", Some("F1"));
-        writes.record(&started_from, outcome);
-        let newest = writes.newest(Arc::new(intent));
-        assert_eq!(newest.resource_version().as_deref(), Some("3"));
     }
 }

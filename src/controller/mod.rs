@@ -88,7 +88,7 @@ pub struct Context<B> {
     /// The region observers: every package read starts from their listings.
     pub regions: Regions,
     pub schedule: Schedule,
-    pub own_writes: Arc<OwnWrites>,
+    pub own_writes: OwnWrites,
     /// Whether this replica may write (it holds the leader Lease, or runs alone).
     pub leadership: Arc<Leadership>,
     /// Objects that follow their S3 source's content.
@@ -118,19 +118,12 @@ impl<B: PackageBackend> Context<B> {
             stores,
             regions: Regions::new(resync, Wakers::default()),
             schedule: Schedule::new(resync),
-            own_writes: Arc::default(),
+            own_writes: OwnWrites::default(),
             leadership: Arc::new(Leadership::always()),
             source: Follower::default(),
             tenancy: Tenancy::default(),
             slots: Slots::new(DEFAULT_CONCURRENCY.into()),
         }
-    }
-
-    /// Shares the memory of this process's writes with the watch that delivers them back
-    /// (see [`OwnWrites::delivered`]).
-    pub fn with_own_writes(mut self, own_writes: Arc<OwnWrites>) -> Self {
-        self.own_writes = own_writes;
-        self
     }
 
     /// Lets `concurrency` reconciles work at once.

@@ -81,6 +81,14 @@ async fn benchmark_smoke_run_reports_what_happened() {
     assert!(changes.change_to_ready.median_ms >= changes.change_to_update.median_ms);
 
     assert!(report.memory.peak_rss_mib >= report.memory.rss_mib && report.memory.rss_mib > 1.0);
+    // The two parts of RSS add up to it (procfs rounds each to a KiB).
+    let parts = report.memory.anon_mib + report.memory.file_mib;
+    assert!(report.memory.anon_mib > 1.0 && report.memory.file_mib > 1.0);
+    assert!(
+        (parts - report.memory.rss_mib).abs() < 1.0,
+        "{:?}",
+        report.memory
+    );
     let restart = report.restart.as_ref().expect("restart phase ran");
     assert!(restart.startup.readyz_ms > 0.0);
     assert_eq!(
