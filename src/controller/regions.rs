@@ -56,8 +56,11 @@ pub struct Listing {
 
 impl Listing {
     fn new(started: Instant, mut packages: Vec<Package>) -> Self {
+        // A package seen twice (the listing's pages moved under it) counts once, as the
+        // later page saw it: reversed, a stable sort puts that copy first, and dedup keeps
+        // the first.
+        packages.reverse();
         packages.sort_by(|a, b| a.id.cmp(&b.id));
-        // A package seen twice (the listing's pages moved under it) counts once.
         packages.dedup_by(|a, b| a.id == b.id);
         packages.shrink_to_fit();
         let mut by_name: Vec<u32> = (0..packages.len())
@@ -517,8 +520,8 @@ mod tests {
             named("F3", "alpha", PackageStatus::Available),
             named("F1", "charlie", PackageStatus::Copying),
             named("F2", "bravo", PackageStatus::Available),
-            // The same package on two pages: once.
-            named("F1", "charlie", PackageStatus::Copying),
+            // The same package on two pages: once, as the later page saw it.
+            named("F1", "charlie", PackageStatus::Available),
         ];
         let listing = listing(packages);
         assert_eq!(listing.len(), 3);
@@ -526,6 +529,8 @@ mod tests {
             assert_eq!(listing.by_id(id).map(|p| p.name.as_str()), Some(name));
             assert_eq!(listing.by_name(name).map(|p| p.id.as_str()), Some(id));
         }
+        let charlie = listing.by_id("F1").map(|p| p.status.clone());
+        assert_eq!(charlie, Some(PackageStatus::Available));
         assert!(listing.by_id("F4").is_none());
         assert!(listing.by_name("delta").is_none());
     }
