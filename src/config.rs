@@ -80,7 +80,7 @@ pub struct RunArgs {
 
     /// Maximum OpenSearch Service API calls per second, per account and region (also the
     /// burst).
-    #[arg(long, env = "OSPKG_AWS_RATE_LIMIT", default_value = "10")]
+    #[arg(long, env = "OSPKG_AWS_RATE_LIMIT", default_value_t = crate::controller::DEFAULT_AWS_RATE)]
     pub aws_rate_limit: NonZeroU32,
 
     /// Longest single AWS request attempt (e.g. "20s"); a call without an answer by then

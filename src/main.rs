@@ -46,8 +46,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            // kube (ring) and the AWS SDK (aws-lc-rs) both compile a rustls provider in, so
-            // rustls cannot choose one by itself; pick ring for the whole process.
+            // One TLS crypto provider for the whole process: ring, for kube's client and the
+            // AWS SDK's (`backend::sdk::https_client`). Installed explicitly so that a
+            // dependency enabling a second provider cannot leave rustls unable to choose.
             rustls::crypto::ring::default_provider()
                 .install_default()
                 .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;

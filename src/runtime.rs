@@ -37,6 +37,8 @@ pub struct Settings {
     pub label_selector: Option<String>,
     pub resync: Duration,
     pub concurrency: u16,
+    /// AWS calls per second per (account, region), as the backend is limited to.
+    pub aws_rate: std::num::NonZeroU32,
     /// How long in-flight reconciles may run on after a shutdown request.
     pub shutdown_grace: Duration,
     /// Which objects follow their S3 source's content, and how often it is read.
@@ -58,6 +60,7 @@ impl Settings {
             label_selector: args.label_selector.clone(),
             resync: args.resync_interval,
             concurrency: args.concurrency,
+            aws_rate: args.aws_rate_limit,
             shutdown_grace: args.shutdown_grace_period,
             follow: FollowSettings {
                 by_default: args.follow_content,
@@ -317,7 +320,8 @@ pub async fn run_controllers<B: PackageBackend>(
         .with_wakers(wakers)
         .with_source(Follower::new(settings.follow, shared.s3))
         .with_tenancy(tenancy)
-        .with_concurrency(settings.concurrency.into()),
+        .with_concurrency(settings.concurrency.into())
+        .with_aws_rate(settings.aws_rate),
     );
     let close_slots = {
         let (ctx, stopped) = (ctx.clone(), stopped.clone());

@@ -307,16 +307,25 @@ async fn run_in(options: &Options, dir: &Path) -> Result<Report> {
         )
         .collect();
     let leader_election = operator::flag(&args, "--leader-election") != Some("false");
+    let env = operator::chart_env(&repo)?;
     let launch = Launch::prepare(
         &cp,
         &options.operator_bin,
         args.clone(),
+        env.clone(),
         &rbac,
         sim.endpoint(),
         dir,
     )
     .await?;
-    progress(&format!("starting the operator: {}", args.join(" ")));
+    let env_words = env.iter().map(|(k, v)| format!("{k}={v}"));
+    progress(&format!(
+        "starting the operator: {}",
+        env_words
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
     let (mut operator, startup) = launch.start("operator.log").await?;
 
     let client = cp.client().await?;

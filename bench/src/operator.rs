@@ -54,14 +54,19 @@ pub fn service_account(rbac_yaml: &str) -> Result<String> {
     bail!("the shipped manifests have no ServiceAccount")
 }
 
-/// The container arguments of `deploy/deployment.yaml`, each `--flag=value` of `overrides`
-/// replacing the chart's (or added when the chart has none).
-pub fn chart_args(repo: &Path, overrides: &[(&str, String)]) -> Result<Vec<String>> {
+/// The operator container of `deploy/deployment.yaml`.
+fn chart_container(repo: &Path) -> Result<serde_yaml::Value> {
     let path = repo.join("deploy/deployment.yaml");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let deployment: serde_yaml::Value = serde_yaml::from_str(&text)?;
-    let mut args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    Ok(deployment["spec"]["template"]["spec"]["containers"][0].clone())
+}
+
+/// The container arguments of `deploy/deployment.yaml`, each `--flag=value` of `overrides`
+/// replacing the chart's (or added when the chart has none).
+pub fn chart_args(repo: &Path, overrides: &[(&str, String)]) -> Result<Vec<String>> {
+    let mut args: Vec<String> = chart_container(repo)?["args"]
         .as_sequence()
         .context("deploy/deployment.yaml has no container args")?
         .iter()
@@ -82,6 +87,24 @@ pub fn chart_args(repo: &Path, overrides: &[(&str, String)]) -> Result<Vec<Strin
     Ok(args)
 }
 
+/// The environment variables `deploy/deployment.yaml` sets to a value (such as
+/// `MALLOC_ARENA_MAX`); those taken from the pod (`valueFrom`) are set by [`Launch::start`].
+pub fn chart_env(repo: &Path) -> Result<Vec<(String, String)>> {
+    let container = chart_container(repo)?;
+    let Some(env) = container["env"].as_sequence() else {
+        return Ok(Vec::new());
+    };
+    env.iter()
+        .filter_map(|var| Some((var["name"].as_str()?, var.get("value")?)))
+        .map(|(name, value)| {
+            let value = value
+                .as_str()
+                .with_context(|| format!("the value of {name} is not a string"))?;
+            Ok((name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
 /// The value of `--flag=value` in `args`.
 pub fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.iter()
@@ -94,6 +117,8 @@ pub struct Launch {
     /// `run` and the chart's arguments with the benchmark's overrides, without
     /// `--metrics-addr` (each start picks a free port).
     pub args: Vec<String>,
+    /// The environment variables the chart sets to a value ([`chart_env`]).
+    pub env: Vec<(String, String)>,
     pub kubeconfig: PathBuf,
     pub sim_endpoint: String,
     pub dir: PathBuf,
@@ -105,6 +130,7 @@ impl Launch {
         cp: &ControlPlane,
         binary: &Path,
         args: Vec<String>,
+        env: Vec<(String, String)>,
         rbac_yaml: &str,
         sim_endpoint: String,
         dir: &Path,
@@ -119,6 +145,7 @@ impl Launch {
         Ok(Launch {
             binary: binary.to_path_buf(),
             args,
+            env,
             kubeconfig,
             sim_endpoint,
             dir: dir.to_path_buf(),
@@ -147,7 +174,8 @@ impl Launch {
             .env_remove("RUST_LIB_BACKTRACE")
             // As in the chart's pod (downward API).
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
-            .env("POD_NAME", POD_NAME);
+            .env("POD_NAME", POD_NAME)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         // Nothing from this shell may change the operator's settings.
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy();

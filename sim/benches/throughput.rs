@@ -13,6 +13,8 @@ use aws_sdk_opensearch::Client;
 use aws_sdk_opensearch::config::retry::RetryConfig;
 use aws_sdk_opensearch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_opensearch::types::{PackageSource, PackageType};
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use ospkg_sim::{Durations, SimConfig};
 
 const TASKS: usize = 16;
@@ -93,8 +95,13 @@ async fn bench() -> anyhow::Result<()> {
 }
 
 fn sdk_client(endpoint: String) -> Client {
+    // The workspace builds the SDK without a default HTTP client: the operator's (rustls on ring).
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
     let conf = aws_sdk_opensearch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(http)
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("bench", "secret", None, None, "sim"))

@@ -26,6 +26,7 @@ const ROLE: &str = "arn:aws:iam::444455556666:role/ospkg/tenant-blue";
 /// retries (every call is one request).
 async fn base_config(sim: &RunningSim, key: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(common::http_client())
         .endpoint_url(sim.endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(key, "secret", None, None, "test"))
@@ -57,6 +58,7 @@ async fn static_client(
     token: Option<&str>,
 ) -> (aws_sdk_opensearch::Client, aws_sdk_sts::Client) {
     let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(common::http_client())
         .endpoint_url(sim.endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(

@@ -28,8 +28,8 @@ use super::{
 };
 use crate::crd::{KeyStoreAccess, PackageConfiguration, PackageEncryption};
 
-/// Largest page the service accepts; fewer round trips for the same answer.
-const PAGE_SIZE: i32 = 100;
+/// [`super::PAGE_SIZE`] as the SDK takes it.
+const PAGE_SIZE: i32 = super::PAGE_SIZE as i32;
 
 /// [`PackageBackend`] over the Amazon OpenSearch Service API.
 pub struct AwsBackend {

@@ -43,7 +43,8 @@ struct Waiting {
 ///
 /// The region listing goes first, then calls that change something, then other reads: while
 /// one waits for the region's limiter, the others wait behind it. The listing is paced by its
-/// observer (at most one a second, see `controller::regions`) and wakes the objects whose
+/// observer (its pages take at most a fifth of the tokens, see `controller::regions`) and
+/// wakes the objects whose
 /// imports finished: queued behind hundreds of creates, it would leave those objects unseen
 /// until every create was sent.
 ///

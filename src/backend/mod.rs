@@ -24,6 +24,10 @@ use crate::crd::{KeyStoreAccess, PackageConfiguration, PackageEncryption, Packag
 pub use crate::vocabulary::{DomainPackageStatus, PackageStatus};
 pub use identity::{Identity, Place, RoleSession, Scope};
 
+/// Packages per page of a listing: the largest page the service accepts, so the fewest
+/// round trips for the same answer.
+pub const PAGE_SIZE: usize = 100;
+
 /// The AWS operations behind [`PackageBackend`], named as in the AWS API, IAM actions and the
 /// `operation` label of the call metrics.
 #[derive(

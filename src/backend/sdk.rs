@@ -7,6 +7,9 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_opensearch::config::Config;
+use aws_sdk_opensearch::config::SharedHttpClient;
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_types::retry::RetryConfig;
 
 /// Longest wait for a TCP connection to the AWS endpoint.
@@ -31,12 +34,22 @@ impl Default for Timeouts {
     }
 }
 
-/// The AWS SDK settings the operator ships with: credentials and region from the default
-/// chain, adaptive retries (for reads: see [`sent_once`] for changes) and timeouts. Tests
+/// The SDK's HTTPS client: rustls on ring, the crypto kube's client uses too, so the binary
+/// carries one TLS stack (the SDK's default client would bring aws-lc-rs). Trusts the
+/// system's CA certificates, as the default client does.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The AWS SDK settings the operator ships with: its HTTPS client, credentials and region
+/// from the default chain, adaptive retries (for reads: see [`sent_once`] for changes) and timeouts. Tests
 /// build their configuration from this too (adding an endpoint and static credentials), so
 /// they exercise what ships.
 pub fn sdk_defaults(timeouts: Timeouts) -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(RetryConfig::adaptive())
         .timeout_config(
             TimeoutConfig::builder()

@@ -23,6 +23,7 @@ mod regions;
 mod schedule;
 mod slots;
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,7 +117,7 @@ impl<B: PackageBackend> Context<B> {
             metrics,
             default_region,
             stores,
-            regions: Regions::new(resync, Wakers::default()),
+            regions: Regions::new(resync, DEFAULT_AWS_RATE, Wakers::default()),
             schedule: Schedule::new(resync),
             own_writes: OwnWrites::default(),
             leadership: Arc::new(Leadership::always()),
@@ -152,7 +153,14 @@ impl<B: PackageBackend> Context<B> {
 
     /// Sends objects woken by the region observers to these controllers.
     pub fn with_wakers(mut self, wakers: Wakers) -> Self {
-        self.regions = Regions::new(self.schedule.resync(), wakers);
+        self.regions = self.regions.with_wakers(wakers);
+        self
+    }
+
+    /// Paces the region listings for a rate limit of `rate` AWS calls per second per
+    /// (account, region), the backend's.
+    pub fn with_aws_rate(mut self, rate: NonZeroU32) -> Self {
+        self.regions = self.regions.with_rate(rate);
         self
     }
 
@@ -213,6 +221,10 @@ pub(crate) fn object_key(obj: &OpenSearchPackage) -> String {
 /// Reconciles working at once unless `--concurrency` ([`Context::with_concurrency`]) says
 /// otherwise.
 pub const DEFAULT_CONCURRENCY: u16 = 32;
+
+/// AWS calls per second per (account, region) unless `--aws-rate-limit`
+/// ([`Context::with_aws_rate`]) says otherwise.
+pub const DEFAULT_AWS_RATE: NonZeroU32 = NonZeroU32::new(10).expect("10 is not zero");
 
 /// How long a reconcile that met the closed leader fence waits before trying again. The fence
 /// can open again in the same term (a renewal confirmed late under load): then the object
@@ -441,8 +453,15 @@ fn record_observation(
     }
 }
 
-/// Writes the effect: conditions, events, metrics, status; then the finalizer (when deletion
-/// finished) or the next requeue.
+/// Publishes the effect's Events (best effort: a failure is logged).
+async fn publish_events<B>(job: &Job<'_, B>, effect: &Effect) {
+    for event in &effect.events {
+        job.ctx.events.publish(job.obj, event).await;
+    }
+}
+
+/// Writes the effect: conditions, metrics, status, then its Events; when deletion finished,
+/// its Events and the finalizer's removal instead. Returns the next requeue.
 async fn finish<B: PackageBackend>(
     job: &Job<'_, B>,
     mut status: OpenSearchPackageStatus,
@@ -472,11 +491,9 @@ async fn finish<B: PackageBackend>(
         apply_outcome(&mut status, outcome, obj.metadata.generation, job.now);
     }
     status.domains_ready = status::domains_ready(&status);
-    for event in &effect.events {
-        ctx.events.publish(obj, event).await;
-    }
     let key = object_key(obj);
     if effect.requeue == Requeue::Never && obj.meta().deletion_timestamp.is_some() {
+        publish_events(job, &effect).await;
         kube_io::remove_finalizer(job).await?;
         ctx.metrics.forget(&key);
         ctx.schedule.forget(obj);
@@ -491,6 +508,10 @@ async fn finish<B: PackageBackend>(
     ctx.metrics
         .set_conditions(&namespace, &obj.name_any(), &status.conditions);
     kube_io::write_status(job, &status).await?;
+    // After the status: the Events tell what the status now records (one whose write failed
+    // is derived again by the retry), and the status (what readiness waits on) does not
+    // wait for them.
+    publish_events(job, &effect).await;
     // A followed source is read at its slot: wake up for it.
     let check = ctx.source.next_check_in(obj);
     Ok(Requeued::requeue(ctx.schedule.next_within(

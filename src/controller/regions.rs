@@ -2,18 +2,22 @@
 //! (DescribePackages, every page), keeps the listing, and wakes exactly the objects whose package
 //! changed. Reconciles read their package from the listing instead of calling AWS each.
 //!
-//! An observer lists quickly ([`FAST`]) while a package one of its objects owns is being imported
-//! or deleted, or while a reconcile waits for a listing newer than its own last change, and at
-//! the resync interval otherwise. A reconcile that changed a package tells the observer
-//! ([`Regions::changed`]), so the first listing after the change comes within [`FAST`]. So a settled region costs one listing per resync, however many
-//! objects it has, and an object whose package is importing is not polled at all: the observer
-//! sees the package change and wakes it.
+//! An observer lists quickly while a package one of its objects owns is being imported or
+//! deleted, or while a reconcile waits for a listing newer than its own last change, and at
+//! the resync interval otherwise. Quickly means every [`FAST`] for a listing of one page, less
+//! often for more pages: a busy region's listings take at most one in [`LISTING_SHARE`] of its
+//! rate-limit tokens ([`Regions::busy_interval`]). A reconcile that changed a package tells the
+//! observer ([`Regions::changed`]), so the first listing after the change comes within that
+//! interval. So a settled region costs one listing per resync, however many objects it has,
+//! and an object whose package is importing is not polled at all: the observer sees the
+//! package change and wakes it.
 //!
 //! Freshness: a reconcile may only act on a listing that started after its object's last AWS
 //! change ([`super::Schedule::acted_at`]) and that is not older than what the object's status
 //! recorded; otherwise it asks for a new listing and waits for it.
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -25,14 +29,19 @@ use tracing::{debug, warn};
 
 use super::Context;
 use super::observe::place_of;
-use crate::backend::{BackendError, Package, PackageBackend, PackageFilter, Place, Scope};
+use crate::backend::{
+    BackendError, PAGE_SIZE, Package, PackageBackend, PackageFilter, Place, Scope,
+};
 use crate::crd::OpenSearchPackage;
 use crate::plan::package_name;
 use crate::status::record_package;
 use crate::vocabulary::PackageStatus;
 
-/// Listing interval while something in the region is changing.
-pub const FAST: Duration = Duration::from_secs(1);
+/// Shortest interval between a region's listings while something in it is changing.
+pub const FAST: Duration = Duration::from_millis(500);
+/// A busy region's listings take at most one in this many of the region's rate-limit tokens
+/// (a listing of many pages is listed less often), leaving the rest to its objects' calls.
+const LISTING_SHARE: u32 = 5;
 /// Longest a reconcile waits for a fresh listing before reading its package directly.
 const WAIT_LIMIT: Duration = Duration::from_secs(15);
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -159,7 +168,7 @@ struct Region {
 
 /// Where woken objects are sent: one channel per kube-runtime controller (one per watched
 /// namespace, or one for all).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Wakers {
     routes: Vec<(
         Option<String>,
@@ -193,17 +202,41 @@ impl Wakers {
 /// The region observers of one leadership term, one per (account, region).
 pub struct Regions {
     resync: Duration,
+    /// The AWS calls per second each (account, region) may take (`--aws-rate-limit`).
+    rate: NonZeroU32,
     regions: Mutex<HashMap<Place, Arc<Region>>>,
     wakers: Wakers,
 }
 
 impl Regions {
-    pub fn new(resync: Duration, wakers: Wakers) -> Self {
+    pub fn new(resync: Duration, rate: NonZeroU32, wakers: Wakers) -> Self {
         Self {
             resync,
+            rate,
             regions: Mutex::new(HashMap::new()),
             wakers,
         }
+    }
+
+    /// The same observers' settings, waking objects through `wakers`.
+    pub fn with_wakers(&self, wakers: Wakers) -> Self {
+        Self::new(self.resync, self.rate, wakers)
+    }
+
+    /// The same observers' settings, for a rate limit of `rate` calls per second.
+    pub fn with_rate(&self, rate: NonZeroU32) -> Self {
+        Self::new(self.resync, rate, self.wakers.clone())
+    }
+
+    /// The shortest interval between listings of `listed` packages while the region is busy:
+    /// [`FAST`], or longer when the listing's pages would take more than one in
+    /// [`LISTING_SHARE`] of the region's rate-limit tokens; never longer than the resync.
+    fn busy_interval(&self, listed: usize) -> Duration {
+        let pages = listed.div_ceil(PAGE_SIZE).max(1);
+        let budget = f64::from(self.rate.get()) / f64::from(LISTING_SHARE);
+        Duration::from_secs_f64(pages as f64 / budget)
+            .max(FAST)
+            .min(self.resync.max(FAST))
     }
 
     /// Wakes the object for a reconcile now (its binding to an identity changed).
@@ -270,7 +303,7 @@ impl Regions {
     }
 
     /// A reconcile just changed a package in the scope's account and region (create, update,
-    /// delete): the observer lists again within [`FAST`] instead of at its resync, sees the
+    /// delete): the observer lists again within its busy interval instead of at its resync, sees the
     /// change under way and keeps listing quickly until it is done. The reconcile itself does
     /// not wait for a listing after its change, so nothing else would ask for one.
     pub fn changed<B: PackageBackend>(&self, ctx: &Arc<Context<B>>, scope: &Scope) {
@@ -353,6 +386,8 @@ async fn observe_region<B: PackageBackend>(
     region: Arc<Region>,
 ) {
     let mut failures: u32 = 0;
+    // The shortest interval between listings, from the last listing's size.
+    let mut interval = FAST;
     loop {
         // STS refused the identity: listing again costs an AssumeRole, not a package API
         // call, and a reconcile that asks for a listing may come with a role that works now.
@@ -386,9 +421,14 @@ async fn observe_region<B: PackageBackend>(
                         .regions
                         .wake_changed(&context, &name, &changes, &listing);
                 }
+                interval = context.regions.busy_interval(listing.len());
                 let busy = region_busy(&context, &name, &listing);
-                debug!(region = %name, busy, "next listing {}", if busy { "soon" } else { "at the resync" });
-                if busy { FAST } else { context.regions.resync }
+                debug!(region = %name, busy, ?interval, "next listing {}", if busy { "soon" } else { "at the resync" });
+                if busy {
+                    interval
+                } else {
+                    context.regions.resync
+                }
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -404,11 +444,11 @@ async fn observe_region<B: PackageBackend>(
         };
         drop(context);
         // Sleep until the next listing is due, or until a reconcile asks for one: never more
-        // often than FAST, and never sooner than the backoff after a failure.
+        // often than the busy interval, and never sooner than the backoff after a failure.
         let earliest = if failures > 0 && !refused {
             pause
         } else {
-            FAST.min(pause)
+            interval.min(pause)
         };
         tokio::select! {
             () = tokio::time::sleep_until((started + pause).into()) => {}

@@ -2,10 +2,13 @@
 #![allow(dead_code)]
 
 use aws_sdk_opensearch::Client;
+use aws_sdk_opensearch::config::SharedHttpClient;
 use aws_sdk_opensearch::config::retry::RetryConfig;
 use aws_sdk_opensearch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_opensearch::error::ProvideErrorMetadata;
 use aws_sdk_opensearch::types::{PackageDetails, PackageSource, PackageType};
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
 
@@ -38,9 +41,18 @@ pub fn client(sim: &RunningSim) -> Client {
     client_for(sim, "us-east-1", "test")
 }
 
+/// The SDK's HTTP client, as the operator builds it (rustls on ring): the workspace builds
+/// the SDK without a default one.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 pub fn client_for(sim: &RunningSim, region: &str, access_key: &str) -> Client {
     let conf = aws_sdk_opensearch::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(http_client())
         .endpoint_url(sim.endpoint())
         .region(Region::new(region.to_string()))
         .credentials_provider(Credentials::new(access_key, "secret", None, None, "sim"))

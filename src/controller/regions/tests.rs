@@ -131,3 +131,21 @@ fn changes_are_the_packages_that_appeared_changed_or_went() {
     assert!(changes.names.contains("created") && !changes.names.contains("kept"));
     assert!(after.changes(&after).is_empty());
 }
+
+#[test]
+fn a_busy_region_lists_within_a_fifth_of_its_rate_limit() {
+    let rate = |n| NonZeroU32::new(n).expect("not zero");
+    let regions = Regions::new(Duration::from_secs(30), rate(10), Wakers::default());
+    // One page (or none yet): the shortest interval. Two tokens a second of ten.
+    assert_eq!(regions.busy_interval(0), FAST);
+    assert_eq!(regions.busy_interval(100), FAST);
+    // Three pages a listing: one every 1.5 s keeps it at two tokens a second.
+    assert_eq!(regions.busy_interval(250), Duration::from_millis(1500));
+    // 50 pages would be 25 s; a listing a resync is the least a busy region gets.
+    assert_eq!(regions.busy_interval(5_000), Duration::from_secs(25));
+    assert_eq!(regions.busy_interval(50_000), Duration::from_secs(30));
+    // A higher limit lists more often, never more often than FAST.
+    let generous = regions.with_rate(rate(100));
+    assert_eq!(generous.busy_interval(250), FAST);
+    assert_eq!(generous.busy_interval(2_000), Duration::from_secs(1));
+}
