@@ -267,6 +267,7 @@ async fn run_in(options: &Options, dir: &Path) -> Result<Report> {
         commit: machine::commit(&repo).unwrap_or_else(|e| format!("unknown ({e:#})")),
         version: machine::operator_version(&options.operator_bin)?,
         args: Vec::new(),
+        env: Vec::new(),
     };
 
     progress("starting kube-apiserver + etcd");
@@ -318,11 +319,13 @@ async fn run_in(options: &Options, dir: &Path) -> Result<Report> {
         dir,
     )
     .await?;
-    let env_words = env.iter().map(|(k, v)| format!("{k}={v}"));
+    let env_words: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     progress(&format!(
         "starting the operator: {}",
         env_words
-            .chain(args.iter().cloned())
+            .iter()
+            .chain(&args)
+            .cloned()
             .collect::<Vec<_>>()
             .join(" ")
     ));
@@ -368,6 +371,7 @@ async fn run_in(options: &Options, dir: &Path) -> Result<Report> {
         machine,
         operator: OperatorInfo {
             args,
+            env: env_words,
             ..operator_info
         },
         settings: Settings {

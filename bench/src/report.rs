@@ -48,6 +48,9 @@ pub struct OperatorInfo {
     /// The `run` arguments the operator got: the chart's, with the overrides listed in the
     /// README.
     pub args: Vec<String>,
+    /// The environment variables the chart sets to a value, as `NAME=value`.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

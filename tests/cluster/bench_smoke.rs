@@ -51,6 +51,13 @@ async fn benchmark_smoke_run_reports_what_happened() {
     ] {
         assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
     }
+    // And the chart's environment: one malloc arena.
+    assert_eq!(
+        report.operator.env,
+        ["MALLOC_ARENA_MAX=1"],
+        "{:?}",
+        report.operator.env
+    );
     assert!(report.settings.leader_election);
     assert!(!report.operator.commit.is_empty());
     assert!(report.startup.readyz_ms > 0.0 && report.startup.leader_ms >= report.startup.readyz_ms);

@@ -239,8 +239,9 @@ fn helm_lint_is_clean() {
 
 #[test]
 fn bad_values_fail_the_schema() {
-    let cases: [(&[&str], &str); 28] = [
+    let cases: [(&[&str], &str); 29] = [
         (&["--set", "logFormat=xml"], "logFormat"),
+        (&["--set", "mallocArenaMax=-1"], "mallocArenaMax"),
         (&["--set", "unboundNamespaces=allow"], "unboundNamespaces"),
         (&["--set", "roleCheckInterval=hourly"], "roleCheckInterval"),
         (&["--set-string", "followContent=yes"], "followContent"),
@@ -665,6 +666,29 @@ fn watch_namespaces_get_a_role_each_and_only_the_tenancy_cluster_role() {
         args.contains(&"--namespaces=search,search-staging".to_owned()),
         "the operator is not limited to the namespaces: {args:?}"
     );
+}
+
+/// The container's `MALLOC_ARENA_MAX` (None when it sets none).
+fn malloc_arena_max(extra: &[&str]) -> Option<String> {
+    let objects = template(extra);
+    let env = find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    env.iter()
+        .find(|v| v["name"].as_str() == Some("MALLOC_ARENA_MAX"))
+        .map(|v| v["value"].as_str().expect("a string value").to_owned())
+}
+
+#[test]
+fn malloc_arenas_are_limited_to_one_unless_the_values_say_otherwise() {
+    assert_eq!(malloc_arena_max(&[]).as_deref(), Some("1"));
+    assert_eq!(
+        malloc_arena_max(&["--set", "mallocArenaMax=4"]).as_deref(),
+        Some("4")
+    );
+    // 0: glibc's own default, so nothing is set (and extraEnv may set it instead).
+    assert_eq!(malloc_arena_max(&["--set", "mallocArenaMax=0"]), None);
 }
 
 #[test]
