@@ -39,7 +39,7 @@ pub use effect::Failed;
 pub use events::Event;
 pub use kube_io::{Events, OwnWrites};
 pub use observe::region_of;
-pub use regions::{FAST as LISTING_INTERVAL, Listing, Regions, Wakers};
+pub use regions::{Listing, Regions, Wakers};
 pub use schedule::{Schedule, Turn};
 pub use slots::Slots;
 

@@ -45,8 +45,9 @@ const FIELD_MANAGER: &str = "testenv";
 
 /// Installs rustls's ring crypto provider as the process default.
 ///
-/// Both ring and aws-lc-rs are compiled into this workspace, so rustls cannot pick one by
-/// itself and would panic on the first TLS client. Safe to call repeatedly.
+/// The operator installs ring too: explicit, so that a dependency enabling a second rustls
+/// provider cannot leave rustls unable to choose (it would panic on the first TLS client).
+/// Safe to call repeatedly.
 pub fn install_crypto_provider() {
     // Err means a provider is already installed, which is all we need.
     let _ = rustls::crypto::ring::default_provider().install_default();
