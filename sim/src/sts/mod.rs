@@ -3,9 +3,11 @@
 //! (`/_sim/sts/…`), and the table of issued sessions that makes their credentials name the
 //! role's account. See sim/README.md, "STS".
 //!
-//! This module holds the roles and the sessions; `query` serves the protocol and
-//! `names` makes and reads ARNs, key ids and the other names STS hands out.
+//! This module holds the roles and the sessions; `query` serves the protocol, `input`
+//! validates AssumeRole's parameters and `names` makes and reads ARNs, key ids and the other
+//! names STS hands out.
 
+mod input;
 mod names;
 mod query;
 
@@ -20,10 +22,10 @@ use crate::server::Caller;
 pub use names::account_of_key;
 pub use query::{StsError, handle, is_sts_request};
 
+use input::{AssumeRoleInput, check_external_id};
 use names::{
     SECRET_ALPHABET, TOKEN_ALPHABET, assumed_role_arn, base32, parse_role_arn, random_text,
 };
-use query::{AssumeRoleInput, check_external_id};
 
 /// Access key ids of issued credentials start with this, as AWS's temporary keys do; then
 /// come the role's 12-digit account and a unique suffix of at least four characters.
