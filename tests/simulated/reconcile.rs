@@ -14,7 +14,8 @@ use serde_json::json;
 
 use crate::support::own_scope;
 use crate::support::{
-    Aws, OBJECT_PATH, REGION, context, mock_client, object, status_patches, with_finalizer,
+    Aws, Harness, OBJECT_PATH, REGION, context, mock_client, object, status_of, status_patches,
+    with_finalizer,
 };
 
 /// The finalizer is the first write, before anything is asked of AWS; the same reconcile then
@@ -396,4 +397,47 @@ async fn the_operators_own_status_write_does_not_trigger_another_round_of_reads(
         .await
         .expect("change");
     assert_eq!(aws.calls(Operation::DescribePackages).await, reads + 1);
+}
+
+/// Whether a status patch sets Ready=True.
+fn sets_ready(body: &serde_json::Value) -> bool {
+    body["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+// The status a reconcile writes goes before the Events that tell of it: readiness (what
+// `kubectl wait` and the benchmark watch) does not wait for the Event POSTs.
+#[tokio::test]
+async fn the_ready_status_is_written_before_its_event() {
+    let harness = Harness::new(Aws::immediate().await, with_finalizer(object(json!({})))).await;
+    let obj = harness.settle(10).await;
+    assert!(status_of(&obj).is_ready_at(obj.metadata.generation));
+
+    let sent = harness.api.sent();
+    let ready_status = sent
+        .iter()
+        .position(|s| s.path == format!("{OBJECT_PATH}/status") && sets_ready(&s.body))
+        .expect("a status patch that sets Ready");
+    let ready_event = sent
+        .iter()
+        .position(|s| s.path.contains("/events") && s.body["reason"] == "Ready")
+        .expect("a Ready event");
+    assert!(
+        ready_status < ready_event,
+        "the Ready event (request {ready_event}) went before the status (request {ready_status})"
+    );
+    let created_status = sent
+        .iter()
+        .position(|s| {
+            s.path == format!("{OBJECT_PATH}/status") && s.body["status"]["packageID"].is_string()
+        })
+        .expect("a status patch that records the package");
+    let created_event = sent
+        .iter()
+        .position(|s| s.path.contains("/events") && s.body["reason"] == "Created")
+        .expect("a Created event");
+    assert!(created_status < created_event, "{sent:#?}");
 }
