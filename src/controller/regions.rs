@@ -303,8 +303,8 @@ impl Regions {
     }
 
     /// A reconcile just changed a package in the scope's account and region (create, update,
-    /// delete): the observer lists again within its busy interval instead of at its resync, sees the
-    /// change under way and keeps listing quickly until it is done. The reconcile itself does
+    /// delete): the observer lists again within its busy interval instead of at its resync,
+    /// sees the change under way and keeps listing quickly until it is done. The reconcile itself does
     /// not wait for a listing after its change, so nothing else would ask for one.
     pub fn changed<B: PackageBackend>(&self, ctx: &Arc<Context<B>>, scope: &Scope) {
         self.region(ctx, scope).demand.notify_one();
