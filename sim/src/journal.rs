@@ -38,6 +38,8 @@ pub struct LogEntry {
     /// authentication only), so tests can tell two clients apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
+    /// The package the call is about; for a DescribePackages by ID, the IDs it names
+    /// (comma-separated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -162,6 +162,12 @@ impl PackageBackend for AwsBackend {
                     .value(id)
                     .build(),
             ),
+            PackageFilter::Ids(ids) => request.filters(
+                sdk::DescribePackagesFilter::builder()
+                    .name(sdk::DescribePackagesFilterName::PackageId)
+                    .set_value(Some(ids))
+                    .build(),
+            ),
             PackageFilter::Name(name) => request.filters(
                 sdk::DescribePackagesFilter::builder()
                     .name(sdk::DescribePackagesFilterName::PackageName)

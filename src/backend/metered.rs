@@ -200,7 +200,7 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
         filter: PackageFilter,
         next_token: Option<String>,
     ) -> BackendResult<PackagePage> {
-        let listing = filter == PackageFilter::All;
+        let listing = filter.is_observer_listing();
         self.paced_call(scope, Operation::DescribePackages, listing, || {
             self.inner.describe_packages_page(scope, filter, next_token)
         })

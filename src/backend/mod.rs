@@ -159,6 +159,16 @@ pub enum PackageFilter {
     Id(String),
     /// The package with this name.
     Name(String),
+    /// The packages with these ids (at most [`PAGE_SIZE`], so one page): a region observer's
+    /// quick look at the packages it follows in a region of many pages.
+    Ids(Vec<String>),
+}
+
+impl PackageFilter {
+    /// Whether a region observer lists with it (its pages go before other calls).
+    pub fn is_observer_listing(&self) -> bool {
+        matches!(self, Self::All | Self::Ids(_))
+    }
 }
 
 /// Where a package version is imported from.

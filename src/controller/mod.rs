@@ -427,7 +427,8 @@ async fn perform<B: PackageBackend>(
     let effect = act::perform(job, status, action).await;
     if changes_package {
         job.ctx.schedule.record_action(job.obj);
-        job.ctx.regions.changed(job.ctx, job.scope);
+        let id = status.package_id.as_deref();
+        job.ctx.regions.changed(job.ctx, job.scope, id);
     }
     effect
 }

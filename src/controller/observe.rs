@@ -116,7 +116,7 @@ async fn find_package<B: PackageBackend>(
     for _ in 0..2 {
         let listing = ctx
             .regions
-            .listing(ctx, scope, since)
+            .listing(ctx, scope, since, recorded.as_deref())
             .await
             .map_err(|e| Failed::new(Operation::DescribePackages, e))?;
         let Some(listing) = listing else {
@@ -129,7 +129,9 @@ async fn find_package<B: PackageBackend>(
         match found {
             // A listing older than what status recorded (written by an earlier process or
             // replica after this listing started): ask for a newer one.
-            Some(package) if older_than_status(package, obj) => since = Some(listing.started),
+            Some(package) if older_than_status(package, obj) => {
+                since = Some(listing.started_for(recorded.as_deref()));
+            }
             Some(package) => return Ok(Some(package.clone())),
             None if recorded.is_none() => return Ok(None),
             // A recorded package missing from the listing: gone, or too new to be listed yet.
@@ -207,6 +209,7 @@ async fn describe_one<B: PackageBackend>(
     Ok(found.into_iter().find(|p| match &filter {
         PackageFilter::Id(id) => &p.id == id,
         PackageFilter::Name(name) => &p.name == name,
+        PackageFilter::Ids(ids) => ids.contains(&p.id),
         PackageFilter::All => true,
     }))
 }

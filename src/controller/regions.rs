@@ -16,7 +16,7 @@
 //! change ([`super::Schedule::acted_at`]) and that is not older than what the object's status
 //! recorded; otherwise it asks for a new listing and waits for it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -55,8 +55,11 @@ const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// were half of that memory.
 #[derive(Debug)]
 pub struct Listing {
-    /// When the listing request was started: it reflects every change made before then.
+    /// When the region-wide listing was started: it reflects every change made before then.
     pub started: Instant,
+    /// The packages read again by id since (a busy region's quick look at the packages it
+    /// follows), sorted by id, with when the newest such read started.
+    reread: Vec<(String, Instant)>,
     /// Sorted by id, one entry per id.
     packages: Vec<Package>,
     /// Positions in `packages`, sorted by the package's name.
@@ -78,9 +81,47 @@ impl Listing {
         by_name.sort_by(|a, b| packages[*a as usize].name.cmp(&packages[*b as usize].name));
         Self {
             started,
+            reread: Vec::new(),
             packages,
             by_name,
         }
+    }
+
+    /// When the read this listing's entry for the package `id` came from was started (the
+    /// region-wide listing's start for a package looked up by name, `None`): every change
+    /// made to the package before then shows in it.
+    pub fn started_for(&self, id: Option<&str>) -> Instant {
+        id.and_then(|id| {
+            let at = self
+                .reread
+                .binary_search_by(|(i, _)| i.as_str().cmp(id))
+                .ok()?;
+            Some(self.reread[at].1)
+        })
+        .unwrap_or(self.started)
+    }
+
+    /// This listing with the packages `ids` (sorted) as a read by id started at `started`
+    /// found them (`found`): one of them not found is gone. The other packages keep what
+    /// they were read as.
+    fn reread(&self, started: Instant, ids: &[String], found: Vec<Package>) -> Self {
+        let followed = |id: &String| ids.binary_search(id).is_ok();
+        let packages = self
+            .packages
+            .iter()
+            .filter(|p| !followed(&p.id))
+            .cloned()
+            .chain(found.into_iter().filter(|p| followed(&p.id)))
+            .collect();
+        let mut listing = Self::new(self.started, packages);
+        listing.reread = self.reread.clone();
+        for id in ids {
+            match listing.reread.binary_search_by(|(i, _)| i.cmp(id)) {
+                Ok(at) => listing.reread[at].1 = started,
+                Err(at) => listing.reread.insert(at, (id.clone(), started)),
+            }
+        }
+        listing
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Package> {
@@ -161,9 +202,87 @@ struct Region {
     latest: watch::Sender<Latest>,
     /// A reconcile wants a listing newer than the current one.
     demand: Notify,
+    /// What the reconciles that asked want the next read to cover.
+    wanted: Mutex<Wanted>,
     /// The identity the listing is made with: the last one a reconcile of this account and
     /// region used (every identity of an account sees the same packages).
     scope: Mutex<Scope>,
+}
+
+/// What reconciles asked the observer's next read to cover.
+#[derive(Debug, Default)]
+struct Wanted {
+    /// Packages (by id) a reconcile changed, or wants read again.
+    ids: BTreeSet<String>,
+    /// A reconcile wants a package known only by its name: only a region-wide listing finds it.
+    by_name: bool,
+}
+
+/// One read of a region's packages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Read {
+    /// Every package of the region (DescribePackages, every page).
+    Region,
+    /// Only these packages (sorted ids), merged over the last region-wide listing: a busy
+    /// region of many pages reads the few packages it follows in one page instead.
+    Followed(Vec<String>),
+}
+
+impl Region {
+    fn want(&self, id: Option<&str>) {
+        let mut wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+        match id {
+            Some(id) => {
+                wanted.ids.insert(id.to_owned());
+            }
+            None => wanted.by_name = true,
+        }
+        drop(wanted);
+        self.demand.notify_one();
+    }
+
+    /// The next read: the packages `following` and those wanted by id, when that is fewer
+    /// pages than the region-wide listing `listing` (of its last read); the region-wide
+    /// listing when there is none yet, when it is due (`due`), or when a package is wanted by
+    /// name. `take` empties what was wanted (the read covers it).
+    fn next_read(
+        &self,
+        listing: Option<&Listing>,
+        following: &[String],
+        due: bool,
+        take: bool,
+    ) -> Read {
+        let mut wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ids: BTreeSet<String> = following.iter().cloned().collect();
+        ids.extend(wanted.ids.iter().cloned());
+        let read = match listing {
+            Some(listing)
+                if !due
+                    && !wanted.by_name
+                    && !ids.is_empty()
+                    && ids.len().div_ceil(PAGE_SIZE) < listing.len().div_ceil(PAGE_SIZE) =>
+            {
+                Read::Followed(ids.into_iter().collect())
+            }
+            _ => Read::Region,
+        };
+        if take {
+            if read == Read::Region {
+                wanted.by_name = false;
+            }
+            wanted.ids.clear();
+        }
+        read
+    }
+
+    /// Puts back the packages a failed read was to cover. (A reconcile waiting for the read
+    /// gets its failure and asks again.)
+    fn want_again(&self, read: &Read) {
+        if let Read::Followed(ids) = read {
+            let mut wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
+            wanted.ids.extend(ids.iter().cloned());
+        }
+    }
 }
 
 /// Where woken objects are sent: one channel per kube-runtime controller (one per watched
@@ -259,6 +378,7 @@ impl Regions {
         let region = Arc::new(Region {
             latest: watch::Sender::new(Latest::default()),
             demand: Notify::new(),
+            wanted: Mutex::new(Wanted::default()),
             scope: Mutex::new(scope.clone()),
         });
         regions.insert(place.clone(), region.clone());
@@ -266,26 +386,28 @@ impl Regions {
         region
     }
 
-    /// A listing of the scope's account and region that started after `since` (any listing when `None`), asking the
-    /// observer for a new one and waiting for it when the current one is older. `Ok(None)` when
-    /// none came within the wait limit; the error of a failed listing attempt that started
-    /// after `since`.
+    /// A listing of the scope's account and region whose entry for the package `id` (the
+    /// region-wide listing for a package known by name, `None`) was read after `since` (any
+    /// listing when `None`), asking the observer for a new read and waiting for it when the
+    /// current one is older. `Ok(None)` when none came within the wait limit; the error of a
+    /// failed read that started after `since`.
     pub async fn listing<B: PackageBackend>(
         &self,
         ctx: &Arc<Context<B>>,
         scope: &Scope,
         since: Option<Instant>,
+        id: Option<&str>,
     ) -> Result<Option<Arc<Listing>>, BackendError> {
         let region = self.region(ctx, scope);
         let mut latest = region.latest.subscribe();
+        let after = |t: Instant| since.is_none_or(|s| t > s);
         let fresh = |l: &Latest| -> bool {
-            let after = |t: Instant| since.is_none_or(|s| t > s);
-            l.listing.as_ref().is_some_and(|l| after(l.started))
+            l.listing.as_ref().is_some_and(|l| after(l.started_for(id)))
                 || l.failure.as_ref().is_some_and(|(t, _)| after(*t))
         };
         if !fresh(&latest.borrow()) {
             debug!(region = %scope.place(), "waiting for a fresh listing");
-            region.demand.notify_one();
+            region.want(id);
         }
         let found = tokio::time::timeout(WAIT_LIMIT, latest.wait_for(fresh)).await;
         if found.is_err() {
@@ -294,7 +416,6 @@ impl Regions {
         let Ok(Ok(state)) = found else {
             return Ok(None);
         };
-        let after = |t: Instant| since.is_none_or(|s| t > s);
         match (&state.listing, &state.failure) {
             (_, Some((t, error))) if after(*t) => Err(error.clone()),
             (Some(listing), _) => Ok(Some(listing.clone())),
@@ -302,12 +423,18 @@ impl Regions {
         }
     }
 
-    /// A reconcile just changed a package in the scope's account and region (create, update,
-    /// delete): the observer lists again within its busy interval instead of at its resync,
-    /// sees the change under way and keeps listing quickly until it is done. The reconcile itself does
-    /// not wait for a listing after its change, so nothing else would ask for one.
-    pub fn changed<B: PackageBackend>(&self, ctx: &Arc<Context<B>>, scope: &Scope) {
-        self.region(ctx, scope).demand.notify_one();
+    /// A reconcile just changed the package `id` (create, update, delete; `None` when a
+    /// create's answer was lost) in the scope's account and region: the observer reads it
+    /// again within its busy interval instead of at its resync, sees the change under way
+    /// and keeps reading quickly until it is done. The reconcile itself does not wait for a
+    /// listing after its change, so nothing else would ask for one.
+    pub fn changed<B: PackageBackend>(
+        &self,
+        ctx: &Arc<Context<B>>,
+        scope: &Scope,
+        id: Option<&str>,
+    ) {
+        self.region(ctx, scope).want(id);
     }
 
     fn wake_changed<B>(
@@ -354,31 +481,41 @@ fn news_for(obj: &OpenSearchPackage, listing: &Listing) -> bool {
     recorded != *status
 }
 
-/// Whether anything of this account and region that the operator's objects own is changing
-/// in AWS.
-fn region_busy<B>(ctx: &Context<B>, place: &Place, listing: &Listing) -> bool {
-    ctx.any_cached_object(|obj| busy(ctx, place, listing, obj))
+/// The packages of this account and region that the operator's objects own and that are
+/// changing in AWS (being imported or deleted) as far as this listing shows, sorted by id:
+/// while there are any, the observer reads quickly.
+fn following<B>(ctx: &Context<B>, place: &Place, listing: &Listing) -> Vec<String> {
+    let followed = ctx.cached_objects_where(|obj| followed_id(ctx, place, listing, obj).is_some());
+    let mut ids: Vec<String> = followed
+        .iter()
+        .filter_map(|obj| followed_id(ctx, place, listing, obj))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
-/// Whether the object's package is changing in AWS, as far as this listing shows.
-fn busy<B>(ctx: &Context<B>, place: &Place, listing: &Listing, obj: &OpenSearchPackage) -> bool {
+/// The id of the object's package when it is changing in AWS, as far as this listing shows.
+fn followed_id<B>(
+    ctx: &Context<B>,
+    place: &Place,
+    listing: &Listing,
+    obj: &OpenSearchPackage,
+) -> Option<String> {
     let changing =
-        |p: &Package| p.status.is_importing() || matches!(p.status, PackageStatus::Deleting);
-    // The cached copy may predate the object's first status write (the watch is behind):
-    // no package id yet, so its package is the one with its name.
-    let status = obj.status.as_ref();
-    let busy = match status.and_then(|s| s.package_id.as_deref()) {
-        Some(id) => listing.by_id(id).is_some_and(changing),
-        None => {
-            status.is_some_and(|s| s.in_flight.is_some())
-                || listing.by_name(package_name(obj)).is_some_and(changing)
-        }
-    };
+        |p: &&Package| p.status.is_importing() || matches!(p.status, PackageStatus::Deleting);
+    let package = match obj.status.as_ref().and_then(|s| s.package_id.as_deref()) {
+        Some(id) => listing.by_id(id),
+        // The cached copy may predate the object's first status write (the watch is behind):
+        // no package id yet, so its package is the one with its name.
+        None => listing.by_name(package_name(obj)),
+    }
+    .filter(changing)?;
     // Checked last: the place is built (allocated) for every cached object.
-    busy && place_of(ctx, obj).as_ref() == Some(place)
+    (place_of(ctx, obj).as_ref() == Some(place)).then(|| package.id.clone())
 }
 
-/// The observer of one account and region: lists, publishes, wakes, sleeps; ends with its
+/// The observer of one account and region: reads, publishes, wakes, sleeps; ends with its
 /// term's context.
 async fn observe_region<B: PackageBackend>(
     ctx: Weak<Context<B>>,
@@ -386,8 +523,10 @@ async fn observe_region<B: PackageBackend>(
     region: Arc<Region>,
 ) {
     let mut failures: u32 = 0;
-    // The shortest interval between listings, from the last listing's size.
-    let mut interval = FAST;
+    // When the last region-wide listing started.
+    let mut listed: Option<Instant> = None;
+    // What the last listing showed changing: the packages the observer follows.
+    let mut followed: Vec<String> = Vec::new();
     loop {
         // STS refused the identity: listing again costs an AssumeRole, not a package API
         // call, and a reconcile that asks for a listing may come with a role that works now.
@@ -395,68 +534,121 @@ async fn observe_region<B: PackageBackend>(
         let Some(context) = ctx.upgrade() else {
             return;
         };
+        let resync = context.regions.resync;
+        let due = |now: Instant| listed.is_none_or(|l| now >= l + resync);
         let started = Instant::now();
+        let previous = region.latest.borrow().listing.clone();
+        let read = region.next_read(previous.as_deref(), &followed, due(started), true);
         let scope = region
             .scope
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let result = context
-            .backend
-            .describe_packages(&scope, PackageFilter::All)
-            .await;
-        let pause = match result {
+        let result = read_packages(&context.backend, &scope, &read).await;
+        let next = match result {
             Ok(packages) => {
                 failures = 0;
-                let listing = Arc::new(Listing::new(started, packages));
-                let previous = region.latest.borrow().listing.clone();
+                let listing = Arc::new(match (&read, &previous) {
+                    (Read::Followed(ids), Some(previous)) => {
+                        previous.reread(started, ids, packages)
+                    }
+                    _ => {
+                        listed = Some(started);
+                        Listing::new(started, packages)
+                    }
+                });
                 region.latest.send_replace(Latest {
                     listing: Some(listing.clone()),
                     failure: None,
                 });
                 if let Some(previous) = previous {
                     let changes = previous.changes(&listing);
-                    debug!(region = %name, packages = listing.len(), changed = changes.ids.len(), "listed");
+                    debug!(region = %name, packages = listing.len(), changed = changes.ids.len(), ?read, "listed");
                     context
                         .regions
                         .wake_changed(&context, &name, &changes, &listing);
                 }
-                interval = context.regions.busy_interval(listing.len());
-                let busy = region_busy(&context, &name, &listing);
+                followed = following(&context, &name, &listing);
+                let next = region.next_read(Some(&listing), &followed, false, false);
+                let interval = context.regions.busy_interval(pages_of(&next, &listing));
+                let busy = !followed.is_empty();
                 debug!(region = %name, busy, ?interval, "next listing {}", if busy { "soon" } else { "at the resync" });
-                if busy {
-                    interval
-                } else {
-                    context.regions.resync
+                match (busy, listed) {
+                    (true, _) | (false, None) => started + interval,
+                    (false, Some(listed)) => (listed + resync).max(started + interval),
                 }
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
                 refused = matches!(error, BackendError::Credentials(_));
                 warn!(region = %name, %error, "listing the region's packages failed");
+                region.want_again(&read);
                 region
                     .latest
                     .send_modify(|l| l.failure = Some((started, error)));
-                BACKOFF_START
-                    .saturating_mul(1 << failures.saturating_sub(1).min(6))
-                    .min(BACKOFF_CAP)
+                started
+                    + BACKOFF_START
+                        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+                        .min(BACKOFF_CAP)
             }
         };
         drop(context);
-        // Sleep until the next listing is due, or until a reconcile asks for one: never more
-        // often than the busy interval, and never sooner than the backoff after a failure.
-        let earliest = if failures > 0 && !refused {
-            pause
-        } else {
-            interval.min(pause)
-        };
+        // Sleep until the next read is due, or until a reconcile asks for one: never more
+        // often than the busy interval of the read it asked for, and never sooner than the
+        // backoff after a failure.
         tokio::select! {
-            () = tokio::time::sleep_until((started + pause).into()) => {}
+            () = tokio::time::sleep_until(next.into()) => {}
             () = region.demand.notified() => {
-                tokio::time::sleep_until((started + earliest).into()).await;
+                let earliest = if failures > 0 && !refused {
+                    next
+                } else {
+                    let Some(context) = ctx.upgrade() else {
+                        return;
+                    };
+                    let latest = region.latest.borrow().listing.clone();
+                    let interval = latest.map_or(FAST, |listing| {
+                        let read = region.next_read(Some(&listing), &followed, false, false);
+                        context.regions.busy_interval(pages_of(&read, &listing))
+                    });
+                    (started + interval).min(next)
+                };
+                tokio::time::sleep_until(earliest.into()).await;
             }
         }
     }
+}
+
+/// The pages `read` takes: the region-wide listing's as `listing` counted them.
+fn pages_of(read: &Read, listing: &Listing) -> usize {
+    match read {
+        Read::Region => listing.len(),
+        Read::Followed(ids) => ids.len(),
+    }
+}
+
+/// Reads the packages of one region, or only the followed ones (by id, one page per
+/// [`PAGE_SIZE`] of them: none found is none left).
+async fn read_packages<B: PackageBackend>(
+    backend: &B,
+    scope: &Scope,
+    read: &Read,
+) -> Result<Vec<Package>, BackendError> {
+    let ids = match read {
+        Read::Region => return backend.describe_packages(scope, PackageFilter::All).await,
+        Read::Followed(ids) => ids,
+    };
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(PAGE_SIZE) {
+        match backend
+            .describe_packages(scope, PackageFilter::Ids(chunk.to_vec()))
+            .await
+        {
+            Ok(packages) => found.extend(packages),
+            Err(BackendError::NotFound(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

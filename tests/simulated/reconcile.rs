@@ -325,7 +325,7 @@ async fn a_region_listing_older_than_status_is_not_trusted() {
     let describes = aws.calls(Operation::DescribePackages).await;
     // The region listing is taken while the package is at v1...
     ctx.regions
-        .listing(&ctx, &own_scope(REGION), None)
+        .listing(&ctx, &own_scope(REGION), None, None)
         .await
         .expect("listing")
         .expect("a listing in time");

@@ -405,7 +405,7 @@ impl Harness {
         let _ = self
             .ctx
             .regions
-            .listing(&self.ctx, &own_scope(REGION), since)
+            .listing(&self.ctx, &own_scope(REGION), since, None)
             .await;
         self.reconcile().await;
     }

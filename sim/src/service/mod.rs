@@ -111,7 +111,15 @@ impl Request {
 
     pub fn subject(&self) -> (Option<String>, Option<String>) {
         match self {
-            Request::CreatePackage(_) | Request::DescribePackages(_) => (None, None),
+            Request::CreatePackage(_) => (None, None),
+            // A lookup by ID names its packages (comma-separated when several).
+            Request::DescribePackages(i) => (
+                i.filters
+                    .iter()
+                    .find(|f| f.name == FilterName::PackageId)
+                    .map(|f| f.values.join(",")),
+                None,
+            ),
             Request::UpdatePackage(i) => (Some(i.package_id.clone()), None),
             Request::GetPackageVersionHistory { package_id, .. }
             | Request::DeletePackage { package_id }

@@ -149,3 +149,131 @@ fn a_busy_region_lists_within_a_fifth_of_its_rate_limit() {
     assert_eq!(generous.busy_interval(250), FAST);
     assert_eq!(generous.busy_interval(2_000), Duration::from_secs(1));
 }
+
+#[test]
+fn a_read_by_id_replaces_the_packages_it_followed_and_dates_only_them() {
+    let listed = Instant::now();
+    let full = Listing::new(
+        listed,
+        vec![
+            named("F1", "kept", PackageStatus::Available),
+            named("F2", "importing", PackageStatus::Copying),
+            named("F3", "deleting", PackageStatus::Deleting),
+        ],
+    );
+    let reread = listed + Duration::from_secs(1);
+    let ids = ["F2", "F3", "F4"].map(String::from);
+    let found = vec![
+        named("F2", "importing", PackageStatus::Available),
+        // Just created: not in the region-wide listing yet.
+        named("F4", "created", PackageStatus::Copying),
+        // Not asked for: the read is only about the followed packages.
+        named("F9", "stray", PackageStatus::Available),
+    ];
+    let merged = full.reread(reread, &ids, found);
+    let status = |id: &str| merged.by_id(id).map(|p| p.status.clone());
+    assert_eq!(status("F1"), Some(PackageStatus::Available));
+    assert_eq!(status("F2"), Some(PackageStatus::Available));
+    // Followed and not found: gone.
+    assert_eq!(status("F3"), None);
+    assert_eq!(status("F4"), Some(PackageStatus::Copying));
+    assert_eq!(status("F9"), None);
+    assert_eq!(merged.by_name("created").map(|p| p.id.as_str()), Some("F4"));
+    // Only the packages read again are as new as that read; the rest (and a lookup by
+    // name) are as old as the region-wide listing.
+    assert_eq!(merged.started, listed);
+    assert_eq!(merged.started_for(Some("F2")), reread);
+    assert_eq!(merged.started_for(Some("F4")), reread);
+    assert_eq!(merged.started_for(Some("F1")), listed);
+    assert_eq!(merged.started_for(None), listed);
+    // A later read of fewer packages keeps the date of the earlier one for the others.
+    let later = reread + Duration::from_secs(1);
+    let again = merged.reread(later, &["F4".to_owned()], vec![]);
+    assert_eq!(again.started_for(Some("F2")), reread);
+    assert_eq!(again.started_for(Some("F4")), later);
+    assert!(again.by_id("F4").is_none());
+    // Which also counts as a change to wake the object for.
+    assert!(merged.changes(&again).ids.contains("F4"));
+}
+
+fn region() -> Region {
+    Region {
+        latest: watch::Sender::new(Latest::default()),
+        demand: Notify::new(),
+        wanted: Mutex::new(Wanted::default()),
+        scope: Mutex::new(Scope::own("111122223333", "eu-west-1")),
+    }
+}
+
+fn packages(n: usize) -> Listing {
+    listing(
+        (0..n)
+            .map(|i| named(&format!("F{i}"), &format!("p{i}"), PackageStatus::Available))
+            .collect(),
+    )
+}
+
+#[test]
+fn a_region_of_many_pages_reads_only_what_it_follows_or_was_asked_for() {
+    let region = region();
+    let followed = ["F7".to_owned()];
+    let (one_page, three_pages) = (packages(100), packages(250));
+    let ids = |list: &[&str]| Read::Followed(list.iter().map(|s| (*s).to_owned()).collect());
+    // No listing yet: the region's.
+    assert_eq!(
+        region.next_read(None, &followed, false, false),
+        Read::Region
+    );
+    // A page either way: the region-wide listing, which shows every package afresh.
+    assert_eq!(
+        region.next_read(Some(&one_page), &followed, false, false),
+        Read::Region
+    );
+    // Fewer pages: the followed packages and the ones a reconcile changed.
+    assert_eq!(
+        region.next_read(Some(&three_pages), &followed, false, false),
+        ids(&["F7"])
+    );
+    region.want(Some("F3"));
+    assert_eq!(
+        region.next_read(Some(&three_pages), &followed, false, true),
+        ids(&["F3", "F7"])
+    );
+    // Taken: the next read covers it; what follows is only what is followed.
+    assert_eq!(
+        region.next_read(Some(&three_pages), &followed, false, false),
+        ids(&["F7"])
+    );
+    // Nothing followed: the region-wide listing (at the resync).
+    assert_eq!(
+        region.next_read(Some(&three_pages), &[], false, false),
+        Read::Region
+    );
+    // The region-wide listing when it is due...
+    assert_eq!(
+        region.next_read(Some(&three_pages), &followed, true, false),
+        Read::Region
+    );
+    // ...or a reconcile wants a package it knows only by name, until a listing covered it.
+    region.want(None);
+    assert_eq!(
+        region.next_read(Some(&three_pages), &followed, false, true),
+        Read::Region
+    );
+    assert_eq!(
+        region.next_read(Some(&three_pages), &followed, false, false),
+        ids(&["F7"])
+    );
+    // A failed read's packages are wanted again.
+    region.want_again(&ids(&["F5"]));
+    assert_eq!(
+        region.next_read(Some(&three_pages), &followed, false, false),
+        ids(&["F5", "F7"])
+    );
+    // As many followed packages as the region has pages of: the region-wide listing.
+    let many: Vec<String> = (0..201).map(|i| format!("F{i}")).collect();
+    assert_eq!(
+        region.next_read(Some(&three_pages), &many, false, false),
+        Read::Region
+    );
+}

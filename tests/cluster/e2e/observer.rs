@@ -3,9 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+use ospkg::backend::aws::AwsBackend;
+use ospkg::backend::{CreatePackage, PackageBackend, Source};
+use ospkg::crd::PackageType;
 use ospkg_sim::{Durations, LogEntry, SimConfig};
 
-use super::support::{TestEnv, dictionary, fast_durations, shared_control_plane};
+use super::support::{
+    BUCKET, TestEnv, dictionary, fast_durations, own_scope, shared_control_plane,
+};
 
 /// The calls (not association transitions) logged after `seq`.
 async fn calls_after(env: &TestEnv, seq: u64) -> Vec<LogEntry> {
@@ -188,5 +193,97 @@ async fn a_change_made_in_a_settled_region_is_watched_at_once_not_at_the_resync(
     assert!(
         took < Duration::from_secs(10),
         "Ready {took:?} after the edit: {seen:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_busy_region_of_many_pages_reads_only_the_packages_it_follows() {
+    // 150 packages made by other teams: the region-wide listing is two pages.
+    const FOREIGN: usize = 150;
+    let durations = Durations {
+        copying_ms: 3_000,
+        validating_ms: 2_000,
+        ..fast_durations()
+    };
+    let cp = shared_control_plane().await.expect("control plane");
+    let sim = SimConfig::default()
+        .durations(durations)
+        .package_quota(FOREIGN + 10);
+    let env = TestEnv::without_operator(cp, "observer-big-region", sim).await;
+    env.put_object("big/foreign.txt", b"tv, television\n").await;
+    let outside = AwsBackend::for_endpoint(&env.sim.endpoint()).await;
+    for i in 0..FOREIGN {
+        outside
+            .create_package(
+                &own_scope("us-east-1"),
+                CreatePackage {
+                    name: format!("foreign-{i}"),
+                    package_type: PackageType::TxtDictionary,
+                    source: Source {
+                        bucket: BUCKET.to_owned(),
+                        key: "big/foreign.txt".to_owned(),
+                    },
+                    description: None,
+                    engine_version: None,
+                    configuration: None,
+                    encryption: None,
+                    vending_enabled: None,
+                },
+            )
+            .await
+            .expect("create outside the cluster");
+    }
+    let env = env.with_operator().await;
+    env.put_object("big/own.txt", b"slow, sluggish\n").await;
+    let from = last_seq(&env).await;
+    let applied = Instant::now();
+    env.apply(&dictionary("big-region-import", "big/own.txt", None, ""))
+        .await;
+    env.wait_ready("big-region-import").await;
+    let took = applied.elapsed();
+
+    let calls = calls_after(&env, from).await;
+    let seen = describe(&calls);
+    let created = calls
+        .iter()
+        .position(|c| c.operation.as_deref() == Some("CreatePackage"))
+        .unwrap_or_else(|| panic!("the package was created: {seen:#?}"));
+    // Before the create, the region-wide listing (both pages) served the first reconcile.
+    assert!(
+        calls[..created]
+            .iter()
+            .filter(|c| c.operation.as_deref() == Some("DescribePackages") && !c.lookup)
+            .count()
+            >= 2,
+        "the first reconcile read the region's listing: {seen:#?}"
+    );
+    // While the package imports (5 s), the observer reads only it, one page each time,
+    // instead of the region's two pages.
+    let after_create = &calls[created + 1..];
+    assert!(
+        after_create
+            .iter()
+            .all(|c| c.operation.as_deref() == Some("DescribePackages") && c.lookup),
+        "while the package imports only it is read: {seen:#?}"
+    );
+    assert!(
+        (3..=15).contains(&after_create.len()),
+        "the package was read quickly (not in a loop) during the import: {seen:#?}"
+    );
+    // Every read asked for the package the object created, not for the region.
+    let id = env
+        .get("big-region-import")
+        .await
+        .and_then(|o| o.status.and_then(|s| s.package_id))
+        .expect("the object recorded its package");
+    assert!(
+        after_create
+            .iter()
+            .all(|c| c.package_id.as_deref() == Some(id.as_str())),
+        "the reads named the object's package {id}: {calls:#?}"
+    );
+    assert!(
+        took < Duration::from_secs(12),
+        "Ready {took:?} after the apply: {seen:#?}"
     );
 }
