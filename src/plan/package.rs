@@ -169,8 +169,10 @@ fn found_by_name(obj: &OpenSearchPackage, package: &Package, name: &str) -> Deci
     )
 }
 
-/// The spec changed since the last create or update: import a new version, unless the newest
-/// version already carries this spec's marker (the update happened before a crash).
+/// The spec changed since the last create or update: import a new version, unless the package
+/// is AVAILABLE at a newest version that already carries this spec's marker (the update
+/// happened before a crash). A failed package is updated even then: a later import failed
+/// (a spec reverted after it, say), and only an update makes AWS hold this spec again.
 fn update(
     obj: &OpenSearchPackage,
     package: &Package,
@@ -181,7 +183,8 @@ fn update(
         return not_available(&package.status, package);
     }
     let newest = observed.history.as_ref().and_then(|h| h.first());
-    if let Some(version) = newest
+    if package.status == PackageStatus::Available
+        && let Some(version) = newest
         && version
             .commit_message
             .as_deref()

@@ -281,6 +281,28 @@ fn a_marker_in_history_records_the_update_instead_of_repeating_it() {
 }
 
 #[test]
+fn a_revert_after_a_failed_import_imports_again_though_the_newest_version_is_marked() {
+    // A imported as v2; B's import failed (no version, the package stays COPY_FAILED); the
+    // user reverts to A. v2 carries A's marker, but AWS is not AVAILABLE at it: only an
+    // update brings the package back, so the marker must not stand in for one.
+    let obj = owning(json!({"description": "A"}), json!({}));
+    let digest = SpecDigest::of(&obj.spec);
+    for failed in [PackageStatus::CopyFailed, PackageStatus::ValidationFailed] {
+        let mut observed = seen(failed.clone());
+        observed.history = Some(vec![PackageVersion {
+            version: "v2".into(),
+            commit_message: Some(digest.commit_message(None)),
+            created_at: None,
+        }]);
+        let step = plan(&obj, &observed);
+        assert!(
+            matches!(&step, Decision::Act(Action::Update { digest: d, .. }) if *d == digest),
+            "{failed:?}: {step:?}"
+        );
+    }
+}
+
+#[test]
 fn an_existing_package_is_refused_unless_adopted() {
     let found = seen(PackageStatus::Available);
 

@@ -3,13 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use ospkg::backend::aws::AwsBackend;
-use ospkg::backend::{CreatePackage, PackageBackend, Source};
-use ospkg::crd::PackageType;
 use ospkg_sim::{Durations, LogEntry, SimConfig};
 
 use super::support::{
-    BUCKET, TestEnv, dictionary, fast_durations, own_scope, shared_control_plane,
+    TestEnv, create_foreign_packages, dictionary, fast_durations, shared_control_plane,
 };
 
 /// The calls (not association transitions) logged after `seq`.
@@ -210,29 +207,7 @@ async fn a_busy_region_of_many_pages_reads_only_the_packages_it_follows() {
         .durations(durations)
         .package_quota(FOREIGN + 10);
     let env = TestEnv::without_operator(cp, "observer-big-region", sim).await;
-    env.put_object("big/foreign.txt", b"tv, television\n").await;
-    let outside = AwsBackend::for_endpoint(&env.sim.endpoint()).await;
-    for i in 0..FOREIGN {
-        outside
-            .create_package(
-                &own_scope("us-east-1"),
-                CreatePackage {
-                    name: format!("foreign-{i}"),
-                    package_type: PackageType::TxtDictionary,
-                    source: Source {
-                        bucket: BUCKET.to_owned(),
-                        key: "big/foreign.txt".to_owned(),
-                    },
-                    description: None,
-                    engine_version: None,
-                    configuration: None,
-                    encryption: None,
-                    vending_enabled: None,
-                },
-            )
-            .await
-            .expect("create outside the cluster");
-    }
+    create_foreign_packages(&env, "us-east-1", "foreign", FOREIGN).await;
     let env = env.with_operator().await;
     env.put_object("big/own.txt", b"slow, sluggish\n").await;
     let from = last_seq(&env).await;

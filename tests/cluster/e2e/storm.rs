@@ -14,17 +14,22 @@ use std::time::Duration;
 
 use ospkg::crd::OpenSearchPackage;
 use ospkg::digest::SpecDigest;
-use ospkg_sim::{EntryKind, FaultConfig, LogEntry, OperationFaults, ScriptedFault};
+use ospkg_sim::{EntryKind, FaultConfig, LogEntry, OperationFaults, ScriptedFault, SimConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::support::{DOMAIN, TestEnv, condition, dictionary, is_current};
+use super::support::{
+    DOMAIN, TestEnv, condition, create_foreign_packages, dictionary, fast_durations, is_current,
+    shared_control_plane,
+};
 
 struct Storm {
     objects: usize,
     changes: usize,
     kills: usize,
     seed: u64,
+    /// Packages made outside the cluster in the objects' region beforehand.
+    foreign: usize,
 }
 
 impl Storm {
@@ -39,6 +44,7 @@ impl Storm {
                 changes: 120,
                 kills: 40,
                 seed,
+                foreign: 0,
             }
         } else {
             Self {
@@ -46,6 +52,7 @@ impl Storm {
                 changes: 40,
                 kills: 12,
                 seed,
+                foreign: 0,
             }
         }
     }
@@ -116,8 +123,31 @@ fn marker_of(entry: &LogEntry) -> Option<String> {
 
 #[tokio::test]
 async fn a_storm_of_changes_faults_and_kills_loses_nothing_and_duplicates_nothing() {
-    let storm = Storm::from_env();
-    let mut env = TestEnv::start("e2e-storm").await;
+    run(Storm::from_env(), "e2e-storm").await;
+}
+
+/// The same storm, shorter, in a region of two pages (150 packages of other teams): the
+/// region observer reads the objects' packages by id while they change, not the region.
+#[tokio::test]
+async fn a_storm_in_a_region_of_many_pages_loses_nothing_and_duplicates_nothing() {
+    let storm = Storm {
+        objects: 4,
+        changes: 24,
+        kills: 8,
+        foreign: 150,
+        ..Storm::from_env()
+    };
+    run(storm, "e2e-storm-big").await;
+}
+
+async fn run(storm: Storm, ns: &str) {
+    let sim = SimConfig::default()
+        .durations(fast_durations())
+        .package_quota(storm.foreign + 25);
+    let cp = shared_control_plane().await.expect("control plane");
+    let env = TestEnv::without_operator(cp, ns, sim).await;
+    create_foreign_packages(&env, "us-east-1", "foreign", storm.foreign).await;
+    let mut env = env.with_operator().await;
     // Two replicas on one Lease: kills hit the leader or the standby.
     env.add_replica("b").await;
     let mut rng = StdRng::seed_from_u64(storm.seed);
@@ -293,15 +323,23 @@ async fn a_storm_of_changes_faults_and_kills_loses_nothing_and_duplicates_nothin
         }
     }
     let updates: usize = effective.values().map(Vec::len).sum();
+    let describes = |lookup: bool| {
+        log.iter()
+            .filter(|e| e.operation.as_deref() == Some("DescribePackages") && e.lookup == lookup)
+            .count()
+    };
     println!(
-        "storm seed {}: {} objects, {} changes, {} kills, {} after-effect faults, {} effective updates, {} creates, duplicates {}, lost {}",
+        "storm seed {} ({} foreign packages): {} objects, {} changes, {} kills, {} after-effect faults, {} effective updates, {} creates, DescribePackages {} listing pages and {} by id or name, duplicates {}, lost {}",
         storm.seed,
+        storm.foreign,
         storm.objects,
         storm.changes,
         kills,
         faults,
         updates,
         creates.values().sum::<u32>(),
+        describes(false),
+        describes(true),
         duplicates.len(),
         lost.len()
     );

@@ -819,6 +819,36 @@ spec:
     yaml
 }
 
+/// Creates `count` packages named `{prefix}-{i}` in `region`, as another team would (with
+/// its own client, outside the cluster), all from one S3 object: a region of many pages.
+pub async fn create_foreign_packages(env: &TestEnv, region: &str, prefix: &str, count: usize) {
+    use ospkg::backend::{CreatePackage, PackageBackend, Source};
+    let key = format!("{prefix}/foreign.txt");
+    env.put_object(&key, b"tv, television\n").await;
+    let outside = ospkg::backend::aws::AwsBackend::for_endpoint(&env.sim.endpoint()).await;
+    for i in 0..count {
+        outside
+            .create_package(
+                &own_scope(region),
+                CreatePackage {
+                    name: format!("{prefix}-{i}"),
+                    package_type: ospkg::crd::PackageType::TxtDictionary,
+                    source: Source {
+                        bucket: BUCKET.to_owned(),
+                        key: key.clone(),
+                    },
+                    description: None,
+                    engine_version: None,
+                    configuration: None,
+                    encryption: None,
+                    vending_enabled: None,
+                },
+            )
+            .await
+            .expect("create outside the cluster");
+    }
+}
+
 /// The operator's own identity in the simulator's default account, in `region`.
 pub fn own_scope(region: &str) -> ospkg::backend::Scope {
     ospkg::backend::Scope::own("123456789012", region)
