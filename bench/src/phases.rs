@@ -157,8 +157,11 @@ pub async fn create(
     let client = api.clone().into_client();
     let writes_before = apiserver::writes(&client).await?;
     let t0 = SystemTime::now();
-    let created: Vec<DynamicObject> = stream::iter(manifests)
-        .map(|m| async move { api.create(&PostParams::default(), &m).await })
+    let created: Vec<(DynamicObject, SystemTime)> = stream::iter(manifests)
+        .map(|m| async move {
+            let created = api.create(&PostParams::default(), &m).await?;
+            Ok::<_, kube::Error>((created, SystemTime::now()))
+        })
         .buffer_unordered(options.create_concurrency.max(1))
         .try_collect()
         .await
@@ -166,7 +169,7 @@ pub async fn create(
     let creates_done = SystemTime::now();
     let wanted: Vec<(String, i64)> = created
         .iter()
-        .map(|o| {
+        .map(|(o, _)| {
             (
                 o.metadata.name.clone().unwrap_or_default(),
                 o.metadata.generation.unwrap_or(1),
@@ -195,6 +198,14 @@ pub async fn create(
     let total_calls = calls.len() as u64;
 
     let packages = sim.packages().await?;
+    let created_to_create_package: Vec<Duration> = created
+        .iter()
+        .filter_map(|(o, answered)| {
+            let package = packages.get(o.metadata.name.as_deref()?)?;
+            let latency = package.created_epoch_ms - epoch_ms(*answered);
+            Some(Duration::from_secs_f64(latency.max(0.0) / 1000.0))
+        })
+        .collect();
     let mut import_end_to_ready = Vec::new();
     for (name, generation) in &wanted {
         let (Some(package), Some(ready)) =
@@ -232,6 +243,7 @@ pub async fn create(
         total_calls,
         calls_per_object: total_calls as f64 / objects.len() as f64,
         throttled,
+        created_to_create_package: Stats::of(&created_to_create_package),
         import_end_to_ready: Stats::of(&import_end_to_ready),
         kube_writes_per_object: apiserver::per_object(&writes_before, &writes_after, objects.len()),
     })

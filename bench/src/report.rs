@@ -95,6 +95,10 @@ pub struct Create {
     pub calls_per_object: f64,
     /// Requests the simulator's rate limiter refused.
     pub throttled: u64,
+    /// From the benchmark's create request answered to the simulator's CreatePackage for
+    /// that object (the package's `CreatedAt`): the operator's own part before AWS.
+    #[serde(default)]
+    pub created_to_create_package: Stats,
     /// From the simulator's import end (the package's `LastUpdatedAt` when it became
     /// AVAILABLE) to the watch delivering Ready.
     pub import_end_to_ready: Stats,
@@ -191,7 +195,7 @@ impl MinMeanMax {
 }
 
 /// Latencies in milliseconds; percentiles by the nearest-rank method.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     pub count: usize,
@@ -318,6 +322,10 @@ impl Report {
                 ),
             );
         }
+        row(
+            "object created → CreatePackage",
+            stats(&c.created_to_create_package),
+        );
         row("import finished → Ready", stats(&c.import_end_to_ready));
         if let Some(ch) = &self.changes {
             row(

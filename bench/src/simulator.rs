@@ -144,6 +144,7 @@ impl Simulator {
                     SimPackage {
                         id: id.to_string(),
                         status: details["PackageStatus"].as_str().unwrap_or("").to_string(),
+                        created_epoch_ms: details["CreatedAt"].as_f64().unwrap_or(0.0) * 1000.0,
                         last_updated_epoch_ms: details["LastUpdatedAt"].as_f64().unwrap_or(0.0)
                             * 1000.0,
                     },
@@ -176,6 +177,8 @@ async fn wait_for_endpoint(process: &Process) -> Result<String> {
 pub struct SimPackage {
     pub id: String,
     pub status: String,
+    /// When CreatePackage made it.
+    pub created_epoch_ms: f64,
     /// When the current status began; for an AVAILABLE package, when its import ended.
     pub last_updated_epoch_ms: f64,
 }

@@ -74,6 +74,7 @@ async fn benchmark_smoke_run_reports_what_happened() {
     // Nothing can be Ready before its import (300 ms copy + 200 ms validation) ended.
     assert!(create.all_ready_ms > 500.0, "{create:?}");
     assert_eq!(create.import_end_to_ready.count, 6, "{create:?}");
+    assert_eq!(create.created_to_create_package.count, 6, "{create:?}");
 
     let steady = report.steady.as_ref().expect("steady phase ran");
     assert_eq!(steady.windows, 1);
