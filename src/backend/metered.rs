@@ -43,7 +43,8 @@ struct Waiting {
 ///
 /// The region listing goes first, then calls that change something, then other reads: while
 /// one waits for the region's limiter, the others wait behind it. The listing is paced by its
-/// observer (its pages take at most a fifth of the tokens, see `controller::regions`) and
+/// observer (its pages take at most a fifth of the tokens, a tenth while changes wait:
+/// [`PackageBackend::changes_waiting`]; see `controller::regions`) and
 /// wakes the objects whose
 /// imports finished: queued behind hundreds of creates, it would leave those objects unseen
 /// until every create was sent.
@@ -185,6 +186,13 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
     /// Not limited: STS is not the package API, and the answer is asked once.
     async fn own_account(&self) -> BackendResult<String> {
         self.inner.own_account().await
+    }
+
+    fn changes_waiting(&self, place: &Place) -> bool {
+        let lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        lanes
+            .get(place)
+            .is_some_and(|lane| lane.waiting.borrow().changes > 0)
     }
 
     /// Not limited either: STS AssumeRole.

@@ -392,6 +392,12 @@ pub trait PackageBackend: Send + Sync + 'static {
         session: &RoleSession,
         region: &str,
     ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// Whether calls that change something are waiting for this account and region's rate
+    /// limit (a backend without one has none waiting).
+    fn changes_waiting(&self, _place: &Place) -> bool {
+        false
+    }
 }
 
 /// A shared backend (one rate limiter and client pool across leadership terms) is a backend.
@@ -489,6 +495,10 @@ impl<B: PackageBackend> PackageBackend for std::sync::Arc<B> {
         region: &str,
     ) -> impl Future<Output = BackendResult<()>> + Send {
         (**self).check_role(session, region)
+    }
+
+    fn changes_waiting(&self, place: &Place) -> bool {
+        (**self).changes_waiting(place)
     }
 }
 

@@ -42,6 +42,9 @@ pub const FAST: Duration = Duration::from_millis(500);
 /// A busy region's listings take at most one in this many of the region's rate-limit tokens
 /// (a listing of many pages is listed less often), leaving the rest to its objects' calls.
 const LISTING_SHARE: u32 = 5;
+/// The same while calls that change something wait for the region's tokens (hundreds of
+/// creates, say): each token a read takes is one a create waits longer for.
+const CONTENDED_LISTING_SHARE: u32 = 10;
 /// Longest a reconcile waits for a fresh listing before reading its package directly.
 const WAIT_LIMIT: Duration = Duration::from_secs(15);
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -347,12 +350,18 @@ impl Regions {
         Self::new(self.resync, rate, self.wakers.clone())
     }
 
-    /// The shortest interval between listings of `listed` packages while the region is busy:
-    /// [`FAST`], or longer when the listing's pages would take more than one in
-    /// [`LISTING_SHARE`] of the region's rate-limit tokens; never longer than the resync.
-    fn busy_interval(&self, listed: usize) -> Duration {
+    /// The shortest interval between reads of `listed` packages while the region is busy:
+    /// [`FAST`], or longer when the read's pages would take more than one in
+    /// [`LISTING_SHARE`] of the region's rate-limit tokens ([`CONTENDED_LISTING_SHARE`] while
+    /// changes wait for them: `contended`); never longer than the resync.
+    fn busy_interval(&self, listed: usize, contended: bool) -> Duration {
         let pages = listed.div_ceil(PAGE_SIZE).max(1);
-        let budget = f64::from(self.rate.get()) / f64::from(LISTING_SHARE);
+        let share = if contended {
+            CONTENDED_LISTING_SHARE
+        } else {
+            LISTING_SHARE
+        };
+        let budget = f64::from(self.rate.get()) / f64::from(share);
         Duration::from_secs_f64(pages as f64 / budget)
             .max(FAST)
             .min(self.resync.max(FAST))
@@ -570,7 +579,10 @@ async fn observe_region<B: PackageBackend>(
                 }
                 followed = following(&context, &name, &listing);
                 let next = region.next_read(Some(&listing), &followed, false, false);
-                let interval = context.regions.busy_interval(pages_of(&next, &listing));
+                let contended = context.backend.changes_waiting(&name);
+                let interval = context
+                    .regions
+                    .busy_interval(pages_of(&next, &listing), contended);
                 let busy = !followed.is_empty();
                 debug!(region = %name, busy, ?interval, "next listing {}", if busy { "soon" } else { "at the resync" });
                 match (busy, listed) {
@@ -608,7 +620,10 @@ async fn observe_region<B: PackageBackend>(
                     let latest = region.latest.borrow().listing.clone();
                     let interval = latest.map_or(FAST, |listing| {
                         let read = region.next_read(Some(&listing), &followed, false, false);
-                        context.regions.busy_interval(pages_of(&read, &listing))
+                        let contended = context.backend.changes_waiting(&name);
+                        context
+                            .regions
+                            .busy_interval(pages_of(&read, &listing), contended)
                     });
                     (started + interval).min(next)
                 };

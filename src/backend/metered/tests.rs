@@ -336,3 +336,32 @@ async fn every_page_of_a_region_listing_takes_a_token() {
     assert!(lane.limiter.check().is_ok());
     assert!(lane.limiter.check().is_err());
 }
+
+#[tokio::test]
+async fn a_region_tells_whether_changes_wait_for_its_tokens() {
+    // The next token comes in a second.
+    let (backend, _sim) = spent(1).await;
+    let (region, other) = (at("eu-west-1").place(), at("us-east-1").place());
+    assert!(!backend.changes_waiting(&region));
+    // A read waiting is not a change waiting.
+    let read = tokio::spawn({
+        let backend = backend.clone();
+        async move {
+            backend
+                .package_version_history(&at("eu-west-1"), "F000000002")
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!backend.changes_waiting(&region));
+    let change = tokio::spawn({
+        let backend = backend.clone();
+        async move { backend.delete_package(&at("eu-west-1"), "F000000001").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(backend.changes_waiting(&region));
+    assert!(!backend.changes_waiting(&other));
+    let _ = change.await.expect("change task");
+    assert!(!backend.changes_waiting(&region));
+    let _ = read.await.expect("read task");
+}

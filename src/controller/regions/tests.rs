@@ -137,17 +137,28 @@ fn a_busy_region_lists_within_a_fifth_of_its_rate_limit() {
     let rate = |n| NonZeroU32::new(n).expect("not zero");
     let regions = Regions::new(Duration::from_secs(30), rate(10), Wakers::default());
     // One page (or none yet): the shortest interval. Two tokens a second of ten.
-    assert_eq!(regions.busy_interval(0), FAST);
-    assert_eq!(regions.busy_interval(100), FAST);
+    assert_eq!(regions.busy_interval(0, false), FAST);
+    assert_eq!(regions.busy_interval(100, false), FAST);
     // Three pages a listing: one every 1.5 s keeps it at two tokens a second.
-    assert_eq!(regions.busy_interval(250), Duration::from_millis(1500));
+    assert_eq!(
+        regions.busy_interval(250, false),
+        Duration::from_millis(1500)
+    );
     // 50 pages would be 25 s; a listing a resync is the least a busy region gets.
-    assert_eq!(regions.busy_interval(5_000), Duration::from_secs(25));
-    assert_eq!(regions.busy_interval(50_000), Duration::from_secs(30));
+    assert_eq!(regions.busy_interval(5_000, false), Duration::from_secs(25));
+    assert_eq!(
+        regions.busy_interval(50_000, false),
+        Duration::from_secs(30)
+    );
     // A higher limit lists more often, never more often than FAST.
     let generous = regions.with_rate(rate(100));
-    assert_eq!(generous.busy_interval(250), FAST);
-    assert_eq!(generous.busy_interval(2_000), Duration::from_secs(1));
+    assert_eq!(generous.busy_interval(250, false), FAST);
+    assert_eq!(generous.busy_interval(2_000, false), Duration::from_secs(1));
+    // While creates or updates wait for the region's tokens, reads take one in ten: a page
+    // a second, three pages every three seconds.
+    assert_eq!(regions.busy_interval(100, true), Duration::from_secs(1));
+    assert_eq!(regions.busy_interval(250, true), Duration::from_secs(3));
+    assert_eq!(generous.busy_interval(100, true), FAST);
 }
 
 #[test]
