@@ -2,19 +2,27 @@
 //! (DescribePackages, every page), keeps the listing, and wakes exactly the objects whose package
 //! changed. Reconciles read their package from the listing instead of calling AWS each.
 //!
-//! An observer lists quickly while a package one of its objects owns is being imported or
-//! deleted, or while a reconcile waits for a listing newer than its own last change, and at
-//! the resync interval otherwise. Quickly means every [`FAST`] for a listing of one page, less
-//! often for more pages: a busy region's listings take at most one in [`LISTING_SHARE`] of its
-//! rate-limit tokens ([`Regions::busy_interval`]). A reconcile that changed a package tells the
-//! observer ([`Regions::changed`]), so the first listing after the change comes within that
-//! interval. So a settled region costs one listing per resync, however many objects it has,
-//! and an object whose package is importing is not polled at all: the observer sees the
-//! package change and wakes it.
+//! An observer reads quickly while a package one of its objects owns is being imported or
+//! deleted, or while a reconcile waits for a read newer than its own last change, and lists
+//! the region at the resync interval otherwise. Quickly means every [`FAST`] for a read of one
+//! page, less often for more pages: a busy region's reads take at most one in
+//! [`LISTING_SHARE`] of its rate-limit tokens (one in [`CONTENDED_LISTING_SHARE`] while
+//! creates or updates wait for them; [`Regions::busy_interval`]). A reconcile that changed a
+//! package tells the observer ([`Regions::changed`]), so the first read after the change
+//! comes within that interval. So a settled region costs one listing per resync, however many
+//! objects it has, and an object whose package is importing is not polled at all: the
+//! observer sees the package change and wakes it.
 //!
-//! Freshness: a reconcile may only act on a listing that started after its object's last AWS
-//! change ([`super::Schedule::acted_at`]) and that is not older than what the object's status
-//! recorded; otherwise it asks for a new listing and waits for it.
+//! A quick read of a region of more pages than the packages it follows asks only for those
+//! (by id, [`Read::Followed`]) and merges them over the last region-wide listing
+//! ([`Listing::reread`]): a region of thousands of packages is one page a read while a few
+//! import. The region-wide listing comes at the resync, first, and when a reconcile waits for
+//! a package it knows only by name (a create whose answer was lost).
+//!
+//! Freshness: a reconcile may only act on a listing whose entry for its package was read after
+//! its object's last AWS change ([`super::Schedule::acted_at`], [`Listing::started_for`]) and
+//! that is not older than what the object's status recorded; otherwise it asks for a new read
+//! and waits for it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU32;

@@ -208,23 +208,33 @@ fn spawn_listing(
     })
 }
 
+/// A read (eu-west-1's version history of a package), in a task of its own.
+fn spawn_read(
+    backend: &Arc<Metered<AwsBackend>>,
+) -> tokio::task::JoinHandle<BackendResult<Vec<PackageVersion>>> {
+    let backend = backend.clone();
+    tokio::spawn(async move {
+        backend
+            .package_version_history(&at("eu-west-1"), "F000000002")
+            .await
+    })
+}
+
+/// A change (eu-west-1's DeletePackage), in a task of its own.
+fn spawn_change(
+    backend: &Arc<Metered<AwsBackend>>,
+) -> tokio::task::JoinHandle<BackendResult<Package>> {
+    let backend = backend.clone();
+    tokio::spawn(async move { backend.delete_package(&at("eu-west-1"), "F000000001").await })
+}
+
 #[tokio::test]
 async fn a_waiting_change_goes_before_waiting_reads() {
     // The next token comes in a second.
     let (backend, sim) = spent(1).await;
-    let read = tokio::spawn({
-        let backend = backend.clone();
-        async move {
-            backend
-                .package_version_history(&at("eu-west-1"), "F000000002")
-                .await
-        }
-    });
+    let read = spawn_read(&backend);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let change = tokio::spawn({
-        let backend = backend.clone();
-        async move { backend.delete_package(&at("eu-west-1"), "F000000001").await }
-    });
+    let change = spawn_change(&backend);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let listing = spawn_listing(&backend);
     let _ = read.await.expect("read task");
@@ -344,20 +354,10 @@ async fn a_region_tells_whether_changes_wait_for_its_tokens() {
     let (region, other) = (at("eu-west-1").place(), at("us-east-1").place());
     assert!(!backend.changes_waiting(&region));
     // A read waiting is not a change waiting.
-    let read = tokio::spawn({
-        let backend = backend.clone();
-        async move {
-            backend
-                .package_version_history(&at("eu-west-1"), "F000000002")
-                .await
-        }
-    });
+    let read = spawn_read(&backend);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(!backend.changes_waiting(&region));
-    let change = tokio::spawn({
-        let backend = backend.clone();
-        async move { backend.delete_package(&at("eu-west-1"), "F000000001").await }
-    });
+    let change = spawn_change(&backend);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(backend.changes_waiting(&region));
     assert!(!backend.changes_waiting(&other));

@@ -4,11 +4,11 @@
 //! a clear condition until it appears.
 
 use ospkg::backend::aws::AwsBackend;
-use ospkg::backend::{AssociatePackage, CreatePackage, PackageBackend, Source};
-use ospkg::crd::PackageType;
+use ospkg::backend::{AssociatePackage, PackageBackend};
 
+use super::support;
 use super::support::own_scope;
-use super::support::{BUCKET, CONVERGE, DOMAIN, TestEnv, access_key, condition, status_of};
+use super::support::{CONVERGE, DOMAIN, TestEnv, access_key, condition, status_of};
 use super::{SETTLE, assert_event};
 
 const REGION: &str = "us-east-1";
@@ -30,27 +30,7 @@ spec:
 /// Creates a package as someone outside the cluster would (with its own credentials).
 async fn create_outside(env: &TestEnv, name: &str, key: &str) -> String {
     env.put_object(key, b"tv, television\n").await;
-    let backend = AwsBackend::for_endpoint(&env.sim.endpoint()).await;
-    let package = backend
-        .create_package(
-            &own_scope(REGION),
-            CreatePackage {
-                name: name.to_owned(),
-                package_type: PackageType::TxtDictionary,
-                source: Source {
-                    bucket: BUCKET.to_owned(),
-                    key: key.to_owned(),
-                },
-                description: Some("made by another team".into()),
-                engine_version: None,
-                configuration: None,
-                encryption: None,
-                vending_enabled: None,
-            },
-        )
-        .await
-        .expect("create outside the cluster");
-    package.id
+    support::create_outside(env, REGION, name, key, Some("made by another team")).await
 }
 
 /// The operator's calls (signed with its access key) that change something.

@@ -43,6 +43,14 @@ fn describe(entries: &[LogEntry]) -> Vec<String> {
         .collect()
 }
 
+/// Where the first call of `operation` is in `calls` (described as `seen`).
+fn position(calls: &[LogEntry], operation: &str, seen: &[String]) -> usize {
+    calls
+        .iter()
+        .position(|c| c.operation.as_deref() == Some(operation))
+        .unwrap_or_else(|| panic!("no {operation}: {seen:#?}"))
+}
+
 #[tokio::test]
 async fn a_settled_region_costs_one_listing_per_resync_however_many_objects() {
     const OBJECTS: usize = 12;
@@ -116,10 +124,7 @@ async fn an_importing_package_is_watched_by_the_region_not_polled() {
 
     let calls = calls_after(&env, from).await;
     let seen = describe(&calls);
-    let created = calls
-        .iter()
-        .position(|c| c.operation.as_deref() == Some("CreatePackage"))
-        .expect("the package was created");
+    let created = position(&calls, "CreatePackage", &seen);
     let after_create = &calls[created + 1..];
     assert!(
         after_create
@@ -176,10 +181,7 @@ async fn a_change_made_in_a_settled_region_is_watched_at_once_not_at_the_resync(
 
     let calls = calls_after(&env, from).await;
     let seen = describe(&calls);
-    let updated = calls
-        .iter()
-        .position(|c| c.operation.as_deref() == Some("UpdatePackage"))
-        .unwrap_or_else(|| panic!("the package was updated: {seen:#?}"));
+    let updated = position(&calls, "UpdatePackage", &seen);
     assert!(
         calls[updated + 1..]
             .iter()
@@ -219,10 +221,7 @@ async fn a_busy_region_of_many_pages_reads_only_the_packages_it_follows() {
 
     let calls = calls_after(&env, from).await;
     let seen = describe(&calls);
-    let created = calls
-        .iter()
-        .position(|c| c.operation.as_deref() == Some("CreatePackage"))
-        .unwrap_or_else(|| panic!("the package was created: {seen:#?}"));
+    let created = position(&calls, "CreatePackage", &seen);
     // Before the create, the region-wide listing (both pages) served the first reconcile.
     assert!(
         calls[..created]

@@ -819,33 +819,46 @@ spec:
     yaml
 }
 
-/// Creates `count` packages named `{prefix}-{i}` in `region`, as another team would (with
-/// its own client, outside the cluster), all from one S3 object: a region of many pages.
-pub async fn create_foreign_packages(env: &TestEnv, region: &str, prefix: &str, count: usize) {
+/// Creates the package `name` from the S3 object `key` in `region`, as another team would
+/// (with its own client, outside the cluster); returns its id.
+pub async fn create_outside(
+    env: &TestEnv,
+    region: &str,
+    name: &str,
+    key: &str,
+    description: Option<&str>,
+) -> String {
     use ospkg::backend::{CreatePackage, PackageBackend, Source};
+    let outside = ospkg::backend::aws::AwsBackend::for_endpoint(&env.sim.endpoint()).await;
+    let package = outside
+        .create_package(
+            &own_scope(region),
+            CreatePackage {
+                name: name.to_owned(),
+                package_type: ospkg::crd::PackageType::TxtDictionary,
+                source: Source {
+                    bucket: BUCKET.to_owned(),
+                    key: key.to_owned(),
+                },
+                description: description.map(str::to_owned),
+                engine_version: None,
+                configuration: None,
+                encryption: None,
+                vending_enabled: None,
+            },
+        )
+        .await
+        .expect("create outside the cluster");
+    package.id
+}
+
+/// Creates `count` packages named `{prefix}-{i}` in `region` outside the cluster, all from
+/// one S3 object: a region of many pages.
+pub async fn create_foreign_packages(env: &TestEnv, region: &str, prefix: &str, count: usize) {
     let key = format!("{prefix}/foreign.txt");
     env.put_object(&key, b"tv, television\n").await;
-    let outside = ospkg::backend::aws::AwsBackend::for_endpoint(&env.sim.endpoint()).await;
     for i in 0..count {
-        outside
-            .create_package(
-                &own_scope(region),
-                CreatePackage {
-                    name: format!("{prefix}-{i}"),
-                    package_type: ospkg::crd::PackageType::TxtDictionary,
-                    source: Source {
-                        bucket: BUCKET.to_owned(),
-                        key: key.clone(),
-                    },
-                    description: None,
-                    engine_version: None,
-                    configuration: None,
-                    encryption: None,
-                    vending_enabled: None,
-                },
-            )
-            .await
-            .expect("create outside the cluster");
+        create_outside(env, region, &format!("{prefix}-{i}"), &key, None).await;
     }
 }
 
