@@ -56,12 +56,10 @@ pub(super) struct Objects {
     facts: BTreeMap<String, Facts>,
     /// packageStatus → number of objects in it; values that reach zero stay at zero.
     status_counts: BTreeMap<String, i64>,
-}
-
-impl Objects {
-    fn domains_behind_total(&self) -> usize {
-        self.facts.values().filter_map(|f| f.domains_behind).sum()
-    }
+    /// The sum of every object's `domains_behind`, kept as they change: every reconcile sets
+    /// its object's, and summing thousands of objects each time was most of the operator's
+    /// CPU in a settled cluster.
+    domains_behind_total: usize,
 }
 
 pub(super) type SharedObjects = Arc<Mutex<Objects>>;
@@ -174,25 +172,26 @@ impl Metrics {
     /// version.
     pub fn set_domains_behind(&self, object: &str, behind: usize) {
         let mut objects = self.lock();
-        match objects.facts.get_mut(object) {
-            Some(facts) => facts.domains_behind = Some(behind),
+        let previous = match objects.facts.get_mut(object) {
+            Some(facts) => facts.domains_behind.replace(behind),
             None => {
                 let facts = Facts {
                     domains_behind: Some(behind),
                     ..Facts::default()
                 };
                 objects.facts.insert(object.to_owned(), facts);
+                None
             }
-        }
-        self.update_domains_behind(&objects);
+        };
+        self.update_domains_behind(&mut objects, previous.unwrap_or(0), behind);
     }
 
     /// Drops everything recorded about a deleted object ("namespace/name").
     pub fn forget(&self, object: &str) {
         self.set_package_status(object, None);
         let mut objects = self.lock();
-        if objects.facts.remove(object).is_some() {
-            self.update_domains_behind(&objects);
+        if let Some(facts) = objects.facts.remove(object) {
+            self.update_domains_behind(&mut objects, facts.domains_behind.unwrap_or(0), 0);
         }
     }
 
@@ -218,10 +217,12 @@ impl Metrics {
             .set(*count);
     }
 
-    fn update_domains_behind(&self, objects: &Objects) {
-        let total = objects.domains_behind_total();
+    /// One object's domains behind went from `before` to `after`.
+    fn update_domains_behind(&self, objects: &mut Objects, before: usize, after: usize) {
+        objects.domains_behind_total =
+            (objects.domains_behind_total + after).saturating_sub(before);
         self.domains_behind
-            .set(i64::try_from(total).unwrap_or(i64::MAX));
+            .set(i64::try_from(objects.domains_behind_total).unwrap_or(i64::MAX));
     }
 }
 
@@ -291,6 +292,16 @@ mod tests {
         assert_eq!(metrics.domains_behind.get(), 1);
         metrics.forget("ns/a");
         assert_eq!(metrics.domains_behind.get(), 0);
+
+        // An object known by its package status first; forgetting one never counted.
+        metrics.set_package_status("ns/c", Some("AVAILABLE"));
+        metrics.set_domains_behind("ns/c", 2);
+        metrics.forget("ns/unknown");
+        assert_eq!(metrics.domains_behind.get(), 2);
+        metrics.forget_all();
+        assert_eq!(metrics.domains_behind.get(), 0);
+        metrics.set_domains_behind("ns/c", 1);
+        assert_eq!(metrics.domains_behind.get(), 1);
     }
 
     #[test]
