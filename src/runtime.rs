@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::{FutureExt as _, StreamExt};
+use futures::{FutureExt as _, StreamExt, TryStreamExt as _};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -21,7 +21,7 @@ use crate::backend::aws::{AwsBackend, Timeouts, sdk_defaults};
 use crate::backend::identity::Identities;
 use crate::backend::metered::Metered;
 use crate::backend::s3::S3Backend;
-use crate::controller::{Context, Wakers, error_policy, reconcile};
+use crate::controller::{Context, PackageNames, Wakers, error_policy, reconcile};
 use crate::crd::{FIELD_MANAGER, OpenSearchPackage, OpenSearchPackageRole, slim};
 use crate::leader::{self, Election, Leadership};
 use crate::metrics::Metrics;
@@ -289,7 +289,7 @@ pub async fn run_controllers<B: PackageBackend>(
         }
         .shared()
     };
-    let (controllers, wakers) = package_controllers(&client, &settings, stopped.clone());
+    let (controllers, wakers, names) = package_controllers(&client, &settings, stopped.clone());
     let stores: Vec<Store<OpenSearchPackage>> = controllers.iter().map(|c| c.store()).collect();
 
     let reporter = Reporter {
@@ -318,6 +318,7 @@ pub async fn run_controllers<B: PackageBackend>(
         )
         .with_leadership(shared.leadership)
         .with_wakers(wakers)
+        .with_package_names(names)
         .with_source(Follower::new(settings.follow, shared.s3))
         .with_tenancy(tenancy)
         .with_concurrency(settings.concurrency.into())
@@ -377,13 +378,17 @@ pub async fn run_controllers<B: PackageBackend>(
 }
 
 /// One kube-runtime controller per watched namespace (or one for all), each with its own
-/// slimmed watch cache, and the channels through which the region observers wake their
-/// objects.
+/// slimmed watch cache, the channels through which the region observers wake their objects,
+/// and the package names the watched objects claim.
 fn package_controllers(
     client: &Client,
     settings: &Settings,
     stopped: impl Future<Output = ()> + Clone + Send + Sync + 'static,
-) -> (Vec<Controller<OpenSearchPackage>>, Wakers) {
+) -> (
+    Vec<Controller<OpenSearchPackage>>,
+    Wakers,
+    Arc<PackageNames>,
+) {
     let watcher_config = match &settings.label_selector {
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
@@ -400,23 +405,28 @@ fn package_controllers(
     // Unbounded here: `Context::slots` bounds the reconciles that work, in order (see there).
     let controller_config = ControllerConfig::default().concurrency(0);
     let mut wakers = Wakers::default();
+    let names = Arc::new(PackageNames::default());
     let controllers = apis
         .into_iter()
         .zip(watched_namespaces(&settings.namespaces))
         .map(|(api, namespace)| {
             let (wake, woken) = futures::channel::mpsc::unbounded();
             wakers.route(namespace, wake);
-            // The controller's own watch, with each object slimmed before it is cached.
+            // The controller's own watch, with each object slimmed before it is cached, and
+            // its package name counted before that.
             let (reader, writer) = reflector::store();
-            let objects = reflector(writer, watcher(api, watcher_config.clone()).modify(slim))
-                .applied_objects();
+            let (stream, names) = (names.stream(), names.clone());
+            let events = watcher(api, watcher_config.clone())
+                .modify(slim)
+                .inspect_ok(move |event| names.observe(stream, event));
+            let objects = reflector(writer, events).applied_objects();
             Controller::for_stream(objects, reader)
                 .with_config(controller_config.clone())
                 .reconcile_on(woken)
                 .graceful_shutdown_on(stopped.clone())
         })
         .collect();
-    (controllers, wakers)
+    (controllers, wakers, names)
 }
 
 /// The namespace each controller watches, in the order of [`run_controllers`]'s APIs (`None`:

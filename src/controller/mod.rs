@@ -18,6 +18,7 @@ mod effect;
 mod events;
 mod export;
 mod kube_io;
+mod names;
 mod observe;
 mod regions;
 mod schedule;
@@ -38,6 +39,7 @@ use tracing::{Instrument, debug, info_span, warn};
 pub use effect::Failed;
 pub use events::Event;
 pub use kube_io::{Events, OwnWrites};
+pub use names::{PackageNames, Stream as NameStream};
 pub use observe::region_of;
 pub use regions::{Listing, Regions, Wakers};
 pub use schedule::{Schedule, Turn};
@@ -86,6 +88,8 @@ pub struct Context<B> {
     pub default_region: String,
     /// The watch caches: the only list of objects (name conflicts, prerequisites).
     pub stores: Vec<Store<OpenSearchPackage>>,
+    /// The package names the watched objects claim, kept from the same watches.
+    pub names: Arc<PackageNames>,
     /// The region observers: every package read starts from their listings.
     pub regions: Regions,
     pub schedule: Schedule,
@@ -117,6 +121,7 @@ impl<B: PackageBackend> Context<B> {
             metrics,
             default_region,
             stores,
+            names: Arc::default(),
             regions: Regions::new(resync, DEFAULT_AWS_RATE, Wakers::default()),
             schedule: Schedule::new(resync),
             own_writes: OwnWrites::default(),
@@ -154,6 +159,13 @@ impl<B: PackageBackend> Context<B> {
     /// Sends objects woken by the region observers to these controllers.
     pub fn with_wakers(mut self, wakers: Wakers) -> Self {
         self.regions = self.regions.with_wakers(wakers);
+        self
+    }
+
+    /// Knows the package names of the watched objects from `names` (fed by the watches of
+    /// [`Self::stores`]).
+    pub fn with_package_names(mut self, names: Arc<PackageNames>) -> Self {
+        self.names = names;
         self
     }
 

@@ -224,7 +224,11 @@ fn name_owner<B>(ctx: &Context<B>, obj: &OpenSearchPackage, place: &Place) -> Op
         // An observer owns nothing and may watch any package.
         return None;
     }
-    // Runs for every reconcile over every cached object: the cheap tests (no allocation) first.
+    // Most names are claimed by one object: no need to look through every cached object.
+    if !ctx.names.may_have_rivals(obj) {
+        return None;
+    }
+    // Runs over every cached object: the cheap tests (no allocation) first.
     let name = package_name(obj);
     let mut contenders = ctx.cached_objects_where(|o| {
         package_name(o) == name
