@@ -3,9 +3,10 @@
 //! for a rival owner (most reconciles, in a cluster of thousands of objects).
 
 use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError};
 
-use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
 use crate::crd::OpenSearchPackage;
@@ -23,41 +24,44 @@ pub struct PackageNames {
     streams: Mutex<Vec<StreamNames>>,
 }
 
-/// Objects (by namespace/name) and their package names, counted by name.
+/// Objects (by "namespace/name") and a hash of their package names, counted by that hash.
+///
+/// Hashes, not names: thousands of objects, each name kept twice, were megabytes. Two names
+/// with one hash only make a scan that finds no rival, never a rival missed.
 #[derive(Debug, Default)]
 struct Names {
-    objects: HashMap<(String, String), String>,
-    counts: HashMap<String, u32>,
+    objects: HashMap<Box<str>, u64>,
+    counts: HashMap<u64, u32>,
 }
 
 impl Names {
     fn insert(&mut self, obj: &OpenSearchPackage) {
-        let name = package_name(obj).to_owned();
-        if let Some(previous) = self.objects.insert(key(obj), name.clone()) {
-            self.uncount(&previous);
+        let name = name_hash(obj);
+        if let Some(previous) = self.objects.insert(key(obj), name) {
+            self.uncount(previous);
         }
         *self.counts.entry(name).or_default() += 1;
     }
 
     fn remove(&mut self, obj: &OpenSearchPackage) {
         if let Some(previous) = self.objects.remove(&key(obj)) {
-            self.uncount(&previous);
+            self.uncount(previous);
         }
     }
 
-    fn uncount(&mut self, name: &str) {
-        if let Some(count) = self.counts.get_mut(name) {
+    fn uncount(&mut self, name: u64) {
+        if let Some(count) = self.counts.get_mut(&name) {
             *count -= 1;
             if *count == 0 {
-                self.counts.remove(name);
+                self.counts.remove(&name);
             }
         }
     }
 
-    /// The objects other than the one at `own` that claim `name`.
-    fn others(&self, own: &(String, String), name: &str) -> u32 {
-        let count = self.counts.get(name).copied().unwrap_or(0);
-        let counted_own = self.objects.get(own).is_some_and(|n| n == name);
+    /// The objects other than the one at `own` whose package name hashes to `name`.
+    fn others(&self, own: &str, name: u64) -> u32 {
+        let count = self.counts.get(&name).copied().unwrap_or(0);
+        let counted_own = self.objects.get(own) == Some(&name);
         count - u32::from(counted_own)
     }
 }
@@ -112,7 +116,7 @@ impl PackageNames {
         if streams.is_empty() {
             return true;
         }
-        let (own, name) = (key(obj), package_name(obj));
+        let (own, name) = (key(obj), name_hash(obj));
         streams.iter().any(|s| {
             s.current.others(&own, name) > 0
                 || s.relisting
@@ -126,8 +130,16 @@ impl PackageNames {
     }
 }
 
-fn key(obj: &OpenSearchPackage) -> (String, String) {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+fn key(obj: &OpenSearchPackage) -> Box<str> {
+    let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
+    let name = obj.metadata.name.as_deref().unwrap_or_default();
+    format!("{namespace}/{name}").into_boxed_str()
+}
+
+fn name_hash(obj: &OpenSearchPackage) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    package_name(obj).hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
