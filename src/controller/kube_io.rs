@@ -84,7 +84,10 @@ pub async fn write_status<B>(
     status: &OpenSearchPackageStatus,
 ) -> Result<(), Error> {
     let (api, obj) = (job.api, job.obj);
-    if obj.status.as_ref() == Some(status) {
+    // Compared with what the API server holds as far as this process knows: a write earlier
+    // in this reconcile (a write-ahead intent) counts, not only the copy it started from.
+    let latest = job.ctx.own_writes.latest(obj);
+    if latest.as_deref().unwrap_or(obj).status.as_ref() == Some(status) {
         return Ok(());
     }
     fence(job)?;
@@ -208,6 +211,13 @@ impl OwnWrites {
         }
         map.remove(&uid);
         cached
+    }
+
+    /// The object as this process's last remembered write left it.
+    fn latest(&self, obj: &OpenSearchPackage) -> Option<Arc<OpenSearchPackage>> {
+        let uid = obj.uid()?;
+        let map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&uid).map(|written| written.latest.clone())
     }
 
     pub fn forget(&self, obj: &OpenSearchPackage) {

@@ -125,7 +125,9 @@ impl Schedule {
         at_most: Option<Duration>,
     ) -> Duration {
         let key = key(obj);
-        if requeue != Requeue::Backoff {
+        // A step taken at once (`Soon`: an open intent resolved, a package just recorded) is
+        // not yet progress: a failure after it goes on backing off from where it was.
+        if !matches!(requeue, Requeue::Backoff | Requeue::Soon) {
             self.reset_backoff(&key);
         }
         let cap = |delay: Duration| at_most.map_or(delay, |limit| delay.min(limit.max(SOON)));
@@ -266,7 +268,11 @@ mod tests {
         assert!(first <= Duration::from_millis(1200), "{first:?}");
         assert!(third >= Duration::from_millis(3200), "{third:?}");
         assert!(second < third);
+        // A step taken at once is not progress: the next failure backs off further.
         schedule.next(&obj, Requeue::Soon, now);
+        assert!(schedule.next(&obj, Requeue::Backoff, now) >= Duration::from_millis(6400));
+        // Progress (waiting on an import, a settled object) starts over.
+        schedule.next(&obj, Requeue::Observe, now);
         assert!(schedule.next(&obj, Requeue::Backoff, now) <= Duration::from_millis(1200));
     }
 

@@ -605,3 +605,110 @@ async fn a_failed_delete_says_so_and_is_retried_until_the_package_goes() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:#?}");
 }
+
+/// The service answers every UpdatePackage with a 5xx that proves nothing: each answer leaves
+/// an open intent, resolved by looking before the next send. That look is not progress: the
+/// sends still back off (1 s, 2 s, 4 s, ...) instead of repeating about once a second.
+#[tokio::test]
+async fn an_update_the_service_keeps_failing_is_resent_with_a_growing_backoff() {
+    let harness = ready_object(Aws::immediate().await, json!({})).await;
+    let failing = FaultConfig {
+        operations: BTreeMap::from([(
+            "UpdatePackage".to_owned(),
+            OperationFaults {
+                internal: 1.0,
+                ..OperationFaults::default()
+            },
+        )]),
+        ..FaultConfig::default()
+    };
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&failing)
+        .await
+        .expect("faults");
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("a new description".into()));
+
+    // Each reconcile runs as its requeue timer fires; after each send, the delay until the
+    // next one is noted.
+    let mut delays = Vec::new();
+    for _ in 0..12 {
+        let before = harness.aws.calls(Operation::UpdatePackage).await;
+        harness.reconcile().await;
+        if harness.aws.calls(Operation::UpdatePackage).await > before {
+            let obj = harness.api.object();
+            let delay = harness.ctx.schedule.not_yet_due(&obj).expect("a requeue");
+            delays.push(delay);
+            assert!(
+                obj.status
+                    .as_ref()
+                    .and_then(|s| s.in_flight.as_ref())
+                    .is_some(),
+                "the answer proved nothing: the intent stays open: {obj:#?}"
+            );
+        }
+    }
+    assert!(delays.len() >= 4, "{delays:?}");
+    // 1 s, 2 s, 4 s, 8 s, each ±20 %.
+    for (n, delay) in delays.iter().enumerate().take(5) {
+        let floor = Duration::from_millis(800).saturating_mul(1 << n);
+        assert!(
+            *delay >= floor,
+            "send {}: next after {delay:?}: {delays:?}",
+            n + 1
+        );
+    }
+    assert_eq!(
+        stall_reason(&harness.api.object()),
+        None,
+        "a 5xx is retried, not stalled"
+    );
+}
+
+/// A throttled UpdatePackage never reached the service: its intent, written before the call,
+/// is cleared again on the API server, not only in the reconcile's copy.
+#[tokio::test]
+async fn a_throttled_update_leaves_no_open_intent_behind() {
+    let harness = ready_object(Aws::immediate().await, json!({})).await;
+    let throttled = FaultConfig {
+        operations: BTreeMap::from([(
+            "UpdatePackage".to_owned(),
+            OperationFaults {
+                throttle: 1.0,
+                ..OperationFaults::default()
+            },
+        )]),
+        ..FaultConfig::default()
+    };
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&throttled)
+        .await
+        .expect("faults");
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("a new description".into()));
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        harness.reconcile().await;
+        let obj = harness.api.object();
+        assert!(
+            obj.status
+                .as_ref()
+                .and_then(|s| s.in_flight.as_ref())
+                .is_none(),
+            "no call reached the service, no intent stays open: {obj:#?}"
+        );
+        delays.push(harness.ctx.schedule.not_yet_due(&obj).expect("a requeue"));
+    }
+    assert!(
+        delays[3] >= Duration::from_millis(6_400),
+        "throttled sends back off: {delays:?}"
+    );
+}
