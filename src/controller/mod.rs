@@ -484,6 +484,19 @@ async fn finish<B: PackageBackend>(
     if obj.meta().deletion_timestamp.is_none() {
         export::publish(job, &mut status, &mut effect).await?;
     }
+    // A transient failure on the way (a read, a cache not yet synced) says nothing about a
+    // rejected call the user has not acted on: that stall stands, or the next reconcile would
+    // send the call again.
+    let retrying = matches!(
+        &effect.outcome,
+        Some(Outcome::Progressing {
+            reason: WaitReason::Retrying,
+            ..
+        })
+    );
+    if retrying && status::standing_rejection(obj).is_some() {
+        effect.outcome = None;
+    }
     let before = obj.status.clone().unwrap_or_default();
     match &effect.outcome {
         Some(Outcome::Stalled { reason, message }) if !before.is_stalled_for(*reason) => {

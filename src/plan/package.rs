@@ -9,7 +9,7 @@ use super::{
 use crate::backend::{Operation, Package};
 use crate::crd::{InFlight, OpenSearchPackage};
 use crate::digest::SpecDigest;
-use crate::status::{rfc3339, stall_lifted};
+use crate::status::{rfc3339, standing_rejection};
 use crate::vocabulary::{PackageStatus, StallReason, WaitReason};
 
 /// Decide the next step for an object that is not being deleted.
@@ -122,10 +122,9 @@ pub(super) fn suspended(obj: &OpenSearchPackage) -> Decision {
 /// A stall caused by a rejected call that the user has not acted on yet. AWS state does not
 /// show it, so the recorded condition is what keeps the operator from calling again.
 fn sticky_stall(obj: &OpenSearchPackage) -> Option<Verdict> {
-    let stall = obj.status.as_ref()?.stall()?;
-    let reason = stall.reason.filter(|r| r.is_sticky())?;
-    (!stall_lifted(obj, &stall)).then(|| Verdict::Stall {
-        reason,
+    let stall = standing_rejection(obj)?;
+    Some(Verdict::Stall {
+        reason: stall.reason?,
         message: stall.message.to_owned(),
     })
 }

@@ -81,6 +81,14 @@ pub fn stall_lifted(obj: &OpenSearchPackage, stall: &RecordedStall<'_>) -> bool 
     stall.observed_generation != obj.metadata.generation || handled != reconcile_request(obj)
 }
 
+/// The recorded stall, when it is on a call the service rejected and the user has not acted
+/// on it since (no new generation, no reconcile request): it stands until they do.
+pub fn standing_rejection(obj: &OpenSearchPackage) -> Option<RecordedStall<'_>> {
+    let stall = obj.status.as_ref()?.stall()?;
+    stall.reason.filter(|r| r.is_sticky())?;
+    (!stall_lifted(obj, &stall)).then_some(stall)
+}
+
 /// Ready for the current generation, with nothing in flight and no pending reconcile
 /// request: such an object's package may be read from the shared region snapshot.
 pub fn is_settled(obj: &OpenSearchPackage) -> bool {

@@ -712,3 +712,80 @@ async fn a_throttled_update_leaves_no_open_intent_behind() {
         "throttled sends back off: {delays:?}"
     );
 }
+
+/// A rejected UpdatePackage stalls until the user acts. A read failing on the way (throttled
+/// listings here) is retried, but it neither lifts the stall nor lets the rejected call go out
+/// again once the reads work.
+#[tokio::test]
+async fn a_failing_read_does_not_lift_a_rejection_the_user_has_not_acted_on() {
+    let harness = ready_object(Aws::immediate().await, json!({})).await;
+    harness
+        .aws
+        .sim
+        .admin()
+        .script_fault(
+            "UpdatePackage",
+            ScriptedFault::Validation {
+                message: "the service refuses this file".into(),
+            },
+        )
+        .await
+        .expect("fault scripted");
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("a new description".into()));
+    let obj = harness.settle(10).await;
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("InvalidRequest"),
+        "{obj:#?}"
+    );
+    let sent = harness.aws.calls(Operation::UpdatePackage).await;
+
+    let throttled = FaultConfig {
+        operations: BTreeMap::from([(
+            "DescribePackages".to_owned(),
+            OperationFaults {
+                throttle: 1.0,
+                ..OperationFaults::default()
+            },
+        )]),
+        ..FaultConfig::default()
+    };
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&throttled)
+        .await
+        .expect("faults");
+    harness.resync().await;
+    let obj = harness.api.object();
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("InvalidRequest"),
+        "a throttled read leaves the stall standing: {obj:#?}"
+    );
+
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&FaultConfig::default())
+        .await
+        .expect("faults");
+    for _ in 0..3 {
+        harness.resync().await;
+    }
+    let obj = harness.api.object();
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("InvalidRequest"),
+        "{obj:#?}"
+    );
+    assert_eq!(
+        harness.aws.calls(Operation::UpdatePackage).await,
+        sent,
+        "the rejected call is not sent again before the user acts"
+    );
+}
