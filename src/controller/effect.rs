@@ -73,6 +73,9 @@ impl Effect {
                     effect
                 }
             }
+            Verdict::DeletionHeld { message } => {
+                Self::progressing(WaitReason::Deleting, message, requeue)
+            }
             Verdict::Finished => Self::only(requeue),
         }
     }

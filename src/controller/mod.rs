@@ -308,8 +308,9 @@ async fn reconcile_object<B: PackageBackend>(
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
     let region = region_of(obj, &ctx.default_region);
     let deleting = obj.meta().deletion_timestamp.is_some();
-    let access = if deleting && !has_finalizer {
-        // Nothing left to do in AWS for this object.
+    let access = if deleting && !(has_finalizer && deletion_needs_aws(obj)) {
+        // Nothing (left) to do in AWS for this object: its namespace's role (gone, ambiguous,
+        // refused) cannot hold it in Terminating.
         Err(None)
     } else {
         ctx.tenancy
@@ -408,10 +409,7 @@ async fn apply<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error> {
 async fn cleanup<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error> {
     let obj = job.obj;
     let mut status = obj.status.clone().unwrap_or_default();
-    let needs_aws = obj.spec.deletion_policy == DeletionPolicy::Delete
-        && obj.spec.manages()
-        && (status.package_id.is_some() || status.in_flight.is_some());
-    let observed = if needs_aws {
+    let observed = if deletion_needs_aws(obj) {
         match observe::observe(job.ctx, obj, job.scope, true).await {
             Ok(observed) => observed,
             Err(failed) => return finish(job, status, failed.effect()).await,
@@ -427,6 +425,15 @@ async fn cleanup<B: PackageBackend>(job: &Job<'_, B>) -> Result<Requeued, Error>
         Decision::Act(action) => perform(job, &mut status, action).await?,
     };
     finish(job, status, effect).await
+}
+
+/// Whether deleting the object may call AWS: it owns a package (or may, with a create in
+/// flight) and its policy deletes it. Retain, Observe and a package never made let it go.
+fn deletion_needs_aws(obj: &OpenSearchPackage) -> bool {
+    let status = obj.status.as_ref();
+    obj.spec.deletion_policy == DeletionPolicy::Delete
+        && obj.spec.manages()
+        && status.is_some_and(|s| s.package_id.is_some() || s.in_flight.is_some())
 }
 
 /// Performs one action and remembers when: reads after it must come from a newer listing.

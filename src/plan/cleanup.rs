@@ -33,6 +33,13 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> Decision
         }
         _ => {}
     }
+    // Dissociating and deleting change AWS, which a suspended object never does: deletion
+    // waits for `suspend: false` (or `deletionPolicy: Retain`, which lets the object go).
+    if obj.spec.suspend {
+        return Decision::Settle(Verdict::DeletionHeld {
+            message: "deletion waits while spec.suspend is true: set it to false to delete the package, or set deletionPolicy: Retain to keep it".into(),
+        });
+    }
 
     let associations = observed.associations.clone().unwrap_or_default();
     let mine = managed_domains(obj);

@@ -82,6 +82,9 @@ pub enum Verdict {
     /// `spec.suspend` is true: change nothing in AWS and leave the conditions as they were.
     /// `new_generation` when this generation had not been seen yet (an Event says so).
     Suspended { new_generation: bool },
+    /// Deleting, but `spec.suspend` holds back the calls deletion needs until it is false
+    /// (or `deletionPolicy` is `Retain`): the object waits, saying so.
+    DeletionHeld { message: String },
     /// Deleting: nothing (more) to do in AWS, the finalizer can go.
     Finished,
 }
@@ -110,7 +113,7 @@ impl Verdict {
     /// When an object that settled here is looked at again.
     pub fn requeue(&self) -> Requeue {
         match self {
-            Self::Done | Self::Suspended { .. } => Requeue::Resync,
+            Self::Done | Self::Suspended { .. } | Self::DeletionHeld { .. } => Requeue::Resync,
             Self::Wait { reason, .. } if reason.shows_in_listing() => Requeue::Observe,
             Self::Wait { .. } => Requeue::Poll,
             Self::Stall { reason, .. } if reason.waits_on_others() => Requeue::Slowly,

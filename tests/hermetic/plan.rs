@@ -647,6 +647,26 @@ fn deletion_with_retain_touches_nothing() {
 }
 
 #[test]
+fn deletion_of_a_suspended_object_waits_and_changes_nothing() {
+    let obj = deleting(json!({"suspend": true, "domains": [{"name": "catalog-a"}]}));
+    let observed = with_domains(vec![association(
+        "catalog-a",
+        DomainPackageStatus::Active,
+        "v1",
+    )]);
+    let Decision::Settle(Verdict::DeletionHeld { message }) = plan_cleanup(&obj, &observed) else {
+        panic!("{:?}", plan_cleanup(&obj, &observed));
+    };
+    assert!(message.contains("spec.suspend"), "{message}");
+    // Retain lets it go at once: that touches nothing in AWS.
+    let obj = deleting(json!({"suspend": true, "deletionPolicy": "Retain"}));
+    assert_eq!(
+        plan_cleanup(&obj, &observed),
+        Decision::Settle(Verdict::Finished)
+    );
+}
+
+#[test]
 fn deletion_with_delete_removes_the_package() {
     let obj = deleting(json!({}));
     let observed = with_domains(vec![]);

@@ -4,7 +4,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Resource;
+use kube::{Resource, ResourceExt};
 use ospkg::backend::{AssociatePackage, Operation, PackageBackend, PackageFilter};
 use ospkg::crd::FINALIZER;
 use ospkg::vocabulary::{ConditionType, StallReason};
@@ -319,5 +319,67 @@ async fn an_observer_finds_an_aws_owned_package_by_its_id() {
     assert_eq!(
         harness.aws.changing_calls_since(start).await,
         Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_suspended_object_being_deleted_waits_and_deletes_once_resumed() {
+    let harness = Harness::new(
+        aws_with_domain().await,
+        with_finalizer(object(json!({"spec": {
+            "packageType": "TXT-DICTIONARY",
+            "source": {"s3BucketName": crate::support::BUCKET, "s3Key": "synonyms.txt"},
+            "domains": [{"name": DOMAIN}],
+        }}))),
+    )
+    .await;
+    let obj = harness.settle(20).await;
+    assert!(status_of(&obj).is_ready_at(obj.metadata.generation));
+    harness.api.edit(|o| o.spec.suspend = true);
+    harness.reconcile().await;
+
+    let start = harness.aws.log_position().await;
+    harness
+        .api
+        .edit(|o| o.meta_mut().deletion_timestamp = Some(Time(Timestamp::now())));
+    for _ in 0..3 {
+        harness.reconcile().await;
+    }
+    assert_eq!(
+        harness.aws.changing_calls_since(start).await,
+        Vec::<String>::new(),
+        "no dissociation and no delete while suspended"
+    );
+    let obj = harness.api.object();
+    assert!(obj.finalizers().iter().any(|f| f == FINALIZER));
+    let ready = status_of(&obj)
+        .condition(ConditionType::Ready)
+        .cloned()
+        .expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Deleting")
+    );
+    assert!(ready.message.contains("spec.suspend"), "{}", ready.message);
+
+    // Resumed: the deletion goes on, dissociating first.
+    harness.api.edit(|o| o.spec.suspend = false);
+    for _ in 0..20 {
+        harness.reconcile().await;
+        if !harness
+            .api
+            .object()
+            .finalizers()
+            .iter()
+            .any(|f| f == FINALIZER)
+        {
+            break;
+        }
+    }
+    let calls = harness.aws.changing_calls_since(start).await;
+    assert!(
+        calls.iter().any(|c| c.starts_with("DissociatePackage"))
+            && calls.iter().any(|c| c.starts_with("DeletePackage")),
+        "{calls:?}"
     );
 }

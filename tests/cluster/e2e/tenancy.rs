@@ -365,6 +365,34 @@ async fn objects_stay_within_their_grant_and_refusals_make_no_aws_call() {
     delete_role(&env, "e2e-tenancy-ambiguous-2").await;
     let obj = env.wait_ready_in(ns_shared, "shared").await;
     assert_eq!(status_of(&obj).account_id.as_deref(), Some(SHARED));
+    // Ambiguous again after the finalizer went on: an object whose deletion touches nothing
+    // in AWS (Retain) still goes at once, without the role it cannot have.
+    env.apply_in(ns_shared, &with("kept", "deletionPolicy: Retain\n"))
+        .await;
+    env.wait_ready_in(ns_shared, "kept").await;
+    env.apply(&role_yaml(
+        "e2e-tenancy-ambiguous-2",
+        SHARED,
+        "ambiguous",
+        &usual_grant(),
+    ))
+    .await;
+    env.wait_stalled_in(ns_shared, "kept", "AmbiguousRole")
+        .await;
+    let calls = calls_in(&env, SHARED).await.len();
+    env.cp
+        .kubectl_ok(&["-n", ns_shared, "delete", "ospkg", "kept", "--wait=false"])
+        .await
+        .expect("kubectl delete");
+    env.wait_for_in(ns_shared, "kept", "deleted", CONVERGE, |o| o.is_none())
+        .await;
+    assert_eq!(calls_in(&env, SHARED).await.len(), calls, "no AWS call");
+    assert_eq!(
+        packages_in(&env, SHARED).await.len(),
+        2,
+        "the kept package stays"
+    );
+    delete_role(&env, "e2e-tenancy-ambiguous-2").await;
     // The refused role, once allowed, recovers, and so does its object.
     env.admin()
         .allow_role(&StsRole::new(role_arn(REFUSED)))
