@@ -11,7 +11,9 @@
 //! package tells the observer ([`Regions::changed`]), so the first read after the change
 //! comes within that interval. So a settled region costs one listing per resync, however many
 //! objects it has, and an object whose package is importing is not polled at all: the
-//! observer sees the package change and wakes it.
+//! observer sees the package change and wakes it. While nothing changes in a busy region (a
+//! plugin validating for many minutes), the observer's own reads slow down to a quarter of the
+//! quiet time, at most [`SLOWEST_BUSY`] apart; a read a reconcile asks for still comes at once.
 //!
 //! A quick read of a region of more pages than the packages it follows asks only for those
 //! (by id, [`Read::Followed`]) and merges them over the last region-wide listing
@@ -78,6 +80,9 @@ struct Region {
     /// The identity the listing is made with: the last one a reconcile of this account and
     /// region used (every identity of an account sees the same packages).
     scope: Mutex<Scope>,
+    /// When a read last showed a package change, or a reconcile last changed one: a busy
+    /// region's reads slow down as this grows old ([`settling_interval`]).
+    news: Mutex<Instant>,
 }
 
 /// What reconciles asked the observer's next read to cover.
@@ -100,6 +105,17 @@ enum Read {
 }
 
 impl Region {
+    fn heard_news(&self, at: Instant) {
+        let mut news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
+        *news = (*news).max(at);
+    }
+
+    /// How long nothing has changed in the region, as of `now`.
+    fn quiet_for(&self, now: Instant) -> Duration {
+        let news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
+        now.saturating_duration_since(*news)
+    }
+
     fn want(&self, id: Option<&str>) {
         let mut wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
         match id {
@@ -257,6 +273,7 @@ impl Regions {
             demand: Notify::new(),
             wanted: Mutex::new(Wanted::default()),
             scope: Mutex::new(scope.clone()),
+            news: Mutex::new(Instant::now()),
         });
         regions.insert(place.clone(), region.clone());
         tokio::spawn(observe_region(Arc::downgrade(ctx), place, region.clone()));
@@ -311,7 +328,9 @@ impl Regions {
         scope: &Scope,
         id: Option<&str>,
     ) {
-        self.region(ctx, scope).want(id);
+        let region = self.region(ctx, scope);
+        region.heard_news(Instant::now());
+        region.want(id);
     }
 
     fn wake_changed<B>(
@@ -440,6 +459,9 @@ async fn observe_region<B: PackageBackend>(
                 });
                 if let Some(previous) = previous {
                     let changes = previous.changes(&listing);
+                    if !changes.is_empty() {
+                        region.heard_news(started);
+                    }
                     debug!(region = %name, packages = listing.len(), changed = changes.ids.len(), ?read, "listed");
                     context
                         .regions
@@ -448,9 +470,12 @@ async fn observe_region<B: PackageBackend>(
                 followed = following(&context, &name, &listing);
                 let next = region.next_read(Some(&listing), &followed, false, false);
                 let contended = context.backend.changes_waiting(&name);
+                // Reads a reconcile asks for (after its own change) come at the busy interval
+                // (below); the observer's own reads slow down while nothing changes.
                 let interval = context
                     .regions
-                    .busy_interval(pages_of(&next, &listing), contended);
+                    .busy_interval(pages_of(&next, &listing), contended)
+                    .max(settling_interval(region.quiet_for(started)));
                 let busy = !followed.is_empty();
                 debug!(region = %name, busy, ?interval, "next listing {}", if busy { "soon" } else { "at the resync" });
                 match (busy, listed) {
@@ -499,6 +524,17 @@ async fn observe_region<B: PackageBackend>(
             }
         }
     }
+}
+
+/// The slowest a busy region is read: a package that has been validating for many minutes (a
+/// plugin) is read every half minute, no more often.
+const SLOWEST_BUSY: Duration = Duration::from_secs(30);
+
+/// The observer's own interval between reads of a busy region that nothing has changed in for
+/// `quiet`: a quarter of that (so an import is seen finished within a quarter of its time
+/// again), at most [`SLOWEST_BUSY`]. Imports of seconds stay at [`FAST`].
+fn settling_interval(quiet: Duration) -> Duration {
+    (quiet / 4).min(SLOWEST_BUSY)
 }
 
 /// The pages `read` takes: the region-wide listing's as `listing` counted them.

@@ -288,3 +288,15 @@ fn a_region_of_many_pages_reads_only_what_it_follows_or_was_asked_for() {
         Read::Region
     );
 }
+
+#[test]
+fn a_busy_region_quiet_for_long_is_read_less_often() {
+    // Imports of seconds keep the fast cadence...
+    assert!(settling_interval(Duration::from_secs(2)) <= FAST);
+    // ...a long validation is read a quarter of its quiet time apart, at most half a minute.
+    assert_eq!(
+        settling_interval(Duration::from_secs(40)),
+        Duration::from_secs(10)
+    );
+    assert_eq!(settling_interval(Duration::from_secs(3_600)), SLOWEST_BUSY);
+}

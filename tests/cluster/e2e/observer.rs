@@ -153,6 +153,49 @@ async fn an_importing_package_is_watched_by_the_region_not_polled() {
 }
 
 #[tokio::test]
+async fn a_long_validation_is_read_less_and_less_often() {
+    // A plugin-like import: a short copy, then a long validation in which nothing changes.
+    let validating = Duration::from_secs(16);
+    let durations = Durations {
+        copying_ms: 1_000,
+        validating_ms: validating.as_millis() as u64,
+        ..fast_durations()
+    };
+    let cp = shared_control_plane().await.expect("control plane");
+    let env = TestEnv::without_operator(
+        cp,
+        "observer-long-import",
+        SimConfig::default().durations(durations),
+    )
+    .await
+    .with_operator()
+    .await;
+    env.put_object("import/long.txt", b"long, lengthy\n").await;
+    let from = last_seq(&env).await;
+    let applied = Instant::now();
+    env.apply(&dictionary("long-import", "import/long.txt", None, ""))
+        .await;
+    env.wait_ready("long-import").await;
+    let took = applied.elapsed();
+
+    let calls = calls_after(&env, from).await;
+    let seen = describe(&calls);
+    let created = position(&calls, "CreatePackage", &seen);
+    let reads = calls[created + 1..]
+        .iter()
+        .filter(|c| c.operation.as_deref() == Some("DescribePackages"))
+        .count();
+    // Every half second throughout would be 34 reads; slowing down as the quiet grows (a
+    // quarter of it apart) is about 15.
+    assert!(reads <= 22, "{reads} reads during a 17 s import: {seen:#?}");
+    // Still seen finished soon after it ends: within a quarter of the quiet, plus the wake.
+    assert!(
+        took < validating + Duration::from_secs(9),
+        "Ready {took:?} after the apply: {seen:#?}"
+    );
+}
+
+#[tokio::test]
 async fn a_change_made_in_a_settled_region_is_watched_at_once_not_at_the_resync() {
     // The chart's resync (10 min): once the object is Ready, the observer sleeps until then.
     let cp = shared_control_plane().await.expect("control plane");
