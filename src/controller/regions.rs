@@ -105,6 +105,16 @@ enum Read {
 }
 
 impl Region {
+    fn new(scope: Scope) -> Self {
+        Self {
+            latest: watch::Sender::new(Latest::default()),
+            demand: Notify::new(),
+            wanted: Mutex::new(Wanted::default()),
+            scope: Mutex::new(scope),
+            news: Mutex::new(Instant::now()),
+        }
+    }
+
     fn heard_news(&self, at: Instant) {
         let mut news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
         *news = (*news).max(at);
@@ -268,13 +278,7 @@ impl Regions {
             }
             return region.clone();
         }
-        let region = Arc::new(Region {
-            latest: watch::Sender::new(Latest::default()),
-            demand: Notify::new(),
-            wanted: Mutex::new(Wanted::default()),
-            scope: Mutex::new(scope.clone()),
-            news: Mutex::new(Instant::now()),
-        });
+        let region = Arc::new(Region::new(scope.clone()));
         regions.insert(place.clone(), region.clone());
         tokio::spawn(observe_region(Arc::downgrade(ctx), place, region.clone()));
         region

@@ -208,12 +208,7 @@ fn a_read_by_id_replaces_the_packages_it_followed_and_dates_only_them() {
 }
 
 fn region() -> Region {
-    Region {
-        latest: watch::Sender::new(Latest::default()),
-        demand: Notify::new(),
-        wanted: Mutex::new(Wanted::default()),
-        scope: Mutex::new(Scope::own("111122223333", "eu-west-1")),
-    }
+    Region::new(Scope::own("111122223333", "eu-west-1"))
 }
 
 fn packages(n: usize) -> Listing {
