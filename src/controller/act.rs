@@ -234,7 +234,8 @@ async fn update_scope<B: PackageBackend>(
     }
 }
 
-/// Associates each requested domain in turn, stopping at the first failure. Status (which
+/// Associates each requested domain in turn; a failure does not keep the others from theirs
+/// (one domain of a parallel rollout missing), the first one decides the effect. Status (which
 /// lists the spec's domains as this object's) is written first: an association made just
 /// before a crash is then known to be this object's, to dissociate when the domain leaves the
 /// spec or the object is deleted.
@@ -246,6 +247,7 @@ async fn associate<B: PackageBackend>(
     kube_io::write_status(job, status).await?;
     let version = status.available_package_version.clone().unwrap_or_default();
     let mut events = Vec::new();
+    let mut failure = None;
     for request in requests {
         let domain = request.domain_name.clone();
         let prerequisites = request.prerequisites.clone();
@@ -256,14 +258,20 @@ async fn associate<B: PackageBackend>(
                 events.push(Event::Associating { domain, version });
             }
             Err(error) => {
-                let mut effect = association_failed(&domain, &prerequisites, error);
-                effect.events = events;
-                return Ok(effect);
+                failure.get_or_insert_with(|| association_failed(&domain, &prerequisites, error));
             }
         }
     }
-    let message = format!("rolling out {version}");
-    let mut effect = Effect::progressing(WaitReason::RollingOut, message, Requeue::Poll);
+    let mut effect = match failure {
+        // Checked again at the failure's pace (a missing domain: once a minute); the domains
+        // associated now show in status then.
+        Some(failed) => failed,
+        None => Effect::progressing(
+            WaitReason::RollingOut,
+            format!("rolling out {version}"),
+            Requeue::Poll,
+        ),
+    };
     effect.events = events;
     Ok(effect)
 }

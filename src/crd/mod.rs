@@ -428,7 +428,7 @@ pub struct KeyStoreAccess {
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
     /// Sequential (default): one domain at a time, stopping at the first failure.
-    /// Parallel: every domain at once.
+    /// Parallel: every domain at once; a failed domain does not hold the others back.
     #[serde(default)]
     pub strategy: RolloutStrategy,
 }
@@ -439,7 +439,7 @@ pub enum RolloutStrategy {
     /// One domain at a time; stop at the first failure.
     #[default]
     Sequential,
-    /// Every domain at once.
+    /// Every domain at once; a failed domain does not hold the others back.
     Parallel,
 }
 

@@ -28,8 +28,12 @@ pub(super) fn plan_domains(
     }
 
     let current = package.available_version.as_deref();
+    let parallel = strategy(obj) == RolloutStrategy::Parallel;
     let mut in_progress = Vec::new();
     let mut needed = Vec::new();
+    // A failed domain stops a sequential rollout; a parallel one goes on with the others and
+    // stalls on it once they are done.
+    let mut failed = None;
     for target in &obj.spec.domains {
         let Some(a) = by_domain.get(target.name.as_str()) else {
             needed.push(target);
@@ -50,10 +54,15 @@ pub(super) fn plan_domains(
                         .as_ref()
                         .and_then(|e| e.error_message.clone())
                         .unwrap_or_else(|| "association failed".into());
-                    return Decision::stall(
+                    let stall = Decision::stall(
                         StallReason::AssociationFailed,
                         format!("domain {}: {detail}", target.name),
                     );
+                    if !parallel {
+                        return stall;
+                    }
+                    failed.get_or_insert(stall);
+                    continue;
                 }
                 needed.push(target);
             }
@@ -61,7 +70,21 @@ pub(super) fn plan_domains(
             _ => needed.push(target),
         }
     }
-    rollout(obj, package, observed, needed, &in_progress)
+    match (
+        rollout(obj, package, observed, needed, &in_progress),
+        failed,
+    ) {
+        (Decision::Settle(Verdict::Done), Some(stall)) => stall,
+        (decision, _) => decision,
+    }
+}
+
+fn strategy(obj: &OpenSearchPackage) -> RolloutStrategy {
+    obj.spec
+        .rollout
+        .as_ref()
+        .map(|r| r.strategy)
+        .unwrap_or_default()
 }
 
 /// Dissociates (one at a time) the domains this object associated before that left the spec.
@@ -98,7 +121,9 @@ fn leave_removed_domains(
 }
 
 /// Associates the domains that need the current version: one at a time (`Sequential`) or all
-/// at once (`Parallel`), once their prerequisites are Ready.
+/// at once (`Parallel`), once their prerequisites are Ready. A sequential rollout waits for a
+/// domain's prerequisites before going on; a parallel one associates the domains whose
+/// prerequisites are Ready and waits for the rest.
 fn rollout(
     obj: &OpenSearchPackage,
     package: &Package,
@@ -118,17 +143,13 @@ fn rollout(
         }
         return rolling_out();
     }
-    let strategy = obj
-        .spec
-        .rollout
-        .as_ref()
-        .map(|r| r.strategy)
-        .unwrap_or_default();
+    let strategy = strategy(obj);
     if strategy == RolloutStrategy::Sequential && !in_progress.is_empty() {
         return rolling_out();
     }
 
     let mut requests = Vec::new();
+    let mut waiting = None;
     for target in needed {
         let mut prerequisites = Vec::new();
         let mut missing = Vec::new();
@@ -139,13 +160,18 @@ fn rollout(
             }
         }
         if !missing.is_empty() {
-            return Decision::wait(
+            let wait = Decision::wait(
                 WaitReason::Prerequisites,
                 format!(
                     "waiting for prerequisite packages to be Ready: {}",
                     missing.join(", ")
                 ),
             );
+            if strategy == RolloutStrategy::Sequential {
+                return wait;
+            }
+            waiting.get_or_insert(wait);
+            continue;
         }
         requests.push(AssociatePackage {
             package_id: package.id.clone(),
@@ -157,7 +183,10 @@ fn rollout(
             break;
         }
     }
-    Decision::Act(Action::Associate { requests })
+    match waiting {
+        Some(wait) if requests.is_empty() => wait,
+        _ => Decision::Act(Action::Associate { requests }),
+    }
 }
 
 /// Whether an ASSOCIATION_FAILED stall was recorded and the user has since acted on it (a new

@@ -519,6 +519,79 @@ fn domains_are_associated_one_at_a_time_or_all_at_once() {
 }
 
 #[test]
+fn a_parallel_rollout_goes_on_past_a_failed_domain_and_then_stalls_on_it() {
+    let obj = owning(
+        json!({
+            "rollout": {"strategy": "Parallel"},
+            "domains": [{"name": "catalog-a"}, {"name": "catalog-b"}, {"name": "catalog-c"}],
+        }),
+        json!({}),
+    );
+    let failed = association("catalog-a", DomainPackageStatus::AssociationFailed, "v1");
+    let Decision::Act(Action::Associate { requests }) =
+        plan(&obj, &with_domains(vec![failed.clone()]))
+    else {
+        panic!("the other domains are associated");
+    };
+    let names: Vec<&str> = requests.iter().map(|r| r.domain_name.as_str()).collect();
+    assert_eq!(names, ["catalog-b", "catalog-c"]);
+    // The others in flight: the rollout waits for them...
+    let busy = with_domains(vec![
+        failed.clone(),
+        association("catalog-b", DomainPackageStatus::Associating, "v1"),
+        association("catalog-c", DomainPackageStatus::Active, "v1"),
+    ]);
+    assert!(matches!(
+        plan(&obj, &busy),
+        Decision::Settle(Verdict::Wait {
+            reason: WaitReason::RollingOut,
+            ..
+        })
+    ));
+    // ...and stalls on the failed one once they are done.
+    let done = with_domains(vec![
+        failed,
+        association("catalog-b", DomainPackageStatus::Active, "v1"),
+        association("catalog-c", DomainPackageStatus::Active, "v1"),
+    ]);
+    assert!(matches!(
+        plan(&obj, &done),
+        Decision::Settle(Verdict::Stall {
+            reason: StallReason::AssociationFailed,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_parallel_rollout_associates_the_domains_whose_prerequisites_are_ready() {
+    let obj = owning(
+        json!({
+            "rollout": {"strategy": "Parallel"},
+            "domains": [{"name": "catalog-a", "prerequisites": ["base-plugin"]}, {"name": "catalog-b"}],
+        }),
+        json!({}),
+    );
+    let Decision::Act(Action::Associate { requests }) = plan(&obj, &with_domains(vec![])) else {
+        panic!("the domain without prerequisites is associated");
+    };
+    let names: Vec<&str> = requests.iter().map(|r| r.domain_name.as_str()).collect();
+    assert_eq!(names, ["catalog-b"]);
+    let waiting = with_domains(vec![association(
+        "catalog-b",
+        DomainPackageStatus::Active,
+        "v1",
+    )]);
+    assert!(matches!(
+        plan(&obj, &waiting),
+        Decision::Settle(Verdict::Wait {
+            reason: WaitReason::Prerequisites,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn an_older_version_on_a_domain_is_reapplied() {
     let obj = owning(json!({"domains": [{"name": "catalog-a"}]}), json!({}));
     let mut observed = with_domains(vec![association(

@@ -14,7 +14,7 @@ use ospkg::backend::{Operation, PackageBackend, PackageFilter};
 use ospkg::controller::reconcile;
 use ospkg::crd::OpenSearchPackage;
 use ospkg::digest::SpecDigest;
-use ospkg::vocabulary::{ConditionType, PackageStatus};
+use ospkg::vocabulary::{ConditionType, DomainPackageStatus, PackageStatus};
 use ospkg_sim::{DomainDecl, Durations, FaultConfig, OperationFaults, ScriptedFault, SimConfig};
 use serde_json::json;
 
@@ -787,5 +787,50 @@ async fn a_failing_read_does_not_lift_a_rejection_the_user_has_not_acted_on() {
         harness.aws.calls(Operation::UpdatePackage).await,
         sent,
         "the rejected call is not sent again before the user acts"
+    );
+}
+
+/// A parallel rollout with one listed domain missing: the other domains get the package, the
+/// object stalls naming the missing one, and the one-a-minute check costs no more calls.
+#[tokio::test]
+async fn a_parallel_rollout_is_not_held_back_by_a_missing_domain() {
+    let harness = Harness::new(
+        Aws::start(
+            SimConfig::default()
+                .durations(Durations::instant())
+                .domain("catalog-a", "OpenSearch_2.19")
+                .domain("catalog-b", "OpenSearch_2.19"),
+        )
+        .await,
+        with_finalizer(object(json!({"spec": {
+            "packageType": "TXT-DICTIONARY",
+            "source": {"s3BucketName": BUCKET, "s3Key": "synonyms.txt"},
+            "rollout": {"strategy": "Parallel"},
+            "domains": [{"name": "nowhere"}, {"name": "catalog-a"}, {"name": "catalog-b"}],
+        }}))),
+    )
+    .await;
+    let obj = harness.settle(10).await;
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("DomainNotFound"),
+        "{obj:#?}"
+    );
+    assert!(stall_message(&obj).contains("nowhere"));
+    // The next check sees the others active, and stalls on the missing one still.
+    harness.reconcile().await;
+    let obj = harness.api.object();
+    let status = status_of(&obj);
+    let active: Vec<&str> = status
+        .domains
+        .iter()
+        .filter(|d| d.domain_package_status == Some(DomainPackageStatus::Active))
+        .map(|d| d.domain_name.as_str())
+        .collect();
+    assert_eq!(active, ["catalog-a", "catalog-b"], "{obj:#?}");
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("DomainNotFound"),
+        "{obj:#?}"
     );
 }
