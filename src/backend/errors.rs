@@ -127,10 +127,9 @@ pub fn classify_service_error(
         | "MissingAuthenticationTokenException"
         | "IncompleteSignature"
         | "IncompleteSignatureException" => BackendError::AccessDenied(text),
-        // The same code names a request-rate limit and a quota; only the message tells.
-        "LimitExceededException" if text.to_ascii_lowercase().contains("rate") => {
-            BackendError::Throttled(text)
-        }
+        // The same code names a request-rate limit and a quota; only the message tells (by
+        // its phrase: a quota's message can name a domain like "corporate-search").
+        "LimitExceededException" if names_a_rate_limit(&text) => BackendError::Throttled(text),
         "LimitExceededException" | "ServiceQuotaExceededException" => {
             BackendError::LimitExceeded(text)
         }
@@ -165,6 +164,20 @@ fn clean_code(code: &str) -> &str {
     let code = code.split(':').next().unwrap_or(code);
     let code = code.rsplit('#').next().unwrap_or(code);
     code.trim()
+}
+
+/// Whether a `LimitExceededException`'s message is about the request rate ("Rate exceeded")
+/// rather than a quota.
+fn names_a_rate_limit(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "rate exceeded",
+        "rate limit",
+        "request rate",
+        "too many requests",
+    ]
+    .iter()
+    .any(|phrase| message.contains(phrase))
 }
 
 #[cfg(test)]
@@ -225,6 +238,19 @@ mod tests {
                 "{code} with HTTP {status}"
             );
         }
+    }
+
+    #[test]
+    fn a_quota_naming_a_domain_with_rate_in_it_is_still_a_limit() {
+        let message = "Domain corporate-search would have more than 20 packages";
+        assert_eq!(
+            classify("LimitExceededException", message, 409),
+            BackendError::LimitExceeded(message.into())
+        );
+        assert_eq!(
+            classify("LimitExceededException", "Request rate limit exceeded", 400),
+            BackendError::Throttled("Request rate limit exceeded".into())
+        );
     }
 
     #[test]
