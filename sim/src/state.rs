@@ -252,6 +252,10 @@ pub struct Association {
     pub package_id: String,
     /// The package version being applied (and, once ACTIVE, running on the domain).
     pub version: Option<String>,
+    /// The version the domain ran before the current phase began: what `PackageVersion`
+    /// shows until an association makes `version` ACTIVE (and after one fails).
+    #[serde(default)]
+    pub running: Option<String>,
     pub prerequisites: Vec<String>,
     pub configuration: Option<AssociationConfiguration>,
     pub phase: AssociationPhase,
@@ -279,6 +283,21 @@ impl Association {
                 }
             }
         }
+    }
+
+    /// The version the domain runs now: the one the last association to become ACTIVE applied.
+    pub fn running_version(&self, now: u64) -> Option<String> {
+        match self.status(now).0 {
+            "ACTIVE" => self.version.clone(),
+            _ => self.running.clone(),
+        }
+    }
+
+    /// Starts a new phase (an association or a dissociation), remembering what the domain runs.
+    pub fn begin(&mut self, phase: AssociationPhase, now: u64) {
+        self.running = self.running_version(now);
+        self.phase = phase;
+        self.settled = false;
     }
 
     /// An association change still under way (what makes a second change a conflict).
@@ -322,7 +341,9 @@ impl Association {
             last_updated: epoch_seconds(since),
             domain_name: domain.to_string(),
             domain_package_status: status,
-            package_version: self.version.clone(),
+            // The version the domain runs: an update being applied (or failed) shows the
+            // version before it.
+            package_version: self.running_version(now),
             prerequisite_package_id_list: self.prerequisites.clone(),
             reference_path: (package.package_type == PackageType::TxtDictionary)
                 .then(|| format!("analyzers/{}", package.id)),

@@ -416,6 +416,8 @@ async fn association_lifecycle_versions_and_removal() {
         again.domain_package_status().unwrap().as_str(),
         "ASSOCIATING"
     );
+    // PackageVersion is what the domain runs: v1 until v2 is ACTIVE.
+    assert_eq!(again.package_version(), Some("v1"));
     admin.advance_clock(3000).await.unwrap();
     let domains = client
         .list_domains_for_package()
@@ -671,6 +673,61 @@ async fn association_failure_is_injectable_per_domain() {
             )
         ]
     );
+}
+
+#[tokio::test]
+async fn a_failed_update_of_a_domain_leaves_the_version_it_runs() {
+    let sim = sim().await;
+    let client = client(&sim);
+    let admin = sim.admin();
+    let id = available_dictionary(&sim, &client, "kept-dict").await;
+    let associate = || async {
+        client
+            .associate_package()
+            .package_id(&id)
+            .domain_name("search")
+            .send()
+            .await
+            .unwrap();
+        admin.advance_clock(3000).await.unwrap();
+        let listed = client
+            .list_packages_for_domain()
+            .domain_name("search")
+            .send()
+            .await
+            .unwrap();
+        let details = &listed.domain_package_details_list()[0];
+        (
+            details.domain_package_status().unwrap().as_str().to_owned(),
+            details.package_version().map(str::to_owned),
+        )
+    };
+    assert_eq!(associate().await, ("ACTIVE".into(), Some("v1".into())));
+    admin
+        .put_object("pkgs", "kept-dict.txt", b"new\n".to_vec())
+        .await
+        .unwrap();
+    client
+        .update_package()
+        .package_id(&id)
+        .package_source(source("pkgs", "kept-dict.txt"))
+        .send()
+        .await
+        .unwrap();
+    admin.advance_clock(3000).await.unwrap();
+    let mut faults = FaultConfig::default();
+    faults.fail_associations.insert(
+        "search".to_string(),
+        "Domain is in processing state".to_string(),
+    );
+    admin.set_faults(&faults).await.unwrap();
+    assert_eq!(
+        associate().await,
+        ("ASSOCIATION_FAILED".into(), Some("v1".into())),
+        "applying v2 failed: the domain still runs v1"
+    );
+    admin.set_faults(&FaultConfig::default()).await.unwrap();
+    assert_eq!(associate().await, ("ACTIVE".into(), Some("v2".into())));
 }
 
 #[tokio::test]

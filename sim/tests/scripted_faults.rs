@@ -483,14 +483,29 @@ async fn probabilistic_access_denied_and_after_effect_faults() {
         .await
         .unwrap_err();
     assert!(matches!(e, SdkError::DispatchFailure(_)), "{e:?}");
+    // The association was made: it is under way, and once ACTIVE the domain runs v2.
     let associated = client
         .list_packages_for_domain()
         .domain_name("search")
         .send()
         .await
         .unwrap();
+    let details = &associated.domain_package_details_list()[0];
     assert_eq!(
-        associated.domain_package_details_list()[0].package_version(),
-        Some("v2")
+        details.domain_package_status().map(|s| s.as_str()),
+        Some("ASSOCIATING")
     );
+    admin.advance_clock(60_000).await.unwrap();
+    let associated = client
+        .list_packages_for_domain()
+        .domain_name("search")
+        .send()
+        .await
+        .unwrap();
+    let details = &associated.domain_package_details_list()[0];
+    assert_eq!(
+        details.domain_package_status().map(|s| s.as_str()),
+        Some("ACTIVE")
+    );
+    assert_eq!(details.package_version(), Some("v2"));
 }

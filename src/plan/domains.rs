@@ -47,7 +47,7 @@ pub(super) fn plan_domains(
                 // A failure is final for the attempt that made it. A new package version, a
                 // new generation or a reconcile request (which lift the recorded stall) try
                 // again.
-                let stale = a.package_version.as_deref() != current;
+                let stale = failed_before_the_current_version(a, package);
                 if !stale && !association_stall_lifted(obj) {
                     let detail = a
                         .error
@@ -76,6 +76,17 @@ pub(super) fn plan_domains(
     ) {
         (Decision::Settle(Verdict::Done), Some(stall)) => stall,
         (decision, _) => decision,
+    }
+}
+
+/// Whether a failed association is older than the package's current version (which it then
+/// never tried). `PackageVersion` shows the version the domain runs, which a failed update
+/// leaves as it was, so the times decide: the package changed after the failure. Without
+/// them, a version other than the current one counts as older.
+fn failed_before_the_current_version(failed: &DomainAssociation, package: &Package) -> bool {
+    match (failed.last_updated, package.last_updated_at) {
+        (Some(failed_at), Some(changed_at)) => changed_at > failed_at,
+        _ => failed.package_version != package.available_version,
     }
 }
 

@@ -592,6 +592,35 @@ fn a_parallel_rollout_associates_the_domains_whose_prerequisites_are_ready() {
 }
 
 #[test]
+fn a_failed_update_on_a_domain_showing_the_version_it_runs_stalls_until_a_newer_version() {
+    // The domain ran v1; applying v2 failed, and PackageVersion still shows v1.
+    let obj = owning(json!({"domains": [{"name": "catalog-a"}]}), json!({}));
+    let mut observed = with_domains(vec![association(
+        "catalog-a",
+        DomainPackageStatus::AssociationFailed,
+        "v1",
+    )]);
+    let failed_at: Timestamp = "2026-11-30T10:00:00Z".parse().expect("time");
+    observed.associations.as_mut().expect("associations")[0].last_updated = Some(failed_at);
+    let package = observed.package.as_mut().expect("package");
+    package.available_version = Some("v2".into());
+    package.last_updated_at = Some("2026-11-30T09:59:00Z".parse().expect("time"));
+    assert_eq!(
+        stalled(&plan(&obj, &observed)),
+        Some(StallReason::AssociationFailed),
+        "v2 is the version that failed: not sent again"
+    );
+    // v3, made after the failure, is tried.
+    let package = observed.package.as_mut().expect("package");
+    package.available_version = Some("v3".into());
+    package.last_updated_at = Some("2026-11-30T10:05:00Z".parse().expect("time"));
+    assert!(matches!(
+        plan(&obj, &observed),
+        Decision::Act(Action::Associate { .. })
+    ));
+}
+
+#[test]
 fn an_older_version_on_a_domain_is_reapplied() {
     let obj = owning(json!({"domains": [{"name": "catalog-a"}]}), json!({}));
     let mut observed = with_domains(vec![association(

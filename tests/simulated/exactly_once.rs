@@ -834,3 +834,68 @@ async fn a_parallel_rollout_is_not_held_back_by_a_missing_domain() {
         "{obj:#?}"
     );
 }
+
+/// Applying a new version to a domain fails. The domain still runs the old version (which
+/// `PackageVersion` shows), so the association looks behind: it must still count as the failed
+/// attempt at the current version, stalled until the user acts, not associated again on every
+/// pass.
+#[tokio::test]
+async fn a_failed_update_of_a_domain_stalls_instead_of_associating_again_and_again() {
+    let harness = ready_object(
+        Aws::start(
+            SimConfig::default()
+                .durations(Durations::instant())
+                .domain("catalog-a", "OpenSearch_2.19"),
+        )
+        .await,
+        json!({"spec": {
+            "packageType": "TXT-DICTIONARY",
+            "source": {"s3BucketName": BUCKET, "s3Key": "synonyms.txt"},
+            "domains": [{"name": "catalog-a"}],
+        }}),
+    )
+    .await;
+    let failing = FaultConfig {
+        fail_associations: BTreeMap::from([(
+            "catalog-a".to_owned(),
+            "the new version conflicts with an index".to_owned(),
+        )]),
+        ..FaultConfig::default()
+    };
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&failing)
+        .await
+        .expect("faults");
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("a new description".into()));
+    let obj = harness.settle(20).await;
+    assert_eq!(
+        stall_reason(&obj).as_deref(),
+        Some("AssociationFailed"),
+        "{obj:#?}"
+    );
+    let domain = &status_of(&obj).domains[0];
+    assert_eq!(
+        domain.package_version.as_deref(),
+        Some("v1"),
+        "the domain still runs v1: {obj:#?}"
+    );
+    let sent = harness.aws.calls(Operation::AssociatePackage).await;
+    assert!(sent >= 2, "v1, then the failed v2: {sent}");
+    for _ in 0..3 {
+        harness.resync().await;
+    }
+    assert_eq!(
+        harness.aws.calls(Operation::AssociatePackage).await,
+        sent,
+        "the failed version is not associated again before the user acts"
+    );
+    assert_eq!(
+        stall_reason(&harness.api.object()).as_deref(),
+        Some("AssociationFailed")
+    );
+}

@@ -89,9 +89,8 @@ impl Service {
             };
             match list.iter_mut().find(|a| a.package_id == entry.package_id) {
                 Some(a) => {
+                    a.begin(phase, now);
                     a.version = version;
-                    a.phase = phase;
-                    a.settled = false;
                     a.prerequisites = entry.prerequisites;
                     if entry.configuration.is_some() {
                         a.configuration = entry.configuration;
@@ -100,6 +99,7 @@ impl Service {
                 None => list.push(Association {
                     package_id: entry.package_id.clone(),
                     version,
+                    running: None,
                     prerequisites: entry.prerequisites,
                     configuration: entry.configuration,
                     phase,
@@ -152,11 +152,11 @@ impl Service {
                 .iter_mut()
                 .filter(|a| package_ids.contains(&a.package_id))
             {
-                a.phase = AssociationPhase::Dissociating {
+                let phase = AssociationPhase::Dissociating {
                     phase: Phase::new(now, dissociating_ms),
                     failure: failure.clone(),
                 };
-                a.settled = false;
+                a.begin(phase, now);
             }
         }
         self.log_changes(scope, domain, &package_ids, now, "DISSOCIATING");
