@@ -214,7 +214,7 @@ impl OwnWrites {
     }
 
     /// The object as this process's last remembered write left it.
-    fn latest(&self, obj: &OpenSearchPackage) -> Option<Arc<OpenSearchPackage>> {
+    pub fn latest(&self, obj: &OpenSearchPackage) -> Option<Arc<OpenSearchPackage>> {
         let uid = obj.uid()?;
         let map = self.by_uid.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(&uid).map(|written| written.latest.clone())

@@ -272,12 +272,16 @@ pub async fn reconcile<B: PackageBackend>(
     // Boxed: kube-runtime keeps every reconcile's future while it waits for a slot, and the
     // work's future is large; the ones waiting stay small (thousands at start-up).
     let result = Box::pin(reconcile_object(&obj, &ctx).instrument(span)).await;
-    let stalled = obj
-        .status
-        .as_ref()
-        .is_some_and(|s| s.is_true(ConditionType::Stalled));
+    // Labelled by the status the reconcile left (its own write, if it made one).
+    let left = ctx.own_writes.latest(&obj);
+    let status = left.as_deref().unwrap_or(&obj).status.as_ref();
+    let stalled = status.is_some_and(|s| s.is_true(ConditionType::Stalled));
+    let retrying = status
+        .and_then(|s| s.condition(ConditionType::Reconciling))
+        .is_some_and(|c| c.status == "True" && c.reason == WaitReason::Retrying.as_str());
     let label = match &result {
         Ok(_) if stalled => "stalled",
+        Ok(_) if retrying => "retrying",
         Ok(_) => "success",
         Err(e) => e.label(),
     };

@@ -899,3 +899,72 @@ async fn a_failed_update_of_a_domain_stalls_instead_of_associating_again_and_aga
         Some("AssociationFailed")
     );
 }
+
+/// `ospkg_reconciles_total{result}` counts each reconcile by the status it left: the one that
+/// stalls the object is `stalled`, one that meets a transient failure `retrying`.
+#[tokio::test]
+async fn reconciles_are_counted_by_the_status_they_leave() {
+    let count = |harness: &Harness, result: &str| -> u64 {
+        let text = harness.ctx.metrics.encode();
+        let prefix = format!("ospkg_reconciles_total{{result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |n| n.trim().parse().expect("a count"))
+    };
+    let harness = ready_object(Aws::immediate().await, json!({})).await;
+    assert_eq!(count(&harness, "stalled"), 0);
+    assert!(count(&harness, "success") >= 1);
+
+    let throttled = FaultConfig {
+        operations: BTreeMap::from([(
+            "UpdatePackage".to_owned(),
+            OperationFaults {
+                throttle: 1.0,
+                ..OperationFaults::default()
+            },
+        )]),
+        ..FaultConfig::default()
+    };
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&throttled)
+        .await
+        .expect("faults");
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("a new description".into()));
+    harness.reconcile().await;
+    assert_eq!(count(&harness, "retrying"), 1);
+
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(&FaultConfig::default())
+        .await
+        .expect("faults");
+    harness
+        .aws
+        .sim
+        .admin()
+        .script_fault(
+            "UpdatePackage",
+            ScriptedFault::Validation {
+                message: "the service refuses this file".into(),
+            },
+        )
+        .await
+        .expect("fault scripted");
+    harness.reconcile().await;
+    assert_eq!(
+        stall_reason(&harness.api.object()).as_deref(),
+        Some("InvalidRequest")
+    );
+    assert_eq!(
+        count(&harness, "stalled"),
+        1,
+        "the reconcile that stalled it"
+    );
+}
