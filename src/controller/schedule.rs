@@ -127,7 +127,7 @@ impl Schedule {
         let key = key(obj);
         // A step taken at once (`Soon`: an open intent resolved, a package just recorded) is
         // not yet progress: a failure after it goes on backing off from where it was.
-        if !matches!(requeue, Requeue::Backoff | Requeue::Soon) {
+        if !matches!(requeue, Requeue::Backoff | Requeue::Soon | Requeue::Slowly) {
             self.reset_backoff(&key);
         }
         let cap = |delay: Duration| at_most.map_or(delay, |limit| delay.min(limit.max(SOON)));
@@ -139,7 +139,9 @@ impl Schedule {
             Requeue::Observe => jitter(POLL_MAX, 0.1),
             Requeue::Resync | Requeue::Never => cap(jitter(self.resync, 0.1)),
             Requeue::Backoff => self.next_backoff(&key),
-            Requeue::Slowly => cap(SLOWLY),
+            // A cause outside the object (a missing domain): once a minute, and never faster
+            // than the backoff as the checks keep failing.
+            Requeue::Slowly => cap(self.next_backoff(&key).max(SLOWLY)),
         };
         self.due
             .lock()
@@ -185,7 +187,7 @@ impl Schedule {
             .remove(&key(obj));
     }
 
-    /// 1 s doubling to 5 min, ±20 % jitter.
+    /// 1 s doubling to 5 min, ±20 % jitter, never outside 1 s … 5 min.
     fn next_backoff(&self, key: &str) -> Duration {
         let attempt = {
             let mut map = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
@@ -194,7 +196,7 @@ impl Schedule {
             *n
         };
         let base = BACKOFF_START.saturating_mul(1 << attempt.saturating_sub(1).min(9));
-        jitter(base.min(BACKOFF_CAP), 0.2)
+        jitter(base.min(BACKOFF_CAP), 0.2).clamp(BACKOFF_START, BACKOFF_CAP)
     }
 
     fn reset_backoff(&self, key: &str) {
@@ -255,6 +257,19 @@ mod tests {
             "spec": {"packageType": "TXT-DICTIONARY", "source": {"s3BucketName": "b", "s3Key": "k"}},
         }))
         .expect("object")
+    }
+
+    #[test]
+    fn a_slow_check_is_once_a_minute_then_never_faster_than_the_backoff() {
+        let schedule = Schedule::new(Duration::from_secs(600));
+        let obj = object("u1");
+        let now = Timestamp::now();
+        let delays: Vec<Duration> = (0..12)
+            .map(|_| schedule.next(&obj, Requeue::Slowly, now))
+            .collect();
+        assert!(delays.iter().all(|d| *d >= SLOWLY && *d <= BACKOFF_CAP), "{delays:?}");
+        assert_eq!(delays[0], SLOWLY);
+        assert!(delays[11] >= BACKOFF_CAP.mul_f64(0.8), "{delays:?}");
     }
 
     #[test]
