@@ -267,7 +267,10 @@ mod tests {
         let delays: Vec<Duration> = (0..12)
             .map(|_| schedule.next(&obj, Requeue::Slowly, now))
             .collect();
-        assert!(delays.iter().all(|d| *d >= SLOWLY && *d <= BACKOFF_CAP), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d >= SLOWLY && *d <= BACKOFF_CAP),
+            "{delays:?}"
+        );
         assert_eq!(delays[0], SLOWLY);
         assert!(delays[11] >= BACKOFF_CAP.mul_f64(0.8), "{delays:?}");
     }

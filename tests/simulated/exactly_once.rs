@@ -30,6 +30,24 @@ fn stall_reason(obj: &OpenSearchPackage) -> Option<String> {
         .map(|s| s.reason.map(|r| r.as_str().to_owned()).unwrap_or_default())
 }
 
+/// Faults for one operation only.
+fn one_fault(operation: &str, faults: OperationFaults) -> FaultConfig {
+    FaultConfig {
+        operations: BTreeMap::from([(operation.to_owned(), faults)]),
+        ..FaultConfig::default()
+    }
+}
+
+async fn set_faults(harness: &Harness, faults: &FaultConfig) {
+    harness
+        .aws
+        .sim
+        .admin()
+        .set_faults(faults)
+        .await
+        .expect("faults");
+}
+
 fn stall_message(obj: &OpenSearchPackage) -> String {
     status_of(obj)
         .condition(ConditionType::Stalled)
@@ -426,23 +444,14 @@ async fn a_reconcile_that_meets_a_closed_fence_comes_back() {
 #[tokio::test]
 async fn access_denied_on_reads_stalls_and_recovers_without_an_edit() {
     let harness = ready_object(Aws::immediate().await, json!({})).await;
-    let denied = FaultConfig {
-        operations: BTreeMap::from([(
-            "DescribePackages".to_owned(),
-            OperationFaults {
-                access_denied: 1.0,
-                ..OperationFaults::default()
-            },
-        )]),
-        ..FaultConfig::default()
-    };
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&denied)
-        .await
-        .expect("faults");
+    let denied = one_fault(
+        "DescribePackages",
+        OperationFaults {
+            access_denied: 1.0,
+            ..OperationFaults::default()
+        },
+    );
+    set_faults(&harness, &denied).await;
     harness.resync().await;
     let obj = harness.api.object();
     assert_eq!(
@@ -452,13 +461,7 @@ async fn access_denied_on_reads_stalls_and_recovers_without_an_edit() {
     );
 
     // The IAM fix lands; the next scheduled check (the resync) recovers.
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&FaultConfig::default())
-        .await
-        .expect("faults");
+    set_faults(&harness, &FaultConfig::default()).await;
     harness.resync().await;
     let obj = harness.settle(3).await;
     assert!(
@@ -478,16 +481,13 @@ async fn a_black_holed_call_times_out_instead_of_holding_the_reconcile() {
         timeouts,
     )
     .await;
-    let slow = FaultConfig {
-        operations: BTreeMap::from([(
-            "*".to_owned(),
-            OperationFaults {
-                latency_ms: 600_000,
-                ..OperationFaults::default()
-            },
-        )]),
-        ..FaultConfig::default()
-    };
+    let slow = one_fault(
+        "*",
+        OperationFaults {
+            latency_ms: 600_000,
+            ..OperationFaults::default()
+        },
+    );
     aws.sim.admin().set_faults(&slow).await.expect("faults");
     let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
     tokio::time::timeout(Duration::from_secs(15), harness.reconcile())
@@ -540,13 +540,7 @@ async fn a_failed_delete_says_so_and_is_retried_until_the_package_goes() {
         fail_deletes: BTreeMap::from([(NAME.to_owned(), "disk on fire".to_owned())]),
         ..FaultConfig::default()
     };
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&failing)
-        .await
-        .expect("faults");
+    set_faults(&harness, &failing).await;
     harness.api.edit(|o| {
         o.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             jiff::Timestamp::now(),
@@ -567,13 +561,7 @@ async fn a_failed_delete_says_so_and_is_retried_until_the_package_goes() {
     );
     assert!(stall_message(&obj).contains("disk on fire"));
 
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&FaultConfig::default())
-        .await
-        .expect("faults");
+    set_faults(&harness, &FaultConfig::default()).await;
     for _ in 0..5 {
         harness.reconcile().await;
         if harness
@@ -612,23 +600,14 @@ async fn a_failed_delete_says_so_and_is_retried_until_the_package_goes() {
 #[tokio::test]
 async fn an_update_the_service_keeps_failing_is_resent_with_a_growing_backoff() {
     let harness = ready_object(Aws::immediate().await, json!({})).await;
-    let failing = FaultConfig {
-        operations: BTreeMap::from([(
-            "UpdatePackage".to_owned(),
-            OperationFaults {
-                internal: 1.0,
-                ..OperationFaults::default()
-            },
-        )]),
-        ..FaultConfig::default()
-    };
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&failing)
-        .await
-        .expect("faults");
+    let failing = one_fault(
+        "UpdatePackage",
+        OperationFaults {
+            internal: 1.0,
+            ..OperationFaults::default()
+        },
+    );
+    set_faults(&harness, &failing).await;
     harness
         .api
         .edit(|o| o.spec.description = Some("a new description".into()));
@@ -674,23 +653,14 @@ async fn an_update_the_service_keeps_failing_is_resent_with_a_growing_backoff() 
 #[tokio::test]
 async fn a_throttled_update_leaves_no_open_intent_behind() {
     let harness = ready_object(Aws::immediate().await, json!({})).await;
-    let throttled = FaultConfig {
-        operations: BTreeMap::from([(
-            "UpdatePackage".to_owned(),
-            OperationFaults {
-                throttle: 1.0,
-                ..OperationFaults::default()
-            },
-        )]),
-        ..FaultConfig::default()
-    };
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&throttled)
-        .await
-        .expect("faults");
+    let throttled = one_fault(
+        "UpdatePackage",
+        OperationFaults {
+            throttle: 1.0,
+            ..OperationFaults::default()
+        },
+    );
+    set_faults(&harness, &throttled).await;
     harness
         .api
         .edit(|o| o.spec.description = Some("a new description".into()));
@@ -742,23 +712,14 @@ async fn a_failing_read_does_not_lift_a_rejection_the_user_has_not_acted_on() {
     );
     let sent = harness.aws.calls(Operation::UpdatePackage).await;
 
-    let throttled = FaultConfig {
-        operations: BTreeMap::from([(
-            "DescribePackages".to_owned(),
-            OperationFaults {
-                throttle: 1.0,
-                ..OperationFaults::default()
-            },
-        )]),
-        ..FaultConfig::default()
-    };
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&throttled)
-        .await
-        .expect("faults");
+    let throttled = one_fault(
+        "DescribePackages",
+        OperationFaults {
+            throttle: 1.0,
+            ..OperationFaults::default()
+        },
+    );
+    set_faults(&harness, &throttled).await;
     harness.resync().await;
     let obj = harness.api.object();
     assert_eq!(
@@ -767,13 +728,7 @@ async fn a_failing_read_does_not_lift_a_rejection_the_user_has_not_acted_on() {
         "a throttled read leaves the stall standing: {obj:#?}"
     );
 
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&FaultConfig::default())
-        .await
-        .expect("faults");
+    set_faults(&harness, &FaultConfig::default()).await;
     for _ in 0..3 {
         harness.resync().await;
     }
@@ -862,13 +817,7 @@ async fn a_failed_update_of_a_domain_stalls_instead_of_associating_again_and_aga
         )]),
         ..FaultConfig::default()
     };
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&failing)
-        .await
-        .expect("faults");
+    set_faults(&harness, &failing).await;
     harness
         .api
         .edit(|o| o.spec.description = Some("a new description".into()));
@@ -915,36 +864,21 @@ async fn reconciles_are_counted_by_the_status_they_leave() {
     assert_eq!(count(&harness, "stalled"), 0);
     assert!(count(&harness, "success") >= 1);
 
-    let throttled = FaultConfig {
-        operations: BTreeMap::from([(
-            "UpdatePackage".to_owned(),
-            OperationFaults {
-                throttle: 1.0,
-                ..OperationFaults::default()
-            },
-        )]),
-        ..FaultConfig::default()
-    };
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&throttled)
-        .await
-        .expect("faults");
+    let throttled = one_fault(
+        "UpdatePackage",
+        OperationFaults {
+            throttle: 1.0,
+            ..OperationFaults::default()
+        },
+    );
+    set_faults(&harness, &throttled).await;
     harness
         .api
         .edit(|o| o.spec.description = Some("a new description".into()));
     harness.reconcile().await;
     assert_eq!(count(&harness, "retrying"), 1);
 
-    harness
-        .aws
-        .sim
-        .admin()
-        .set_faults(&FaultConfig::default())
-        .await
-        .expect("faults");
+    set_faults(&harness, &FaultConfig::default()).await;
     harness
         .aws
         .sim
