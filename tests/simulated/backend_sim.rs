@@ -423,3 +423,34 @@ async fn listings_span_pages() {
     let calls = admin.calls().await.unwrap();
     assert_eq!(calls.get("DescribePackages"), Some(&2), "{calls:?}");
 }
+
+/// A throttled read is retried by the SDK after a short backoff. (The SDK's adaptive mode
+/// held the next attempt for 10–20 s after one throttle, at a client rate it had measured from
+/// the few reads before: the region observer stood still that long while imports finished.)
+#[tokio::test]
+async fn a_throttled_read_is_retried_within_seconds() {
+    let (sim, backend) = start().await;
+    let scope = own_scope(REGION);
+    for _ in 0..3 {
+        backend
+            .describe_packages(&scope, PackageFilter::All)
+            .await
+            .expect("listing");
+    }
+    for _ in 0..2 {
+        sim.admin()
+            .script_fault("DescribePackages", ospkg_sim::ScriptedFault::Throttle)
+            .await
+            .expect("fault scripted");
+        let started = std::time::Instant::now();
+        backend
+            .describe_packages(&scope, PackageFilter::All)
+            .await
+            .expect("the retry succeeds");
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "one throttle held a read for {took:?}"
+        );
+    }
+}
