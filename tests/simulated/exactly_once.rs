@@ -48,6 +48,16 @@ async fn set_faults(harness: &Harness, faults: &FaultConfig) {
         .expect("faults");
 }
 
+/// A Ready object whose spec was just edited, and every UpdatePackage failing with `faults`.
+async fn an_edit_whose_updates_fail(faults: OperationFaults) -> Harness {
+    let harness = ready_object(Aws::immediate().await, json!({})).await;
+    set_faults(&harness, &one_fault("UpdatePackage", faults)).await;
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("a new description".into()));
+    harness
+}
+
 fn stall_message(obj: &OpenSearchPackage) -> String {
     status_of(obj)
         .condition(ConditionType::Stalled)
@@ -599,18 +609,11 @@ async fn a_failed_delete_says_so_and_is_retried_until_the_package_goes() {
 /// sends still back off (1 s, 2 s, 4 s, ...) instead of repeating about once a second.
 #[tokio::test]
 async fn an_update_the_service_keeps_failing_is_resent_with_a_growing_backoff() {
-    let harness = ready_object(Aws::immediate().await, json!({})).await;
-    let failing = one_fault(
-        "UpdatePackage",
-        OperationFaults {
-            internal: 1.0,
-            ..OperationFaults::default()
-        },
-    );
-    set_faults(&harness, &failing).await;
-    harness
-        .api
-        .edit(|o| o.spec.description = Some("a new description".into()));
+    let harness = an_edit_whose_updates_fail(OperationFaults {
+        internal: 1.0,
+        ..OperationFaults::default()
+    })
+    .await;
 
     // Each reconcile runs as its requeue timer fires; after each send, the delay until the
     // next one is noted.
@@ -652,18 +655,11 @@ async fn an_update_the_service_keeps_failing_is_resent_with_a_growing_backoff() 
 /// is cleared again on the API server, not only in the reconcile's copy.
 #[tokio::test]
 async fn a_throttled_update_leaves_no_open_intent_behind() {
-    let harness = ready_object(Aws::immediate().await, json!({})).await;
-    let throttled = one_fault(
-        "UpdatePackage",
-        OperationFaults {
-            throttle: 1.0,
-            ..OperationFaults::default()
-        },
-    );
-    set_faults(&harness, &throttled).await;
-    harness
-        .api
-        .edit(|o| o.spec.description = Some("a new description".into()));
+    let harness = an_edit_whose_updates_fail(OperationFaults {
+        throttle: 1.0,
+        ..OperationFaults::default()
+    })
+    .await;
     let mut delays = Vec::new();
     for _ in 0..4 {
         harness.reconcile().await;
