@@ -531,8 +531,8 @@ async fn observe_region<B: PackageBackend>(
 }
 
 /// The slowest a busy region is read: a package that has been validating for many minutes (a
-/// plugin) is read every half minute, no more often.
-const SLOWEST_BUSY: Duration = Duration::from_secs(30);
+/// plugin) is read as often as an importing object is polled at most (every half minute).
+const SLOWEST_BUSY: Duration = super::schedule::POLL_MAX;
 
 /// The observer's own interval between reads of a busy region that nothing has changed in for
 /// `quiet`: a quarter of that (so an import is seen finished within a quarter of its time

@@ -21,7 +21,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 const SOON: Duration = Duration::from_millis(200);
 const SLOWLY: Duration = Duration::from_secs(60);
 const POLL_MIN: Duration = Duration::from_secs(2);
-const POLL_MAX: Duration = Duration::from_secs(30);
+pub(super) const POLL_MAX: Duration = Duration::from_secs(30);
 
 /// Whether a reconcile runs now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
