@@ -13,10 +13,10 @@
 //! objects it has, and an object whose package is importing is not polled at all: the
 //! observer sees the package change and wakes it. While nothing changes in a busy region (a
 //! plugin validating for many minutes), the observer's own reads slow down to a quarter of the
-//! quiet time, at most [`SLOWEST_BUSY`] apart; a read a reconcile asks for still comes at once.
+//! quiet time, at most [`observer::SLOWEST_BUSY`] apart; a read a reconcile asks for still comes at once.
 //!
 //! A quick read of a region of more pages than the packages it follows asks only for those
-//! (by id, [`Read::Followed`]) and merges them over the last region-wide listing
+//! (by id, [`region::Read::Followed`]) and merges them over the last region-wide listing
 //! ([`Listing::reread`]): a region of thousands of packages is one page a read while a few
 //! import. The region-wide listing comes at the resync, first, and when a reconcile waits for
 //! a package it knows only by name (a create whose answer was lost).
@@ -26,25 +26,24 @@
 //! that is not older than what the object's status recorded; otherwise it asks for a new read
 //! and waits for it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedSender;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
 use listing::Changes;
 pub use listing::Listing;
+use observer::observe_region;
+use region::{Latest, Region};
 
 use super::Context;
 use super::observe::place_of;
-use crate::backend::{
-    BackendError, PAGE_SIZE, Package, PackageBackend, PackageFilter, Place, Scope,
-};
+use crate::backend::{BackendError, PAGE_SIZE, Package, PackageBackend, Place, Scope};
 use crate::crd::OpenSearchPackage;
 use crate::plan::package_name;
 use crate::status::record_package;
@@ -60,127 +59,6 @@ const LISTING_SHARE: u32 = 5;
 const CONTENDED_LISTING_SHARE: u32 = 10;
 /// Longest a reconcile waits for a fresh listing before reading its package directly.
 const WAIT_LIMIT: Duration = Duration::from_secs(15);
-const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(60);
-
-/// What the last listing attempt of a region produced.
-#[derive(Clone, Debug, Default)]
-struct Latest {
-    listing: Option<Arc<Listing>>,
-    /// The last failed attempt, when it is newer than `listing`.
-    failure: Option<(Instant, BackendError)>,
-}
-
-struct Region {
-    latest: watch::Sender<Latest>,
-    /// A reconcile wants a listing newer than the current one.
-    demand: Notify,
-    /// What the reconciles that asked want the next read to cover.
-    wanted: Mutex<Wanted>,
-    /// The identity the listing is made with: the last one a reconcile of this account and
-    /// region used (every identity of an account sees the same packages).
-    scope: Mutex<Scope>,
-    /// When a read last showed a package change, or a reconcile last changed one: a busy
-    /// region's reads slow down as this grows old ([`settling_interval`]).
-    news: Mutex<Instant>,
-}
-
-/// What reconciles asked the observer's next read to cover.
-#[derive(Debug, Default)]
-struct Wanted {
-    /// Packages (by id) a reconcile changed, or wants read again.
-    ids: BTreeSet<String>,
-    /// A reconcile wants a package known only by its name: only a region-wide listing finds it.
-    by_name: bool,
-}
-
-/// One read of a region's packages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Read {
-    /// Every package of the region (DescribePackages, every page).
-    Region,
-    /// Only these packages (sorted ids), merged over the last region-wide listing: a busy
-    /// region of many pages reads the few packages it follows in one page instead.
-    Followed(Vec<String>),
-}
-
-impl Region {
-    fn new(scope: Scope) -> Self {
-        Self {
-            latest: watch::Sender::new(Latest::default()),
-            demand: Notify::new(),
-            wanted: Mutex::new(Wanted::default()),
-            scope: Mutex::new(scope),
-            news: Mutex::new(Instant::now()),
-        }
-    }
-
-    fn heard_news(&self, at: Instant) {
-        let mut news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
-        *news = (*news).max(at);
-    }
-
-    /// How long nothing has changed in the region, as of `now`.
-    fn quiet_for(&self, now: Instant) -> Duration {
-        let news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
-        now.saturating_duration_since(*news)
-    }
-
-    fn want(&self, id: Option<&str>) {
-        let mut wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
-        match id {
-            Some(id) => {
-                wanted.ids.insert(id.to_owned());
-            }
-            None => wanted.by_name = true,
-        }
-        drop(wanted);
-        self.demand.notify_one();
-    }
-
-    /// The next read: the packages `following` and those wanted by id, when that is fewer
-    /// pages than the region-wide listing `listing` (of its last read); the region-wide
-    /// listing when there is none yet, when it is due (`due`), or when a package is wanted by
-    /// name. `take` empties what was wanted (the read covers it).
-    fn next_read(
-        &self,
-        listing: Option<&Listing>,
-        following: &[String],
-        due: bool,
-        take: bool,
-    ) -> Read {
-        let mut wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut ids: BTreeSet<String> = following.iter().cloned().collect();
-        ids.extend(wanted.ids.iter().cloned());
-        let read = match listing {
-            Some(listing)
-                if !due
-                    && !wanted.by_name
-                    && !ids.is_empty()
-                    && ids.len().div_ceil(PAGE_SIZE) < listing.len().div_ceil(PAGE_SIZE) =>
-            {
-                Read::Followed(ids.into_iter().collect())
-            }
-            _ => Read::Region,
-        };
-        if take {
-            if read == Read::Region {
-                wanted.by_name = false;
-            }
-            wanted.ids.clear();
-        }
-        read
-    }
-
-    /// Puts back the packages a failed read was to cover. (A reconcile waiting for the read
-    /// gets its failure and asks again.)
-    fn want_again(&self, read: &Read) {
-        if let Read::Followed(ids) = read {
-            let mut wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
-            wanted.ids.extend(ids.iter().cloned());
-        }
-    }
-}
 
 /// Where woken objects are sent: one channel per kube-runtime controller (one per watched
 /// namespace, or one for all).
@@ -415,165 +293,8 @@ fn followed_id<B>(
     (place_of(ctx, obj).as_ref() == Some(place)).then(|| package.id.clone())
 }
 
-/// The observer of one account and region: reads, publishes, wakes, sleeps; ends with its
-/// term's context.
-async fn observe_region<B: PackageBackend>(
-    ctx: Weak<Context<B>>,
-    name: Place,
-    region: Arc<Region>,
-) {
-    let mut failures: u32 = 0;
-    // When the last region-wide listing started.
-    let mut listed: Option<Instant> = None;
-    // What the last listing showed changing: the packages the observer follows.
-    let mut followed: Vec<String> = Vec::new();
-    loop {
-        // STS refused the identity: listing again costs an AssumeRole, not a package API
-        // call, and a reconcile that asks for a listing may come with a role that works now.
-        let mut refused = false;
-        let Some(context) = ctx.upgrade() else {
-            return;
-        };
-        let resync = context.regions.resync;
-        let due = |now: Instant| listed.is_none_or(|l| now >= l + resync);
-        let started = Instant::now();
-        let previous = region.latest.borrow().listing.clone();
-        let read = region.next_read(previous.as_deref(), &followed, due(started), true);
-        let scope = region
-            .scope
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let result = read_packages(&context.backend, &scope, &read).await;
-        let next = match result {
-            Ok(packages) => {
-                failures = 0;
-                let listing = Arc::new(match (&read, &previous) {
-                    (Read::Followed(ids), Some(previous)) => {
-                        previous.reread(started, ids, packages)
-                    }
-                    _ => {
-                        listed = Some(started);
-                        Listing::new(started, packages)
-                    }
-                });
-                region.latest.send_replace(Latest {
-                    listing: Some(listing.clone()),
-                    failure: None,
-                });
-                if let Some(previous) = previous {
-                    let changes = previous.changes(&listing);
-                    if !changes.is_empty() {
-                        region.heard_news(started);
-                    }
-                    debug!(region = %name, packages = listing.len(), changed = changes.ids.len(), ?read, "listed");
-                    context
-                        .regions
-                        .wake_changed(&context, &name, &changes, &listing);
-                }
-                followed = following(&context, &name, &listing);
-                let next = region.next_read(Some(&listing), &followed, false, false);
-                let contended = context.backend.changes_waiting(&name);
-                // Reads a reconcile asks for (after its own change) come at the busy interval
-                // (below); the observer's own reads slow down while nothing changes.
-                let interval = context
-                    .regions
-                    .busy_interval(pages_of(&next, &listing), contended)
-                    .max(settling_interval(region.quiet_for(started)));
-                let busy = !followed.is_empty();
-                debug!(region = %name, busy, ?interval, "next listing {}", if busy { "soon" } else { "at the resync" });
-                match (busy, listed) {
-                    (true, _) | (false, None) => started + interval,
-                    (false, Some(listed)) => (listed + resync).max(started + interval),
-                }
-            }
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                refused = matches!(error, BackendError::Credentials(_));
-                warn!(region = %name, %error, "listing the region's packages failed");
-                region.want_again(&read);
-                region
-                    .latest
-                    .send_modify(|l| l.failure = Some((started, error)));
-                started
-                    + BACKOFF_START
-                        .saturating_mul(1 << failures.saturating_sub(1).min(6))
-                        .min(BACKOFF_CAP)
-            }
-        };
-        drop(context);
-        // Sleep until the next read is due, or until a reconcile asks for one: never more
-        // often than the busy interval of the read it asked for, and never sooner than the
-        // backoff after a failure.
-        tokio::select! {
-            () = tokio::time::sleep_until(next.into()) => {}
-            () = region.demand.notified() => {
-                let earliest = if failures > 0 && !refused {
-                    next
-                } else {
-                    let Some(context) = ctx.upgrade() else {
-                        return;
-                    };
-                    let latest = region.latest.borrow().listing.clone();
-                    let interval = latest.map_or(FAST, |listing| {
-                        let read = region.next_read(Some(&listing), &followed, false, false);
-                        let contended = context.backend.changes_waiting(&name);
-                        context
-                            .regions
-                            .busy_interval(pages_of(&read, &listing), contended)
-                    });
-                    (started + interval).min(next)
-                };
-                tokio::time::sleep_until(earliest.into()).await;
-            }
-        }
-    }
-}
-
-/// The slowest a busy region is read: a package that has been validating for many minutes (a
-/// plugin) is read as often as an importing object is polled at most (every half minute).
-const SLOWEST_BUSY: Duration = super::schedule::POLL_MAX;
-
-/// The observer's own interval between reads of a busy region that nothing has changed in for
-/// `quiet`: a quarter of that (so an import is seen finished within a quarter of its time
-/// again), at most [`SLOWEST_BUSY`]. Imports of seconds stay at [`FAST`].
-fn settling_interval(quiet: Duration) -> Duration {
-    (quiet / 4).min(SLOWEST_BUSY)
-}
-
-/// The pages `read` takes: the region-wide listing's as `listing` counted them.
-fn pages_of(read: &Read, listing: &Listing) -> usize {
-    match read {
-        Read::Region => listing.len(),
-        Read::Followed(ids) => ids.len(),
-    }
-}
-
-/// Reads the packages of one region, or only the followed ones (by id, one page per
-/// [`PAGE_SIZE`] of them: none found is none left).
-async fn read_packages<B: PackageBackend>(
-    backend: &B,
-    scope: &Scope,
-    read: &Read,
-) -> Result<Vec<Package>, BackendError> {
-    let ids = match read {
-        Read::Region => return backend.describe_packages(scope, PackageFilter::All).await,
-        Read::Followed(ids) => ids,
-    };
-    let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(PAGE_SIZE) {
-        match backend
-            .describe_packages(scope, PackageFilter::Ids(chunk.to_vec()))
-            .await
-        {
-            Ok(packages) => found.extend(packages),
-            Err(BackendError::NotFound(_)) => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(found)
-}
-
 mod listing;
+mod observer;
+mod region;
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,5 @@
+use super::observer::{SLOWEST_BUSY, settling_interval};
+use super::region::{Read, Region};
 use super::*;
 use crate::backend::Package;
 
