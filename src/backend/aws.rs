@@ -22,8 +22,8 @@ use convert::{
 
 use super::errors::map_sdk_error;
 use super::identity::{Identities, Identity, Scope};
-use super::sdk::sent_once;
 pub use super::sdk::{Timeouts, sdk_defaults};
+use super::sdk::{paced, sent_once};
 use super::{
     AssociatePackage, BackendResult, CreatePackage, DomainAssociation, Package, PackageBackend,
     PackageFilter, PackagePage, PackageVersion, UpdatePackage, sort_newest_first,
@@ -65,8 +65,12 @@ impl AwsBackend {
     /// [`AwsBackend::new`] sharing the role sessions (and the operator's account) with the
     /// S3 backend.
     pub fn with_identities(sdk_config: SdkConfig, identities: Arc<Identities>) -> Self {
+        let mut base = Config::new(&sdk_config).to_builder();
+        if let Some(http) = sdk_config.http_client() {
+            base = base.http_client(paced(http));
+        }
         AwsBackend {
-            base: Config::new(&sdk_config),
+            base: base.build(),
             identities,
             clients: RwLock::new(HashMap::new()),
         }

@@ -4,6 +4,7 @@
 //! discovering them through `ThrottlingException`s; the counts feed
 //! `ospkg_aws_calls_total{operation,outcome}`.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -25,6 +26,35 @@ use crate::metrics::Metrics;
 struct Lane {
     limiter: DefaultDirectRateLimiter,
     waiting: watch::Sender<Waiting>,
+}
+
+tokio::task_local! {
+    /// The call this task is making through [`Metered`]: the SDK's attempts after its first
+    /// (its retries of a read) take a token of the same lane ([`pace_retry`]).
+    static CALL: Call;
+}
+
+/// A call admitted by its lane's limiter, as the SDK's HTTP connector sees it.
+struct Call {
+    lane: Arc<Lane>,
+    /// No attempt has gone out yet: the first one has its token (the call's admission).
+    first: Cell<bool>,
+}
+
+/// Waits, before an HTTP attempt of a package API call, until the attempt may go: at once for
+/// the first attempt of a call (admitted with its token) and outside [`Metered`]; for the
+/// SDK's retries, until the call's (account, region) limiter has a token for them. So a retry
+/// counts against `--aws-rate-limit` like any call: it cannot take the service's token that
+/// the limiter gave the next call, which would then be throttled in turn.
+pub(super) async fn pace_retry() {
+    let retry_of = CALL
+        .try_with(|call| (!call.first.replace(false)).then(|| call.lane.clone()))
+        .ok()
+        .flatten();
+    if let Some(lane) = retry_of {
+        // A retry is a call already under way: it goes first, as the region listing does.
+        lane.limiter.until_ready().await;
+    }
 }
 
 /// The calls waiting for a region's limiter that others let go first.
@@ -120,8 +150,8 @@ impl<B> Metered<B> {
     }
 
     /// Waits for a token of the region's limiter: the region listing first, then changes,
-    /// then other reads.
-    async fn admit(&self, scope: &Scope, operation: Operation, listing: bool) {
+    /// then other reads. Returns the lane, which the call's retries take their tokens from.
+    async fn admit(&self, scope: &Scope, operation: Operation, listing: bool) -> Arc<Lane> {
         let lane = self.lane(scope.place());
         if listing {
             lane.waiting.send_modify(|w| w.listings += 1);
@@ -134,6 +164,7 @@ impl<B> Metered<B> {
         } else {
             lane.take_turn(|w| w.listings == 0 && w.changes == 0).await;
         }
+        lane
     }
 
     /// Waits for the region's limiter, makes the call and counts its outcome. The call is
@@ -163,14 +194,21 @@ impl<B> Metered<B> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = BackendResult<T>>,
     {
-        self.admit(scope, operation, listing).await;
+        let lane = self.admit(scope, operation, listing).await;
         if operation.is_mutating() && !self.leadership.is_leader() {
             return Err(BackendError::Transient(format!(
                 "{operation} not sent: this replica does not hold the leader Lease"
             )));
         }
         let started = std::time::Instant::now();
-        let result = call().await;
+        let call = CALL.scope(
+            Call {
+                lane,
+                first: Cell::new(true),
+            },
+            call(),
+        );
+        let result = call.await;
         self.metrics
             .aws_call_duration(operation, &scope.account, &scope.region, started.elapsed());
         let outcome = match &result {

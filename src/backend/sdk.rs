@@ -10,6 +10,10 @@ use aws_sdk_opensearch::config::Config;
 use aws_sdk_opensearch::config::SharedHttpClient;
 use aws_smithy_http_client::tls::Provider;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpConnector, http_client_fn,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_types::retry::RetryConfig;
 
 /// Longest wait for a TCP connection to the AWS endpoint.
@@ -70,4 +74,27 @@ pub fn sdk_defaults(timeouts: Timeouts) -> ConfigLoader {
 /// intents make that safe). Reads keep the SDK's retries.
 pub(super) fn sent_once() -> aws_sdk_opensearch::config::Builder {
     Config::builder().retry_config(RetryConfig::standard().with_max_attempts(1))
+}
+
+/// The package API's HTTP client: `inner`, with every attempt after a call's first (the SDK's
+/// retries of a read) waiting for a token of the call's (account, region) limiter
+/// ([`super::metered::pace_retry`]). Without it a retry went out unmetered and could take
+/// the service's token the limiter had just given the next call.
+pub(super) fn paced(inner: SharedHttpClient) -> SharedHttpClient {
+    http_client_fn(move |settings, components| {
+        SharedHttpConnector::new(Paced(inner.http_connector(settings, components)))
+    })
+}
+
+#[derive(Debug)]
+struct Paced(SharedHttpConnector);
+
+impl HttpConnector for Paced {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let inner = self.0.clone();
+        HttpConnectorFuture::new(async move {
+            super::metered::pace_retry().await;
+            inner.call(request).await
+        })
+    }
 }

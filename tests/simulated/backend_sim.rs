@@ -3,14 +3,18 @@
 //! errors. The simulator's clock is manual, so every state change is driven by the test.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use crate::support::own_scope;
 use ospkg::backend::aws::AwsBackend;
+use ospkg::backend::metered::Metered;
 use ospkg::backend::{
     AssociatePackage, BackendError, CreatePackage, DomainPackageStatus, PackageBackend,
     PackageFilter, PackageStatus, Source, UpdatePackage,
 };
 use ospkg::crd::PackageType;
+use ospkg::metrics::Metrics;
 use ospkg_sim::{FaultConfig, OperationFaults, RunningSim, SimConfig};
 
 const REGION: &str = "eu-west-1";
@@ -453,4 +457,40 @@ async fn a_throttled_read_is_retried_within_seconds() {
             "one throttle held a read for {took:?}"
         );
     }
+}
+
+/// Every attempt of a read takes a token of the operator's limiter, the SDK's retries too: a
+/// retry is a call the service counts, and sent unmetered it took the service's token that the
+/// limiter had just given the next call (throttled in turn).
+#[tokio::test]
+async fn the_sdks_retry_of_a_read_waits_for_a_token_of_the_limiter() {
+    let (sim, backend) = start().await;
+    let metered = Metered::new(
+        backend,
+        Arc::new(Metrics::new()),
+        NonZeroU32::new(1).expect("non-zero"),
+    );
+    let scope = own_scope(REGION);
+    sim.admin()
+        .script_fault("DescribePackages", ospkg_sim::ScriptedFault::Throttle)
+        .await
+        .expect("fault scripted");
+    let started = std::time::Instant::now();
+    // One token a second, and a burst of one: the first attempt takes the token there is, its
+    // retry the next one (a second later), the next listing the one after that.
+    metered
+        .describe_packages(&scope, PackageFilter::All)
+        .await
+        .expect("the retry succeeds");
+    metered
+        .describe_packages(&scope, PackageFilter::All)
+        .await
+        .expect("the next listing");
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(1_900),
+        "three attempts went out in {took:?}: the retry did not wait for a token"
+    );
+    let calls = sim.admin().calls().await.expect("calls");
+    assert_eq!(calls.get("DescribePackages"), Some(&3), "{calls:?}");
 }
