@@ -4,7 +4,7 @@
 //! operator serves objects in several regions and, through roles granted to namespaces,
 //! several accounts; building a client per call would throw away its connection pool and
 //! identity cache.
-//! Failures become [`BackendError`]s in [`super::errors`].
+//! Failures become [`BackendError`](super::BackendError)s in [`super::errors`].
 
 use std::collections::HashMap;
 use std::fmt;

@@ -48,13 +48,13 @@ pub fn https_client() -> SharedHttpClient {
 }
 
 /// The AWS SDK settings the operator ships with: its HTTPS client, credentials and region
-/// from the default chain, standard retries (for reads: see [`sent_once`] for changes) and
+/// from the default chain, standard retries (for reads: see `sent_once` for changes) and
 /// timeouts. Standard, not adaptive: the operator's own per-(account, region) rate limiter is
-/// what keeps it under the service's limit (each retry takes a token of it too: [`paced`]), and the SDK's adaptive mode, after one throttle,
-/// held the next read for 10–20 s at a client rate measured from the few reads before it (the
-/// region observer stood still while imports finished). Tests
-/// build their configuration from this too (adding an endpoint and static credentials), so
-/// they exercise what ships.
+/// what keeps it under the service's limit (each retry takes a token of it too: `paced`),
+/// and the SDK's adaptive mode, after one throttle, held the next read for 10–20 s at a
+/// client rate measured from the few reads before it (the region observer stood still while
+/// imports finished). Tests build their configuration from this too (adding an endpoint and
+/// static credentials), so they exercise what ships.
 pub fn sdk_defaults(timeouts: Timeouts) -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())

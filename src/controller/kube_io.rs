@@ -250,7 +250,7 @@ fn status_digest(status: &Option<OpenSearchPackageStatus>) -> u64 {
 const EVENTS_PER_RECORDER: usize = 500;
 
 /// Publishes the operator's Events through kube-runtime's `Recorder`, one shared recorder at
-/// a time (renewed after [`EVENTS_PER_RECORDER`] Events). Events are best effort: losing one
+/// a time (renewed after `EVENTS_PER_RECORDER` Events). Events are best effort: losing one
 /// must not fail the reconcile.
 pub struct Events {
     client: kube::Client,

@@ -4,7 +4,7 @@
 //! | file | what it does |
 //! |---|---|
 //! | `context` | [`Context`]: what every reconcile shares (caches, observers, schedule, limits) |
-//! | `observe` | reads AWS and the watch cache into an [`Observation`](crate::plan::Observation) |
+//! | `observe` | reads AWS and the watch cache into an [`Observation`] |
 //! | `act` | one function per [`Action`](crate::plan::Action): the AWS call and its effect |
 //! | `effect` | what a step leaves behind; failed calls mapped to effects |
 //! | `events` | the catalogue of Kubernetes Events |

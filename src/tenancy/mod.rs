@@ -7,7 +7,7 @@
 //! the operator runs with `--unbound-namespaces deny`. A refused object is Stalled and no AWS
 //! call is made for it.
 //!
-//! The roles and the namespaces' labels come from watch caches ([`Tenancy::watch`]); a change
+//! The roles and the namespaces' labels come from watch caches ([`Tenancy::watched`], [`Watches::run`]); a change
 //! that rebinds a namespace wakes its objects. [`roles`] checks each role with STS and writes
 //! its status.
 

@@ -16,7 +16,7 @@ use crate::backend::PackageBackend;
 use crate::controller::Context;
 use crate::crd::OpenSearchPackageRole;
 
-/// Keeps the watch caches of [`Tenancy`] filled; run it next to the controllers.
+/// Keeps the watch caches of [`Tenancy`](super::Tenancy) filled; run it next to the controllers.
 pub struct Watches {
     pub(super) roles: reflector::store::Writer<OpenSearchPackageRole>,
     pub(super) namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
