@@ -13,9 +13,11 @@ use kube::runtime::reflector;
 use kube::{Client, Resource};
 use ospkg::backend::Operation;
 use ospkg::backend::aws::{AwsBackend, Timeouts};
+use ospkg::backend::metered::Metered;
 use ospkg::backend::s3::S3Backend;
-use ospkg::controller::{Context, reconcile};
+use ospkg::controller::{Context, DEFAULT_AWS_RATE, reconcile};
 use ospkg::crd::{FINALIZER, OpenSearchPackage, OpenSearchPackageStatus};
+use ospkg::leader::Leadership;
 use ospkg::metrics::Metrics;
 use ospkg::source::{FollowSettings, Follower};
 use ospkg::vocabulary::ConditionType;
@@ -265,17 +267,39 @@ fn status_response(code: StatusCode, path: &str) -> Response<Body> {
         .expect("response")
 }
 
-pub fn context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> {
-    Arc::new(new_context(client, backend, Arc::new(Metrics::new())))
+/// The backend as the operator runs it: the SDK backend behind the rate limiter per account and
+/// region (at the default `--aws-rate-limit`), call metrics and the leader fence.
+pub type Backend = Metered<AwsBackend>;
+
+pub fn context(client: Client, backend: AwsBackend) -> Arc<Context<Backend>> {
+    let leadership = Arc::new(Leadership::always());
+    Arc::new(new_context(
+        client,
+        backend,
+        Arc::new(Metrics::new()),
+        leadership,
+    ))
 }
 
 /// A context whose replica does not lead (yet): its fence is closed.
-pub fn standby_context(client: Client, backend: AwsBackend) -> Arc<Context<AwsBackend>> {
-    let ctx = new_context(client, backend, Arc::new(Metrics::new()));
-    Arc::new(ctx.with_leadership(Arc::new(ospkg::leader::Leadership::elected())))
+pub fn standby_context(client: Client, backend: AwsBackend) -> Arc<Context<Backend>> {
+    let leadership = Arc::new(Leadership::elected());
+    Arc::new(new_context(
+        client,
+        backend,
+        Arc::new(Metrics::new()),
+        leadership,
+    ))
 }
 
-fn new_context(client: Client, backend: AwsBackend, metrics: Arc<Metrics>) -> Context<AwsBackend> {
+fn new_context(
+    client: Client,
+    backend: AwsBackend,
+    metrics: Arc<Metrics>,
+    leadership: Arc<Leadership>,
+) -> Context<Backend> {
+    let backend = Metered::new(backend, metrics.clone(), DEFAULT_AWS_RATE)
+        .with_leadership(leadership.clone());
     let (store, _writer) = reflector::store::<OpenSearchPackage>();
     let reporter = Reporter {
         controller: "opensearch-package-operator".into(),
@@ -290,6 +314,7 @@ fn new_context(client: Client, backend: AwsBackend, metrics: Arc<Metrics>) -> Co
         Duration::from_secs(600),
         vec![store],
     )
+    .with_leadership(leadership)
 }
 
 /// A context whose objects follow their sources as `settings` say, reading the simulator's
@@ -298,10 +323,15 @@ pub async fn following_context(
     client: Client,
     aws: &Aws,
     settings: FollowSettings,
-) -> Arc<Context<AwsBackend>> {
+) -> Arc<Context<Backend>> {
     let metrics = Arc::new(Metrics::new());
     let s3 = S3Backend::for_endpoint(&aws.sim.s3_endpoint(), metrics.clone()).await;
-    let ctx = new_context(client, aws.backend().await, metrics);
+    let ctx = new_context(
+        client,
+        aws.backend().await,
+        metrics,
+        Arc::new(Leadership::always()),
+    );
     Arc::new(ctx.with_source(Follower::new(settings, Some(Arc::new(s3)))))
 }
 
@@ -348,7 +378,7 @@ pub struct Harness {
     pub aws: Aws,
     pub api: MockApi,
     client: Client,
-    pub ctx: Arc<Context<AwsBackend>>,
+    pub ctx: Arc<Context<Backend>>,
     /// How objects follow their sources (the S3 client included), when they can.
     follow: Option<FollowSettings>,
 }
