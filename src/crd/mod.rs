@@ -54,7 +54,9 @@ pub const FIELD_MANAGER: &str = "opensearch-package-operator";
     printcolumn = r#"{"name":"Account","type":"string","priority":1,"jsonPath":".status.accountID"}"#,
     printcolumn = r#"{"name":"Domains","type":"string","priority":1,"jsonPath":".status.domainsReady"}"#,
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
-    validation = Rule::new("has(self.spec.packageName) || has(self.spec.packageID) || (size(self.metadata.name) >= 3 && size(self.metadata.name) <= 256 && self.metadata.name.matches('^[a-z][a-z0-9-]+$'))").message("metadata.name is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName").field_path(".spec.packageName")
+    validation = Rule::new("has(self.spec.packageName) || has(self.spec.packageID) || (size(self.metadata.name) >= 3 && size(self.metadata.name) <= 256 && self.metadata.name.matches('^[a-z][a-z0-9-]+$'))").message("metadata.name is not a valid package name (^[a-z][a-z0-9-]+$, 3-256 characters): set spec.packageName").field_path(".spec.packageName"),
+    validation = Rule::new("(has(self.spec.packageName) ? self.spec.packageName : self.metadata.name) == (has(oldSelf.spec.packageName) ? oldSelf.spec.packageName : oldSelf.metadata.name)").message("packageName is immutable (it defaults to metadata.name, which may be written out)").field_path(".spec.packageName"),
+    validation = Rule::new("has(self.spec.region) == has(oldSelf.spec.region) ? (!has(self.spec.region) || self.spec.region == oldSelf.spec.region) : (has(self.spec.region) && has(oldSelf.status) && has(oldSelf.status.region) && self.spec.region == oldSelf.status.region)").message("region is immutable (it may be written out only as the region recorded in status.region)").field_path(".spec.region")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -77,10 +79,8 @@ pub const FIELD_MANAGER: &str = "opensearch-package-operator";
     validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.domains) || size(self.domains) == 0").message("domains must not be set when managementPolicy is Observe (an observed package is never associated or dissociated; its associations are reported in status.domains)").field_path(".domains"),
     validation = Rule::new("self.managementPolicy == 'Manage' || !has(self.rollout)").message("rollout must not be set when managementPolicy is Observe").field_path(".rollout"),
     validation = Rule::new("self.managementPolicy == 'Manage' || !self.adoptExisting").message("adoptExisting must not be true when managementPolicy is Observe (an observer never takes a package over)").field_path(".adoptExisting"),
-    validation = Rule::new("has(self.packageName) == has(oldSelf.packageName) && (!has(self.packageName) || self.packageName == oldSelf.packageName)").message("packageName is immutable").field_path(".packageName"),
     validation = Rule::new("has(self.engineVersion) == has(oldSelf.engineVersion) && (!has(self.engineVersion) || self.engineVersion == oldSelf.engineVersion)").message("engineVersion is immutable").field_path(".engineVersion"),
-    validation = Rule::new("has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)").message("region is immutable").field_path(".region"),
-    validation = Rule::new("has(self.vending) == has(oldSelf.vending) && (!has(self.vending) || self.vending == oldSelf.vending)").message("vending is immutable: it is set when the package is created").field_path(".vending")
+    validation = Rule::new("(has(self.vending) && self.vending.enabled) == (has(oldSelf.vending) && oldSelf.vending.enabled)").message("vending is immutable: it is set when the package is created").field_path(".vending")
 )]
 pub struct OpenSearchPackageSpec {
     /// Kind of package. One of TXT-DICTIONARY, ZIP-PLUGIN, PACKAGE-LICENSE, PACKAGE-CONFIG. Immutable.
@@ -88,7 +88,7 @@ pub struct OpenSearchPackageSpec {
     pub package_type: PackageType,
 
     /// Name of the package in OpenSearch Service (^[a-z][a-z0-9-]+$, 3-256 characters).
-    /// Defaults to metadata.name. Immutable.
+    /// Defaults to metadata.name. Immutable (writing out the default is no change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 256), regex(pattern = r"^[a-z][a-z0-9-]+$"))]
     pub package_name: Option<String>,
@@ -110,7 +110,8 @@ pub struct OpenSearchPackageSpec {
 
     /// AWS region of the package, e.g. eu-west-1. Defaults to the operator's configured
     /// region; the region used is recorded in status.region at the first reconcile and never
-    /// changes for this object. Immutable.
+    /// changes for this object. Immutable (it may be written out later as the region in
+    /// status.region).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"))]
     pub region: Option<String>,

@@ -66,6 +66,8 @@ async fn invalid_objects_are_rejected_at_admission() {
     let base_plugin = format!("packageType: ZIP-PLUGIN\nengineVersion: OpenSearch_2.19\n{SOURCE}");
     env.apply(&object("base-dict", &base_dict)).await;
     env.apply(&object("base-plugin", &base_plugin)).await;
+    env.apply(&object("named-dict", &dict("packageName: other-words\n")))
+        .await;
 
     let long_message = "x".repeat(141);
     let cases = vec![
@@ -95,7 +97,7 @@ async fn invalid_objects_are_rejected_at_admission() {
         case("metadata.name that is not a package name, without spec.packageName", "dotted.name", dict(""), "spec.packageName", "set spec.packageName"),
         case("changing packageType", "base-dict", "packageType: PACKAGE-LICENSE\nsource:\n  s3BucketName: e2e-dicts\n  s3Key: words.txt\npackageName: base-dict\nregion: us-east-1\n".to_owned(), "spec.packageType", "immutable"),
         case("changing packageName", "base-dict", dict("packageName: other-name\nregion: us-east-1\n"), "spec.packageName", "immutable"),
-        case("removing packageName", "base-dict", dict("region: us-east-1\n"), "spec.packageName", "immutable"),
+        case("removing a packageName other than metadata.name", "named-dict", dict(""), "spec.packageName", "immutable"),
         case("changing region", "base-dict", dict("packageName: base-dict\nregion: eu-west-1\n"), "spec.region", "immutable"),
         case("changing engineVersion", "base-plugin", format!("packageType: ZIP-PLUGIN\nengineVersion: OpenSearch_2.17\n{SOURCE}"), "spec.engineVersion", "immutable"),
         Case {
@@ -284,6 +286,7 @@ async fn invalid_objects_are_rejected_at_admission() {
             "opensearchpackage.ospkg.dev/base-plugin",
             "opensearchpackage.ospkg.dev/full-plugin",
             "opensearchpackage.ospkg.dev/icu.by-id",
+            "opensearchpackage.ospkg.dev/named-dict",
             "opensearchpackage.ospkg.dev/observe-plugin",
             "opensearchpackage.ospkg.dev/vended",
         ]
@@ -292,4 +295,113 @@ async fn invalid_objects_are_rejected_at_admission() {
     assert_eq!(base.spec.package_name.as_deref(), Some("base-dict"));
     assert_eq!(base.spec.region.as_deref(), Some("us-east-1"));
     assert_eq!(base.metadata.generation, Some(1));
+}
+
+/// GitOps tools write out defaults: spelling out the default of an immutable field is no change,
+/// and only the default (a different value is still refused, naming the field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_out_a_default_is_no_change() {
+    let cp = support::shared_control_plane()
+        .await
+        .expect("control plane");
+    let env = TestEnv::without_operator(cp, "e2e-admission-defaults", SimConfig::default()).await;
+    env.apply(&object("plain", &dict(""))).await;
+
+    let refused = |what: &'static str, spec: String, field: &'static str, message: &'static str| {
+        case(what, "plain", spec, field, message)
+    };
+    let expect_refused =
+        async |case: Case| match env.try_apply(&object(&case.name, &case.spec), &[]).await {
+            Ok(out) => panic!("{}: accepted ({})", case.what, out.trim()),
+            Err(error) => {
+                let text = format!("{error:#}");
+                assert!(
+                    text.contains(&case.field) && text.contains(case.message),
+                    "{}: the error does not name {:?} with {:?}: {text}",
+                    case.what,
+                    case.field,
+                    case.message
+                );
+            }
+        };
+    let expect_accepted = async |what: &str, spec: String| {
+        if let Err(error) = env.try_apply(&object("plain", &spec), &[]).await {
+            panic!("{what} was refused: {error:#}");
+        }
+    };
+
+    // packageName: metadata.name written out, and taken out again.
+    expect_accepted(
+        "packageName written out as metadata.name",
+        dict("packageName: plain\n"),
+    )
+    .await;
+    expect_refused(refused(
+        "packageName changed",
+        dict("packageName: other-name\n"),
+        "spec.packageName",
+        "immutable",
+    ))
+    .await;
+    expect_accepted("packageName taken out again", dict("")).await;
+
+    // vending: `enabled: false` is what no vending block means.
+    expect_accepted(
+        "vending written out as disabled",
+        dict("vending:\n  enabled: false\n"),
+    )
+    .await;
+    expect_refused(refused(
+        "vending enabled",
+        dict("vending:\n  enabled: true\n"),
+        "spec.vending",
+        "immutable",
+    ))
+    .await;
+
+    // region: before a reconcile recorded one, any region is a change; afterwards, the
+    // recorded region may be written out, another may not.
+    expect_refused(refused(
+        "region before status.region",
+        dict("region: us-west-2\n"),
+        "spec.region",
+        "immutable",
+    ))
+    .await;
+    env.kubectl(&[
+        "patch",
+        "ospkg",
+        "plain",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"region":"us-west-2"}}"#,
+    ])
+    .await;
+    expect_refused(refused(
+        "region other than status.region",
+        dict("region: eu-west-1\n"),
+        "spec.region",
+        "status.region",
+    ))
+    .await;
+    expect_accepted(
+        "region written out as status.region",
+        dict("region: us-west-2\n"),
+    )
+    .await;
+    expect_refused(refused(
+        "region taken out again",
+        dict(""),
+        "spec.region",
+        "immutable",
+    ))
+    .await;
+
+    let plain = env.get("plain").await.expect("exists");
+    assert_eq!(plain.spec.region.as_deref(), Some("us-west-2"));
+    assert_eq!(plain.spec.package_name, None);
+    // The last apply left the disabled vending block out again: also no change.
+    assert_eq!(plain.spec.vending, None);
+    assert_eq!(plain.metadata.generation, Some(5), "four accepted changes");
 }
