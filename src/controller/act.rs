@@ -251,6 +251,7 @@ async fn associate<B: PackageBackend>(
     for request in requests {
         let domain = request.domain_name.clone();
         let prerequisites = request.prerequisites.clone();
+        let package_id = request.package_id.clone();
         match job.ctx.backend.associate_package(job.scope, request).await {
             Ok(association) => {
                 status::upsert_domain(status, &job.obj.spec, association);
@@ -258,7 +259,9 @@ async fn associate<B: PackageBackend>(
                 events.push(Event::Associating { domain, version });
             }
             Err(error) => {
-                failure.get_or_insert_with(|| association_failed(&domain, &prerequisites, error));
+                failure.get_or_insert_with(|| {
+                    association_failed(&domain, &package_id, &prerequisites, error)
+                });
             }
         }
     }
@@ -277,21 +280,32 @@ async fn associate<B: PackageBackend>(
 }
 
 /// A missing domain or prerequisite, or a prerequisite not yet active on the domain, is a
-/// stall retried slowly (it may appear without an edit); other failures as for any call.
-fn association_failed(domain: &str, prerequisites: &[String], error: BackendError) -> Effect {
-    let names_prerequisite = prerequisites
-        .iter()
-        .any(|id| error.message().contains(id.as_str()));
+/// stall retried slowly (it may appear without an edit). The package itself missing (deleted
+/// outside the cluster since it was last listed) is no stall: read again, and the next
+/// observation creates it again. Other failures as for any call.
+fn association_failed(
+    domain: &str,
+    package_id: &str,
+    prerequisites: &[String],
+    error: BackendError,
+) -> Effect {
+    let message = error.message();
+    let names_prerequisite = prerequisites.iter().any(|id| names_id(message, id));
+    let package_gone =
+        names_id(message, package_id) || message.to_ascii_lowercase().contains("package not found");
     match &error {
-        BackendError::NotFound(message) if names_prerequisite => Effect::stalled(
+        BackendError::NotFound(_) if names_prerequisite => Effect::stalled(
             StallReason::PrerequisiteNotFound,
             format!("domain {domain}: a prerequisite package does not exist: {message}"),
         ),
-        BackendError::NotFound(message) => Effect::stalled(
+        BackendError::NotFound(_) if package_gone => {
+            Failed::new(Operation::AssociatePackage, error).effect()
+        }
+        BackendError::NotFound(_) => Effect::stalled(
             StallReason::DomainNotFound,
             format!("domain {domain} was not found: {message}"),
         ),
-        BackendError::Invalid(message) if names_prerequisite => Effect::stalled(
+        BackendError::Invalid(_) if names_prerequisite => Effect::stalled(
             StallReason::PrerequisiteNotActive,
             format!(
                 "domain {domain}: a prerequisite package is not active on it (list the domain in the prerequisite's spec.domains): {message}"
@@ -299,6 +313,14 @@ fn association_failed(domain: &str, prerequisites: &[String], error: BackendErro
         ),
         _ => Failed::new(Operation::AssociatePackage, error).effect(),
     }
+}
+
+/// Whether `message` names the package `id` as a word of its own (`F10` is not in `F100`).
+fn names_id(message: &str, id: &str) -> bool {
+    !id.is_empty()
+        && message
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .any(|word| word == id)
 }
 
 /// Dissociates one domain: one that left the spec, or one of this object's domains before the
@@ -318,7 +340,8 @@ async fn dissociate<B: PackageBackend>(
     match result {
         Ok(association) => status::upsert_domain(status, &job.obj.spec, association),
         Err(BackendError::NotFound(_)) if deleting => {}
-        Err(BackendError::NotFound(_)) => return Effect::only(Requeue::Soon),
+        // Gone already, though what this reconcile read still showed it: read again.
+        Err(BackendError::NotFound(_)) => return Effect::only(Requeue::Backoff).reread(),
         Err(error) => return Failed::new(Operation::DissociatePackage, error).effect(),
     }
     let reason = if deleting {
@@ -389,4 +412,18 @@ fn clear_package(status: &mut Status) {
     status.version_history.clear();
     status.created_at = None;
     status.last_updated_at = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_id;
+
+    #[test]
+    fn an_id_is_named_only_as_a_word_of_its_own() {
+        assert!(names_id("Package not found: F10", "F10"));
+        assert!(names_id("prerequisite pkg-ab12 is missing", "pkg-ab12"));
+        assert!(!names_id("Package not found: F100", "F10"));
+        assert!(!names_id("Package not found: pkg-ab123", "pkg-ab12"));
+        assert!(!names_id("anything", ""));
+    }
 }

@@ -15,6 +15,10 @@ pub struct Effect {
     pub outcome: Option<Outcome>,
     pub events: Vec<Event>,
     pub requeue: Requeue,
+    /// AWS answered that the recorded package (or an association) does not exist, while what
+    /// this reconcile read said it did: the next reconcile must read from a listing that
+    /// starts after now, or it would act on the same stale view again.
+    pub reread: bool,
 }
 
 impl Effect {
@@ -23,6 +27,7 @@ impl Effect {
             outcome: Some(outcome),
             events: Vec::new(),
             requeue,
+            reread: false,
         }
     }
 
@@ -36,6 +41,7 @@ impl Effect {
             outcome: None,
             events: Vec::new(),
             requeue,
+            reread: false,
         }
     }
 
@@ -47,6 +53,12 @@ impl Effect {
             Requeue::Resync
         };
         Self::new(Outcome::Stalled { reason, message }, requeue)
+    }
+
+    /// The next reconcile reads from a listing that starts after this one ([`Self::reread`]).
+    pub fn reread(mut self) -> Self {
+        self.reread = true;
+        self
     }
 
     pub fn with(mut self, event: Event) -> Self {
@@ -103,10 +115,13 @@ impl Failed {
                 return Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff);
             }
             // The package vanished between reading and acting, or someone took the name
-            // between our lookup and our create: the next observation decides.
+            // between our lookup and our create: the next observation, from a listing newer
+            // than this answer, decides. Backing off: a read that keeps answering so (an
+            // association the listing of domains still shows) is no hot loop.
             BackendError::NotFound(_) | BackendError::AlreadyExists(_) => {
                 let message = format!("{operation}: {error}");
-                return Effect::progressing(WaitReason::Retrying, message, Requeue::Soon);
+                return Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff)
+                    .reread();
             }
             // A rejected call stays stalled until the user acts; denied access and quotas are
             // fixed outside the object and are retried at every resync.

@@ -360,6 +360,13 @@ async fn finish<B: PackageBackend>(
     if retrying && status::standing_rejection(obj).is_some() {
         effect.outcome = None;
     }
+    if effect.reread {
+        // AWS said the package is gone where the view this reconcile acted on showed it: the
+        // next reconcile reads from a listing that starts after now (then, by id, directly).
+        ctx.schedule.record_action(obj);
+        ctx.regions
+            .changed(ctx, job.scope, status.package_id.as_deref());
+    }
     let before = obj.status.clone().unwrap_or_default();
     match &effect.outcome {
         Some(Outcome::Stalled { reason, message }) if !before.is_stalled_for(*reason) => {

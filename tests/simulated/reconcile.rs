@@ -441,3 +441,67 @@ async fn the_ready_status_is_written_before_its_event() {
         .expect("a Created event");
     assert!(created_status < created_event, "{sent:#?}");
 }
+
+/// A package deleted outside the cluster while the region listing the object reads from still
+/// shows it: the AssociatePackage a newly listed domain needs answers "Package not found".
+/// That is the package gone, not the domain: the object reads again (a listing newer than the
+/// answer), creates the package again and associates the new one, without a DomainNotFound
+/// stall and without retrying the association against the gone package.
+#[tokio::test]
+async fn an_association_that_finds_the_package_gone_creates_it_again() {
+    const DOMAIN: &str = "catalog-prod";
+    let aws = Aws::start(
+        ospkg_sim::SimConfig::default()
+            .durations(ospkg_sim::Durations::instant())
+            .domain(DOMAIN, "OpenSearch_2.19"),
+    )
+    .await;
+    let harness = crate::support::Harness::new(aws, with_finalizer(object(json!({})))).await;
+    let obj = harness.settle(10).await;
+    let first_id = status_of(&obj).package_id.clone().expect("package id");
+
+    // Deleted outside; the object's region listing still shows it.
+    harness
+        .aws
+        .backend
+        .delete_package(&own_scope(REGION), &first_id)
+        .await
+        .expect("delete");
+    let after_delete = harness.aws.log_position().await;
+    harness.api.edit(|obj| {
+        obj.spec.domains = vec![serde_json::from_value(json!({"name": DOMAIN})).expect("domain")];
+    });
+
+    let obj = harness.settle(10).await;
+    let status = status_of(&obj);
+    let second_id = status.package_id.clone().expect("package id");
+    assert_ne!(second_id, first_id, "the package was created again");
+    assert!(status.is_ready_at(obj.metadata.generation), "{status:#?}");
+    assert_eq!(status.domains.len(), 1, "{status:#?}");
+    assert_eq!(status.domains[0].package_version.as_deref(), Some("v1"));
+    let changing = harness.aws.changing_calls_since(after_delete).await;
+    let associations_of_the_gone_package = changing
+        .iter()
+        .filter(|c| c.starts_with("AssociatePackage") && c.contains(&first_id))
+        .count();
+    assert!(
+        associations_of_the_gone_package <= 1,
+        "the association was retried against the gone package: {changing:?}"
+    );
+    assert_eq!(
+        changing
+            .iter()
+            .filter(|c| c.starts_with("CreatePackage"))
+            .count(),
+        1,
+        "{changing:?}"
+    );
+    let stalls: Vec<_> = harness
+        .api
+        .sent()
+        .iter()
+        .filter(|s| s.path.contains("/events") && s.body["reason"] == "DomainNotFound")
+        .map(|s| s.body["note"].clone())
+        .collect();
+    assert!(stalls.is_empty(), "stalled as a missing domain: {stalls:?}");
+}
