@@ -123,6 +123,13 @@ impl Failed {
                 return Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff)
                     .reread();
             }
+            // A rejected read is no verdict on the spec (a listing's page token the service
+            // no longer takes): read again, backing off.
+            BackendError::Invalid(_) if !operation.is_mutating() => {
+                warn!(%operation, %error, "retrying a rejected read");
+                let message = format!("{operation}: {error}; retrying");
+                return Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff);
+            }
             // A rejected call stays stalled until the user acts; denied access and quotas are
             // fixed outside the object and are retried at every resync.
             BackendError::Invalid(_) => StallReason::InvalidRequest,

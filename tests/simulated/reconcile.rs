@@ -505,3 +505,39 @@ async fn an_association_that_finds_the_package_gone_creates_it_again() {
         .collect();
     assert!(stalls.is_empty(), "stalled as a missing domain: {stalls:?}");
 }
+
+/// A read the service rejects (here the region listing, as with a page token it no longer
+/// takes) says nothing about the spec: the object retries it, backing off, and becomes Ready;
+/// only a rejected change stalls until the user acts.
+#[tokio::test]
+async fn a_rejected_read_is_retried_not_a_stall() {
+    let aws = Aws::immediate().await;
+    aws.sim
+        .admin()
+        .script_fault(
+            Operation::DescribePackages.as_str(),
+            ospkg_sim::ScriptedFault::Validation {
+                message: "Invalid NextToken".into(),
+            },
+        )
+        .await
+        .expect("script");
+    let harness = crate::support::Harness::new(aws, with_finalizer(object(json!({})))).await;
+    harness.reconcile().await;
+    let obj = harness.api.object();
+    let status = status_of(&obj);
+    assert_eq!(status.stall(), None, "{status:#?}");
+    assert!(
+        status.is_true(ospkg::vocabulary::ConditionType::Reconciling),
+        "{status:#?}"
+    );
+
+    // The region observer's next listing (its backoff timer, in the operator).
+    harness.resync().await;
+    let obj = harness.settle(10).await;
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{:#?}",
+        obj.status
+    );
+}
