@@ -88,6 +88,10 @@ pub enum ScriptedFault {
     CloseAfterEffect,
     /// The operation takes effect, then its answer is held `ms` milliseconds.
     HoldAfterEffect { ms: u64 },
+    /// No answer ever comes (the request hangs until the caller gives up), and the operation
+    /// takes effect `ms` milliseconds after it arrived, whether the caller still waits or not:
+    /// a request that reaches the service after the client timed out.
+    LateEffect { ms: u64 },
 }
 
 /// What `PUT /_sim/faults` accepts and `GET /_sim/faults` shows.
@@ -174,6 +178,8 @@ pub enum Verdict {
     Validation(String),
     ErrorAfterEffect,
     CloseAfterEffect,
+    /// No answer; the operation runs this many milliseconds after the request arrived.
+    LateEffect(u64),
 }
 
 impl Verdict {
@@ -189,6 +195,7 @@ impl Verdict {
             Verdict::Validation(_) => "validation",
             Verdict::ErrorAfterEffect => "errorAfterEffect",
             Verdict::CloseAfterEffect => "closeAfterEffect",
+            Verdict::LateEffect(_) => "lateEffect",
         })
     }
 }
@@ -296,6 +303,7 @@ impl FaultInjector {
                 ScriptedFault::Validation { message } => decision(Verdict::Validation(message)),
                 ScriptedFault::ErrorAfterEffect => decision(Verdict::ErrorAfterEffect),
                 ScriptedFault::CloseAfterEffect => decision(Verdict::CloseAfterEffect),
+                ScriptedFault::LateEffect { ms } => decision(Verdict::LateEffect(ms)),
                 ScriptedFault::HoldAfterEffect { ms } => Decision {
                     hold_response_ms: ms,
                     ..decision(Verdict::Proceed)

@@ -242,6 +242,26 @@ pub async fn handle(
     if let Some(e) = injected_error(&decision.verdict, operation, &caller) {
         return record.finish(&sim, Err(e));
     }
+    if let Verdict::LateEffect(ms) = decision.verdict {
+        // The request is on its way: it runs later, on its own, and no answer ever comes.
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let result = match parse_request(&route, &uri, &body) {
+                Ok(request) => {
+                    let (package_id, domain_name) = request.subject();
+                    record.package_id = record.package_id.or(package_id);
+                    record.domain_name = record.domain_name.or(domain_name);
+                    sim.lock().execute(&caller.scope, request)
+                }
+                Err(e) => Err(e),
+            };
+            record.effect = result.is_ok();
+            record.commit_message = commit_message(operation, &body);
+            record.close(&sim);
+        });
+        return std::future::pending().await;
+    }
     let result = match parse_request(&route, &uri, &body) {
         Ok(request) => {
             let (package_id, domain_name) = request.subject();
@@ -253,11 +273,7 @@ pub async fn handle(
         Err(e) => Err(e),
     };
     record.effect = result.is_ok();
-    if operation == Operation::UpdatePackage.name() {
-        record.commit_message = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|b| b["CommitMessage"].as_str().map(str::to_string));
-    }
+    record.commit_message = commit_message(operation, &body);
     if let Ok(value) = &result
         && record.package_id.is_none()
         && route.operation == Operation::CreatePackage
@@ -285,6 +301,14 @@ pub async fn handle(
     response
 }
 
+/// The commit message an UpdatePackage carries, for the call log.
+fn commit_message(operation: &str, body: &[u8]) -> Option<String> {
+    (operation == Operation::UpdatePackage.name())
+        .then(|| serde_json::from_slice::<Value>(body).ok())
+        .flatten()
+        .and_then(|b| b["CommitMessage"].as_str().map(str::to_string))
+}
+
 /// The error a before-effect fault answers instead of running the operation.
 fn injected_error(verdict: &Verdict, operation: &str, caller: &Caller) -> Option<ApiError> {
     Some(match verdict {
@@ -306,7 +330,8 @@ fn injected_error(verdict: &Verdict, operation: &str, caller: &Caller) -> Option
         Verdict::Proceed
         | Verdict::RateLimited
         | Verdict::ErrorAfterEffect
-        | Verdict::CloseAfterEffect => return None,
+        | Verdict::CloseAfterEffect
+        | Verdict::LateEffect(_) => return None,
     })
 }
 

@@ -427,6 +427,49 @@ async fn hold_after_effect_delays_the_answer_of_one_call() {
     );
 }
 
+/// A request that reaches the service after its caller gave up: no answer, and the change
+/// happens later all the same.
+#[tokio::test]
+async fn late_effect_acts_after_the_caller_gave_up() {
+    let sim = sim().await;
+    let admin = sim.admin();
+    let client = client(&sim);
+    let id = available_dictionary(&sim, &client, "late").await;
+    admin
+        .script_fault("UpdatePackage", ScriptedFault::LateEffect { ms: 400 })
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(150), update(&client, &id, "late.txt"))
+            .await
+            .is_err(),
+        "an answer came"
+    );
+    // The simulated clock stands still: an update that took effect is still COPYING.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        status(&describe(&client, &id).await),
+        "AVAILABLE",
+        "took effect too early"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        status(&describe(&client, &id).await),
+        "COPYING",
+        "never took effect"
+    );
+    let entry = admin
+        .log()
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.operation.as_deref() == Some("UpdatePackage"))
+        .expect("logged");
+    assert_eq!(entry.fault.as_deref(), Some("lateEffect"));
+    assert!(entry.effect);
+    assert_eq!(entry.status, None);
+}
+
 #[tokio::test]
 async fn probabilistic_access_denied_and_after_effect_faults() {
     let sim = sim().await;

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_opensearch::Client;
@@ -32,12 +33,26 @@ use super::{
 /// [`super::PAGE_SIZE`] as the SDK takes it.
 const PAGE_SIZE: i32 = super::PAGE_SIZE as i32;
 
+/// The longest a call of `conf` waits for an answer (its operation timeout, else its attempt
+/// timeout), and a little more for the clocks of two replicas: a request still on its way
+/// when the client gave up is assumed to take effect by then, or not at all.
+fn longest_wait(conf: &Config) -> Duration {
+    const CLOCKS: Duration = Duration::from_secs(5);
+    let timeouts = conf.timeout_config();
+    timeouts
+        .and_then(|t| t.operation_timeout().or(t.operation_attempt_timeout()))
+        .unwrap_or(super::UNANSWERED_WINDOW)
+        + CLOCKS
+}
+
 /// [`PackageBackend`] over the Amazon OpenSearch Service API.
 pub struct AwsBackend {
     /// Everything but the region and a role's credentials; each client is built from it.
     base: Config,
     identities: Arc<Identities>,
     clients: RwLock<HashMap<(Identity, String), Client>>,
+    /// The longest a call waits for its answer: [`PackageBackend::unanswered_window`].
+    unanswered_window: Duration,
 }
 
 impl fmt::Debug for AwsBackend {
@@ -69,8 +84,10 @@ impl AwsBackend {
         if let Some(http) = sdk_config.http_client() {
             base = base.http_client(paced(http));
         }
+        let base = base.build();
         AwsBackend {
-            base: base.build(),
+            unanswered_window: longest_wait(&base),
+            base,
             identities,
             clients: RwLock::new(HashMap::new()),
         }
@@ -81,6 +98,7 @@ impl AwsBackend {
     /// the configuration carries.
     pub fn from_conf(conf: Config) -> Self {
         AwsBackend {
+            unanswered_window: longest_wait(&conf),
             base: conf,
             identities: Arc::new(Identities::default()),
             clients: RwLock::new(HashMap::new()),
@@ -145,6 +163,10 @@ impl PackageBackend for AwsBackend {
 
     async fn check_role(&self, session: &super::RoleSession, region: &str) -> BackendResult<()> {
         self.identities.check(session, region).await
+    }
+
+    fn unanswered_window(&self) -> Duration {
+        self.unanswered_window
     }
 
     async fn describe_packages_page(

@@ -14,8 +14,10 @@ use aws_smithy_types::error::operation::BuildError;
 
 use super::BackendError;
 
-/// Turns any SDK failure into a [`BackendError`]: service errors by their code, everything
-/// that happened before a well-formed answer arrived as [`BackendError::Transient`].
+/// Turns any SDK failure into a [`BackendError`]: service errors by their code; no answer (a
+/// timeout, a failed dispatch, an unreadable response) as [`BackendError::Unanswered`]; a
+/// request that could not be made (credentials not available yet) as
+/// [`BackendError::Transient`].
 pub fn map_sdk_error<E>(err: SdkError<E, HttpResponse>) -> BackendError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
@@ -37,7 +39,11 @@ where
         }
         // A role STS refused to let the operator assume: nothing was sent.
         _ if role_refused(&err) => BackendError::Credentials(DisplayErrorContext(&err).to_string()),
-        // Timeouts, connection failures, unreadable responses, credentials not available yet.
+        // The request may have reached the service, and its effect may come after this.
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            BackendError::Unanswered(DisplayErrorContext(&err).to_string())
+        }
+        // Credentials not available yet, and other failures before the request was sent.
         _ => BackendError::Transient(DisplayErrorContext(&err).to_string()),
     }
 }

@@ -233,6 +233,10 @@ impl<B: PackageBackend> PackageBackend for Metered<B> {
             .is_some_and(|lane| lane.waiting.borrow().changes > 0)
     }
 
+    fn unanswered_window(&self) -> std::time::Duration {
+        self.inner.unanswered_window()
+    }
+
     /// Not limited either: STS AssumeRole.
     async fn check_role(&self, session: &super::RoleSession, region: &str) -> BackendResult<()> {
         self.inner.check_role(session, region).await

@@ -14,6 +14,7 @@ pub mod s3;
 pub mod sdk;
 
 use std::future::Future;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use schemars::JsonSchema;
@@ -235,9 +236,15 @@ pub enum BackendError {
     /// A quota is exhausted (packages per region, packages per domain).
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
-    /// A fault that may pass: 5xx, timeouts, connection errors.
+    /// A fault that may pass, with the call finished: a 5xx answer, a request that could not
+    /// be signed or sent.
     #[error("transient error: {0}")]
     Transient(String),
+    /// No answer came (a timeout, a dropped connection, an unreadable response): the request
+    /// may have reached the service and may still take effect, until the client's operation
+    /// timeout has passed since it was sent ([`PackageBackend::unanswered_window`]).
+    #[error("no answer: {0}")]
+    Unanswered(String),
     /// STS refused the role the call was to be signed with (AssumeRole denied, a wrong
     /// external id): the call was not sent.
     #[error("role not assumable: {0}")]
@@ -249,7 +256,7 @@ impl BackendError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Throttled(_) | Self::Transient(_) | Self::Conflict(_)
+            Self::Throttled(_) | Self::Transient(_) | Self::Unanswered(_) | Self::Conflict(_)
         )
     }
 
@@ -257,7 +264,7 @@ impl BackendError {
     /// taken effect. A transient failure (5xx, timeout, dropped connection) may have come
     /// after the service acted.
     pub fn proves_no_effect(&self) -> bool {
-        !matches!(self, Self::Transient(_))
+        !matches!(self, Self::Transient(_) | Self::Unanswered(_))
     }
 
     /// A bounded label for metrics and events.
@@ -270,7 +277,7 @@ impl BackendError {
             Self::Invalid(_) => "invalid",
             Self::AccessDenied(_) => "access_denied",
             Self::LimitExceeded(_) => "limit_exceeded",
-            Self::Transient(_) => "transient",
+            Self::Transient(_) | Self::Unanswered(_) => "transient",
             Self::Credentials(_) => "credentials",
         }
     }
@@ -286,6 +293,7 @@ impl BackendError {
             | Self::AccessDenied(m)
             | Self::LimitExceeded(m)
             | Self::Transient(m)
+            | Self::Unanswered(m)
             | Self::Credentials(m) => m,
         }
     }
@@ -398,7 +406,19 @@ pub trait PackageBackend: Send + Sync + 'static {
     fn changes_waiting(&self, _place: &Place) -> bool {
         false
     }
+
+    /// How long after a changing call was sent it may still take effect when no answer came
+    /// ([`BackendError::Unanswered`], or a crash during the call): the client's longest wait
+    /// for a call. An intent older than this whose effect a listing started afterwards does
+    /// not show did not take effect.
+    fn unanswered_window(&self) -> Duration {
+        UNANSWERED_WINDOW
+    }
 }
+
+/// [`PackageBackend::unanswered_window`] of a backend that does not know its timeouts: the
+/// default operation timeout.
+pub const UNANSWERED_WINDOW: Duration = Duration::from_secs(60);
 
 /// A shared backend (one rate limiter and client pool across leadership terms) is a backend.
 impl<B: PackageBackend> PackageBackend for std::sync::Arc<B> {
@@ -499,6 +519,10 @@ impl<B: PackageBackend> PackageBackend for std::sync::Arc<B> {
 
     fn changes_waiting(&self, place: &Place) -> bool {
         (**self).changes_waiting(place)
+    }
+
+    fn unanswered_window(&self) -> Duration {
+        (**self).unanswered_window()
     }
 }
 

@@ -131,6 +131,7 @@ async fn create<B: PackageBackend>(
             if error.proves_no_effect() && !ours {
                 status.in_flight = None;
             }
+            remember_answer(job, status, &error);
             Failed::new(Operation::CreatePackage, error).effect()
         }
     };
@@ -188,6 +189,7 @@ async fn update<B: PackageBackend>(
                 if error.proves_no_effect() {
                     status.in_flight = None;
                 }
+                remember_answer(job, status, &error);
                 Failed::new(Operation::UpdatePackage, error).effect()
             }
         },
@@ -381,6 +383,18 @@ async fn delete<B: PackageBackend>(
         }
         Err(BackendError::NotFound(_)) => Effect::only(Requeue::Never),
         Err(error) => Failed::new(Operation::DeletePackage, error).effect(),
+    }
+}
+
+/// A call written ahead that failed with its intent left open: when the service answered (a
+/// 5xx; AlreadyExists for a create whose earlier attempt was lost), the call is over and the
+/// next observation decides at once; with no answer, it may still take effect until the
+/// backend's window has passed (see `observe::read_since`).
+fn remember_answer<B>(job: &Job<'_, B>, status: &Status, error: &BackendError) {
+    if let Some(intent) = &status.in_flight
+        && !matches!(error, BackendError::Unanswered(_))
+    {
+        job.ctx.schedule.record_answer(job.obj, &intent.started_at);
     }
 }
 

@@ -109,7 +109,10 @@ impl Failed {
     pub fn effect(&self) -> Effect {
         let Self { operation, error } = self;
         let reason = match error {
-            BackendError::Throttled(_) | BackendError::Transient(_) | BackendError::Conflict(_) => {
+            BackendError::Throttled(_)
+            | BackendError::Transient(_)
+            | BackendError::Unanswered(_)
+            | BackendError::Conflict(_) => {
                 warn!(%operation, %error, "retrying after a transient AWS error");
                 let message = format!("{operation}: {error}; retrying");
                 return Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff);

@@ -5,6 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
 
 use kube::{Resource, ResourceExt};
 
@@ -54,7 +57,9 @@ pub async fn observe<B: PackageBackend>(
         // Another object owns the name: this one reads and changes nothing in AWS.
         return Ok(observed);
     }
-    observed.package = find_package(ctx, obj, scope).await?;
+    let (since, unsettled) = read_since(ctx, obj);
+    observed.intent_unsettled = unsettled;
+    observed.package = find_package(ctx, obj, scope, since).await?;
     let importing = observed
         .package
         .as_ref()
@@ -106,13 +111,14 @@ async fn find_package<B: PackageBackend>(
     ctx: &Arc<Context<B>>,
     obj: &OpenSearchPackage,
     scope: &Scope,
+    since: Option<Instant>,
 ) -> Result<Option<Package>, Failed> {
     let status = obj.status.as_ref();
     // Observe-only objects may name the package by id in the spec.
     let recorded = status
         .and_then(|s| s.package_id.clone())
         .or_else(|| obj.spec.package_id.clone());
-    let mut since = ctx.schedule.acted_at(obj);
+    let mut since = since;
     for _ in 0..2 {
         let listing = ctx
             .regions
@@ -143,6 +149,39 @@ async fn find_package<B: PackageBackend>(
         None => PackageFilter::Name(package_name(obj).to_owned()),
     };
     describe_one(&ctx.backend, scope, filter).await
+}
+
+/// What the package must be read after, and whether an open intent is still unsettled.
+///
+/// After the object's own last change in this process. And when a write-ahead intent is open
+/// whose call got no answer (a timeout, a dropped connection, or a crash, so also an intent
+/// an earlier process left): the request may still reach the service until the backend's
+/// unanswered window has passed since the intent was written. Until then the intent is
+/// unsettled (AWS can show that the call took effect, never that it did not); afterwards only
+/// a listing started after the window can show that it did not.
+fn read_since<B: PackageBackend>(
+    ctx: &Context<B>,
+    obj: &OpenSearchPackage,
+) -> (Option<Instant>, bool) {
+    let acted = ctx.schedule.acted_at(obj);
+    let Some(intent) = obj.status.as_ref().and_then(|s| s.in_flight.as_ref()) else {
+        return (acted, false);
+    };
+    if ctx.schedule.was_answered(obj, &intent.started_at) {
+        return (acted, false);
+    }
+    let Ok(started) = intent.started_at.parse::<Timestamp>() else {
+        return (acted, false);
+    };
+    let window = ctx.backend.unanswered_window();
+    let settled_at = started + window;
+    let now = Timestamp::now();
+    let Ok(past) = std::time::Duration::try_from(now.duration_since(settled_at)) else {
+        // The window is still open.
+        return (acted, true);
+    };
+    let settled = Instant::now().checked_sub(past);
+    (acted.max(settled), false)
 }
 
 /// Whether the package as listed predates the state this object's status recorded.

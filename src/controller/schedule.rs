@@ -43,6 +43,10 @@ pub struct Schedule {
     due: Mutex<HashMap<String, (u64, Instant)>>,
     /// When each object last changed its package in AWS.
     acted: Mutex<HashMap<String, Instant>>,
+    /// The write-ahead intent (by its `startedAt`) whose call this process saw answered with
+    /// an error that leaves its effect unknown (a 5xx): the call is over, so what AWS shows
+    /// from then on tells whether it took effect.
+    answered: Mutex<HashMap<String, String>>,
     /// Objects made due (woken by their region's observer) whose next reconcile must run in
     /// full, even when a reconcile already running records a later due time after the wake.
     woken: Mutex<HashSet<String>>,
@@ -55,6 +59,7 @@ impl Schedule {
             backoff: Mutex::new(HashMap::new()),
             due: Mutex::new(HashMap::new()),
             acted: Mutex::new(HashMap::new()),
+            answered: Mutex::new(HashMap::new()),
             woken: Mutex::new(HashSet::new()),
         }
     }
@@ -70,6 +75,24 @@ impl Schedule {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key(obj), Instant::now());
+    }
+
+    /// Remembers that the call of the intent started at `started_at` was answered (with an
+    /// error that leaves its effect unknown): it cannot take effect after now.
+    pub fn record_answer(&self, obj: &OpenSearchPackage, started_at: &str) {
+        self.answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key(obj), started_at.to_owned());
+    }
+
+    /// Whether this process saw the call of the intent started at `started_at` answered.
+    pub fn was_answered(&self, obj: &OpenSearchPackage, started_at: &str) -> bool {
+        self.answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key(obj))
+            .is_some_and(|s| s == started_at)
     }
 
     /// When the object last changed its package (in this process).
@@ -182,6 +205,10 @@ impl Schedule {
             .remove(&key(obj));
         self.reset_backoff(&key(obj));
         self.acted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key(obj));
+        self.answered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key(obj));

@@ -47,6 +47,9 @@ pub struct Observation {
     pub ready_prerequisites: BTreeMap<String, String>,
     /// The S3 source object's version, for an object that follows it.
     pub source: SourceView,
+    /// The call of the open write-ahead intent got no answer and may still take effect: what
+    /// AWS shows now can prove that it did, not that it did not.
+    pub intent_unsettled: bool,
 }
 
 impl Observation {

@@ -24,7 +24,13 @@ pub(super) fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision 
     if let Some(settled) = before_aws(obj, observed, &name) {
         return settled;
     }
+    let open_intent = status.in_flight.as_ref();
     let Some(package) = &observed.package else {
+        if let Some(intent) = open_intent.filter(|_| observed.intent_unsettled) {
+            // A create that got no answer may still make the package: creating another now
+            // could import the wrong spec under its name.
+            return unsettled(intent);
+        }
         // Nothing in AWS: create it (again, if a recorded package vanished).
         return Decision::Act(Action::Create {
             request: create_request(spec, name),
@@ -35,14 +41,14 @@ pub(super) fn plan(obj: &OpenSearchPackage, observed: &Observation) -> Decision 
     if status.package_id.as_deref() != Some(package.id.as_str()) {
         return found_by_name(obj, package, &name);
     }
-    if let Some(intent) = status
-        .in_flight
-        .as_ref()
-        .filter(|f| f.operation == Operation::UpdatePackage)
-    {
+    if let Some(intent) = open_intent.filter(|f| f.operation == Operation::UpdatePackage) {
+        let happened = update_took_effect(intent, package);
+        if !happened && observed.intent_unsettled {
+            return unsettled(intent);
+        }
         return Decision::Act(Action::ResolveUpdate {
             digest: SpecDigest::from_status(&intent.digest),
-            happened: update_took_effect(intent, package),
+            happened,
         });
     }
     if package.status.is_importing() {
@@ -216,6 +222,19 @@ fn scope_change(obj: &OpenSearchPackage, package: &Package) -> Option<Vec<String
         .and_then(|s| s.allow_listed_users.as_ref()));
     let applied: BTreeSet<&String> = current.into_iter().flatten().collect();
     (wanted != applied).then(|| wanted.into_iter().cloned().collect())
+}
+
+/// A call written ahead that got no answer and may still take effect: wait until it took
+/// effect or its window has passed, and only then decide (calling again now could make a second
+/// version, or a package of an older spec).
+fn unsettled(intent: &InFlight) -> Decision {
+    Decision::Settle(Verdict::Wait {
+        reason: WaitReason::Retrying,
+        message: format!(
+            "{} sent at {} got no answer; waiting to see whether it took effect before deciding again",
+            intent.operation, intent.started_at
+        ),
+    })
 }
 
 /// Whether an UpdatePackage recorded in `intent` took effect: the package changed since the

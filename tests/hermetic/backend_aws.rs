@@ -943,15 +943,17 @@ async fn unreadable_answers_are_transient() {
 }
 
 #[tokio::test]
-async fn connection_failures_are_transient() {
-    // The replay client has nothing to answer with: the request never gets a response.
+async fn connection_failures_are_unanswered() {
+    // The replay client has nothing to answer with: the request never gets a response, so a
+    // change it carried may still take effect.
     let (backend, _client) = backend(vec![]);
     let err = backend
         .describe_packages(&own_scope(REGION), PackageFilter::All)
         .await
         .unwrap_err();
-    assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
+    assert!(matches!(err, BackendError::Unanswered(_)), "{err:?}");
     assert!(err.is_retryable());
+    assert!(!err.proves_no_effect());
 }
 
 #[tokio::test]

@@ -898,3 +898,128 @@ async fn reconciles_are_counted_by_the_status_they_leave() {
         "the reconcile that stalled it"
     );
 }
+
+/// An UpdatePackage that reaches the service only after the operator's timeout gave up on it:
+/// the package still shows no change when the next reconcile looks, but that proves nothing
+/// until the call can no longer land (the unanswered window: the operation timeout, plus a
+/// margin for clocks). Sending it again at once would make a second version of the same
+/// spec; the object waits, sees the late update land, and records it: one version.
+#[tokio::test]
+async fn an_update_that_lands_after_its_timeout_makes_one_version() {
+    // After the 0.6 s operation timeout, inside the 5.6 s window.
+    const LANDS: Duration = Duration::from_secs(4);
+    let timeouts = Timeouts {
+        attempt: Duration::from_millis(300),
+        operation: Duration::from_millis(600),
+    };
+    let aws = Aws::start_with(
+        SimConfig::default().durations(Durations::instant()),
+        timeouts,
+    )
+    .await;
+    let harness = ready_object(aws, json!({})).await;
+    harness
+        .aws
+        .sim
+        .admin()
+        .script_fault("UpdatePackage", ScriptedFault::LateEffect { ms: 4_000 })
+        .await
+        .expect("fault scripted");
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("now with winter terms".into()));
+
+    // The update times out; until it lands, every look finds the package unchanged.
+    let sent_at = std::time::Instant::now();
+    harness.reconcile().await;
+    let sent = |harness: &Harness| {
+        let harness = harness.aws.sim.admin();
+        async move { harness.calls().await.expect("calls")["UpdatePackage"] }
+    };
+    assert_eq!(sent(&harness).await, 1);
+    for _ in 0..3 {
+        harness.resync().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sent(&harness).await,
+        1,
+        "sent again before the first could land"
+    );
+    let obj = harness.api.object();
+    assert!(sent_at.elapsed() < LANDS, "the test is too slow to tell");
+    assert!(
+        status_of(&obj).in_flight.is_some(),
+        "the intent was given up: {:#?}",
+        obj.status
+    );
+
+    // It lands; the next listing shows it, and the object records it.
+    tokio::time::sleep(LANDS.saturating_sub(sent_at.elapsed())).await;
+    let mut obj = harness.api.object();
+    for _ in 0..20 {
+        harness.resync().await;
+        obj = harness.api.object();
+        if crate::support::settled(&obj) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+    assert_eq!(sent(&harness).await, 1);
+    assert_eq!(versions(&harness).await.len(), 2);
+    assert_eq!(
+        status_of(&obj).applied_digest.as_deref(),
+        Some(SpecDigest::of(&obj.spec).as_str())
+    );
+}
+
+/// The other side of the window: an update that got no answer and never reached the service
+/// is sent again once its window has passed (and a listing started after it shows no change),
+/// so a lost request is not lost for good.
+#[tokio::test]
+async fn an_update_that_never_lands_is_sent_again_after_its_window() {
+    let timeouts = Timeouts {
+        attempt: Duration::from_millis(300),
+        operation: Duration::from_millis(600),
+    };
+    let aws = Aws::start_with(
+        SimConfig::default().durations(Durations::instant()),
+        timeouts,
+    )
+    .await;
+    let harness = ready_object(aws, json!({})).await;
+    // Longer than the window: as good as never, for this test.
+    harness
+        .aws
+        .sim
+        .admin()
+        .script_fault("UpdatePackage", ScriptedFault::LateEffect { ms: 600_000 })
+        .await
+        .expect("fault scripted");
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("now with winter terms".into()));
+    harness.reconcile().await;
+    let window = harness.ctx.backend.unanswered_window();
+    assert!(window < Duration::from_secs(10), "{window:?}");
+    tokio::time::sleep(window).await;
+    let mut obj = harness.api.object();
+    for _ in 0..20 {
+        harness.resync().await;
+        obj = harness.api.object();
+        if crate::support::settled(&obj) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+    assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 2);
+    assert_eq!(versions(&harness).await.len(), 2);
+}
