@@ -19,7 +19,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the controller.
+    /// Run the controller. A flag given twice takes its last value (a list flag collects
+    /// both), so `extraArgs` (or a kustomize patch that appends an argument) can override one
+    /// the chart sets.
+    #[command(args_override_self = true)]
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (every one, or the one named).
     Crd {
@@ -175,7 +178,9 @@ pub struct RunArgs {
     )]
     pub source_check_interval: Duration,
 
-    /// Longest AWS operation, the SDK's retries of a read included (e.g. "60s").
+    /// Longest AWS operation, the SDK's retries of a read included (e.g. "60s"). A change
+    /// that got no answer is decided not to have happened only this long (+ 5 s) after it was
+    /// sent.
     #[arg(
         long,
         env = "OSPKG_AWS_OPERATION_TIMEOUT",
@@ -229,6 +234,24 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    #[test]
+    fn a_flag_given_twice_takes_the_last_value() {
+        let args = run_args(&[
+            "--concurrency=4",
+            "--resync-interval=10m",
+            "--namespaces=a,b",
+            "--concurrency=64",
+            "--resync-interval",
+            "1m",
+            "--namespaces=c",
+        ])
+        .expect("parses");
+        assert_eq!(args.concurrency, 64);
+        assert_eq!(args.resync_interval, std::time::Duration::from_secs(60));
+        // A list collects every occurrence.
+        assert_eq!(args.namespaces, ["a", "b", "c"]);
+    }
 
     fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
         let cli = Cli::try_parse_from(
