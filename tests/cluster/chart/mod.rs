@@ -239,8 +239,13 @@ fn helm_lint_is_clean() {
 
 #[test]
 fn bad_values_fail_the_schema() {
-    let cases: [(&[&str], &str); 29] = [
+    let cases: [(&[&str], &str); 30] = [
         (&["--set", "logFormat=xml"], "logFormat"),
+        // Two writers would race on UpdatePackage.
+        (
+            &["--set", "replicaCount=2,leaderElection.enabled=false"],
+            "leaderElection",
+        ),
         (&["--set", "mallocArenaMax=-1"], "mallocArenaMax"),
         (&["--set", "unboundNamespaces=allow"], "unboundNamespaces"),
         (&["--set", "roleCheckInterval=hourly"], "roleCheckInterval"),
@@ -689,6 +694,26 @@ fn malloc_arenas_are_limited_to_one_unless_the_values_say_otherwise() {
     );
     // 0: glibc's own default, so nothing is set (and extraEnv may set it instead).
     assert_eq!(malloc_arena_max(&["--set", "mallocArenaMax=0"]), None);
+}
+
+/// One replica may run without a Lease; a PodDisruptionBudget can limit by maxUnavailable
+/// once the default minAvailable is taken out with `null`, the usual Helm way.
+#[test]
+fn one_replica_without_leader_election_and_a_max_unavailable_budget_render() {
+    let objects = template(&["--set", "replicaCount=1,leaderElection.enabled=false"]);
+    let args = &find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_sequence()
+            .is_some_and(|a| a.iter().any(|a| a == "--leader-election=false")),
+        "{args:?}"
+    );
+    let objects = template(&[
+        "--set",
+        "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=null,podDisruptionBudget.maxUnavailable=1",
+    ]);
+    let pdb = find(&objects, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"].as_i64(), Some(1), "{pdb:?}");
+    assert!(pdb["spec"]["minAvailable"].is_null(), "{pdb:?}");
 }
 
 #[test]
