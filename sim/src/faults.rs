@@ -112,6 +112,9 @@ pub struct FaultConfig {
     /// A package made by CreatePackage is missing from DescribePackages listings (no
     /// `PackageID` filter) for this many simulated milliseconds.
     pub read_after_write_lag_ms: u64,
+    /// The lag applies to lookups by `PackageID` too (answered "Package not found" until it
+    /// has passed), as an eventually consistent read might.
+    pub lag_lookups_by_id: bool,
     /// Domain name → message: dissociations started on that domain (in any account or region)
     /// end in DISSOCIATION_FAILED with this message; the association stays.
     pub fail_dissociations: BTreeMap<String, String>,
@@ -253,6 +256,10 @@ impl FaultInjector {
 
     pub fn read_after_write_lag_ms(&self) -> u64 {
         self.config.read_after_write_lag_ms
+    }
+
+    pub fn lag_lookups_by_id(&self) -> bool {
+        self.config.lag_lookups_by_id
     }
 
     /// Appends one fault to an operation's script, leaving the rest of the configuration (and

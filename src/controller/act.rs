@@ -7,12 +7,12 @@ use super::effect::{Effect, Failed};
 use super::events::Event;
 use super::{Context, Error, Job, kube_io};
 use crate::backend::{
-    AssociatePackage, BackendError, CreatePackage, Operation, Package, PackageBackend, Scope,
-    UpdatePackage,
+    AssociatePackage, BackendError, CreatePackage, Operation, Package, PackageBackend,
+    PackageFilter, Scope, UpdatePackage,
 };
 use crate::crd::{InFlight, OpenSearchPackageStatus};
 use crate::digest::SpecDigest;
-use crate::plan::{Action, Requeue};
+use crate::plan::{Action, Requeue, package_name};
 use crate::status::{self, Outcome, apply_outcome};
 use crate::vocabulary::{StallReason, WaitReason};
 
@@ -91,6 +91,7 @@ async fn create<B: PackageBackend>(
     digest: SpecDigest,
 ) -> Result<Effect, Error> {
     let mut events = Vec::new();
+    let vanished = recreate.then(|| status.clone());
     if recreate {
         let id = status.package_id.clone().unwrap_or_default();
         events.push(Event::PackageVanished { id });
@@ -116,6 +117,10 @@ async fn create<B: PackageBackend>(
                 },
             )
         }
+        Err(BackendError::AlreadyExists(message)) if vanished.is_some() => {
+            let before = vanished.unwrap_or_default();
+            return not_vanished(job, status, before, message).await;
+        }
         Err(error) => {
             // The service answered, so this call made no package, and the record goes. But
             // AlreadyExists after an earlier attempt whose outcome was lost is most likely
@@ -138,6 +143,45 @@ async fn create<B: PackageBackend>(
     events.append(&mut effect.events);
     effect.events = events;
     Ok(effect)
+}
+
+/// A recorded package seemed gone (a read by its id found nothing), but creating it again
+/// answered AlreadyExists: unless the name now belongs to another package, the read missed it
+/// (a listing not yet consistent after a create) and the object keeps its package, without
+/// a PackageVanished event; it is read again, backing off. A package of another id under the
+/// name is someone else's: the record goes, and the next reconcile says so.
+async fn not_vanished<B: PackageBackend>(
+    job: &Job<'_, B>,
+    status: &mut Status,
+    before: Status,
+    message: String,
+) -> Result<Effect, Error> {
+    let recorded = before.package_id.clone().unwrap_or_default();
+    let name = package_name(job.obj).to_owned();
+    let holder = job
+        .ctx
+        .backend
+        .describe_packages(job.scope, PackageFilter::Name(name.clone()))
+        .await
+        .ok()
+        .and_then(|found| found.into_iter().find(|p| p.name == name));
+    if let Some(other) = holder.filter(|p| p.id != recorded) {
+        status.in_flight = None;
+        let message = format!(
+            "package {recorded} is gone and {name:?} now names another package ({})",
+            other.id
+        );
+        return Ok(
+            Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff)
+                .reread()
+                .with(Event::PackageVanished { id: recorded }),
+        );
+    }
+    *status = before;
+    let message = format!(
+        "package {recorded} was not found by its id, but its name is taken ({message}): reading it again"
+    );
+    Ok(Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff).reread())
 }
 
 /// Records a package found by name as this object's: one it created before a crash (`ours`),

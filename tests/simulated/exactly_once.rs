@@ -1023,3 +1023,65 @@ async fn an_update_that_never_lands_is_sent_again_after_its_window() {
     assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 2);
     assert_eq!(versions(&harness).await.len(), 2);
 }
+
+/// Right after a create, the service's listings may not show the new package yet (as AWS's
+/// eventually consistent reads can): a read by the recorded id finds nothing, and the package
+/// looks deleted outside. Creating it again answers AlreadyExists: the object keeps its
+/// package (no stall, no orphan, no PackageVanished warning) and is Ready once reads catch up.
+#[tokio::test]
+async fn a_package_not_yet_listed_after_its_create_is_not_taken_for_gone() {
+    let faults = FaultConfig {
+        read_after_write_lag_ms: 1_500,
+        lag_lookups_by_id: true,
+        ..FaultConfig::default()
+    };
+    let aws = Aws::start(
+        SimConfig::default()
+            .durations(Durations::instant())
+            .faults(faults),
+    )
+    .await;
+    let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
+    harness.reconcile().await;
+    let created = status_of(&harness.api.object())
+        .package_id
+        .expect("created and recorded");
+    let mut obj = harness.api.object();
+    for _ in 0..60 {
+        harness.reconcile().await;
+        obj = harness.api.object();
+        if settled(&obj) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+    assert_eq!(
+        status_of(&obj).package_id.as_deref(),
+        Some(created.as_str())
+    );
+    let all = harness
+        .aws
+        .backend
+        .describe_packages(&own_scope(REGION), PackageFilter::Name(NAME.into()))
+        .await
+        .expect("describe");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        harness.aws.calls(Operation::CreatePackage).await >= 2,
+        "the scenario did not happen"
+    );
+    let vanished = harness
+        .api
+        .sent()
+        .iter()
+        .filter(|s| s.path.contains("/events") && s.body["reason"] == "PackageVanished")
+        .count();
+    assert_eq!(
+        vanished, 0,
+        "a PackageVanished warning for a package that was there"
+    );
+}

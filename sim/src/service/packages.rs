@@ -154,11 +154,13 @@ impl Service {
         input: DescribePackagesInput,
     ) -> Result<Value, ApiError> {
         let now = self.now();
-        // Listings lag behind CreatePackage (when configured); lookups by ID do not.
-        let by_id = input
-            .filters
-            .iter()
-            .any(|f| f.name == FilterName::PackageId);
+        // Listings lag behind CreatePackage (when configured); lookups by ID do not, unless
+        // configured to.
+        let by_id = !self.faults.lag_lookups_by_id()
+            && input
+                .filters
+                .iter()
+                .any(|f| f.name == FilterName::PackageId);
         let region = self.region(scope);
         let visible = |p: &&Package| by_id || p.listed(now);
         // A lookup by exact IDs that finds none of them is "not found", as for the other
