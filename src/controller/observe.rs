@@ -310,10 +310,51 @@ fn ready_prerequisites<B>(ctx: &Context<B>, obj: &OpenSearchPackage) -> BTreeMap
                 .is_some_and(|n| wanted.contains(&n))
     })
     .into_iter()
-    .filter_map(|o| {
-        let status = o.status.as_ref()?;
-        let ready = status.is_true(crate::vocabulary::ConditionType::Ready);
-        ready.then(|| Some((o.name_any(), status.package_id.clone()?)))?
-    })
+    .filter_map(|o| ready_package(&o))
     .collect()
+}
+
+/// A prerequisite object's name and package id, when it is Ready at its current generation:
+/// one whose spec changed since (suspended with its last conditions, or not yet reconciled)
+/// may not hold what its spec says yet.
+fn ready_package(prerequisite: &OpenSearchPackage) -> Option<(String, String)> {
+    let status = prerequisite.status.as_ref()?;
+    status
+        .is_ready_at(prerequisite.metadata.generation)
+        .then(|| Some((prerequisite.name_any(), status.package_id.clone()?)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ready_package;
+    use crate::crd::OpenSearchPackage;
+
+    fn prerequisite(generation: i64, ready_at: i64) -> OpenSearchPackage {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ospkg.dev/v1alpha1",
+            "kind": "OpenSearchPackage",
+            "metadata": {"name": "license", "namespace": "search", "generation": generation},
+            "spec": {
+                "packageType": "PACKAGE-LICENSE",
+                "source": {"s3BucketName": "licenses", "s3Key": "acme.lic"}
+            },
+            "status": {
+                "packageID": "F1",
+                "conditions": [{
+                    "type": "Ready", "status": "True", "reason": "Available", "message": "",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": ready_at
+                }]
+            }
+        }))
+        .expect("object")
+    }
+
+    #[test]
+    fn a_prerequisite_counts_as_ready_only_at_its_current_generation() {
+        assert_eq!(
+            ready_package(&prerequisite(2, 2)),
+            Some(("license".to_owned(), "F1".to_owned()))
+        );
+        assert_eq!(ready_package(&prerequisite(3, 2)), None);
+    }
 }
