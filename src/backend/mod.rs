@@ -309,7 +309,9 @@ pub type BackendResult<T> = Result<T, BackendError>;
 /// rate-limited like the call it is (a region-wide listing of thousands of packages is tens
 /// of them). Version history is returned newest first.
 pub trait PackageBackend: Send + Sync + 'static {
-    /// Every package the filter selects, one page after another.
+    /// Every package the filter selects, one page after another. A page that hands back the
+    /// token it was asked with would page forever: that is a transient failure (as the SDK's
+    /// paginators stop on a repeated token).
     fn describe_packages(
         &self,
         scope: &Scope,
@@ -317,15 +319,22 @@ pub trait PackageBackend: Send + Sync + 'static {
     ) -> impl Future<Output = BackendResult<Vec<Package>>> + Send {
         async move {
             let mut packages = Vec::new();
-            let mut next_token = None;
+            let mut next_token: Option<String> = None;
             loop {
+                let asked = next_token.clone();
                 let page = self
                     .describe_packages_page(scope, filter.clone(), next_token)
                     .await?;
                 packages.extend(page.packages);
                 next_token = page.next_token;
-                if next_token.is_none() {
-                    return Ok(packages);
+                match &next_token {
+                    None => return Ok(packages),
+                    Some(token) if asked.as_ref() == Some(token) => {
+                        return Err(BackendError::Transient(format!(
+                            "DescribePackages answered the page token it was asked with ({token}); stopped paging"
+                        )));
+                    }
+                    Some(_) => {}
                 }
             }
         }

@@ -384,6 +384,29 @@ async fn describe_packages_reads_every_page() {
     );
 }
 
+/// A service that hands back the token it was asked with would keep a listing paging (and
+/// spending the region's rate limit) forever: the listing stops and fails, to be retried.
+#[tokio::test]
+async fn a_repeated_page_token_ends_the_listing() {
+    let page = |token: &str| {
+        ok(json!({
+            "PackageDetailsList": [{
+                "PackageID": "F1", "PackageName": "synonyms", "PackageType": "TXT-DICTIONARY",
+                "PackageStatus": "AVAILABLE"
+            }],
+            "NextToken": token
+        }))
+    };
+    let (backend, client) = backend(vec![page("again"), page("again"), page("again")]);
+    let err = backend
+        .describe_packages(&own_scope(REGION), PackageFilter::All)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
+    assert!(err.message().contains("again"), "{err}");
+    assert_eq!(sent(&client).len(), 2);
+}
+
 #[tokio::test]
 async fn version_history_pages_with_query_parameters_and_is_newest_first() {
     let (backend, client) = backend(vec![
