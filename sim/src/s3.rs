@@ -93,6 +93,12 @@ impl ObjectStore {
         self.current(bucket, key).filter(|o| !o.delete_marker)
     }
 
+    /// The object as a caller that S3 lets read it sees it: none on a denied key.
+    pub fn readable(&self, bucket: &str, key: &str) -> Option<&Object> {
+        let denied = self.buckets.get(bucket).is_some_and(|b| b.denies(key));
+        self.get(bucket, key).filter(|_| !denied)
+    }
+
     fn current(&self, bucket: &str, key: &str) -> Option<&Object> {
         self.objects.get(bucket)?.get(key)
     }

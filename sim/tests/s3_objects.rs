@@ -260,3 +260,45 @@ async fn the_package_dump_names_the_object_version_each_import_read() {
     assert_eq!(revision["status"], "COPYING");
     assert_eq!(revision["version"], "v1");
 }
+
+/// The service reads the source with the caller's rights: a key S3 refuses to read cannot be
+/// imported either, and the package ends in COPY_FAILED as for a missing object.
+#[tokio::test]
+async fn a_denied_key_is_not_imported() {
+    let sim = sim().await;
+    let client = common::client(&sim);
+    sim.admin()
+        .set_bucket(
+            "pkgs",
+            &BucketSettings {
+                deny: vec!["secret.txt".into()],
+                ..BucketSettings::default()
+            },
+        )
+        .await
+        .unwrap();
+    sim.admin()
+        .put_object("pkgs", "secret.txt", b"a, b\n".to_vec())
+        .await
+        .unwrap();
+    let id = client
+        .create_package()
+        .package_name("secret")
+        .package_type(aws_sdk_opensearch::types::PackageType::TxtDictionary)
+        .package_source(common::source("pkgs", "secret.txt"))
+        .send()
+        .await
+        .unwrap()
+        .package_details
+        .unwrap()
+        .package_id
+        .unwrap();
+    sim.admin()
+        .advance_clock(common::DURATIONS.copying_ms + common::DURATIONS.validating_ms)
+        .await
+        .unwrap();
+    let details = common::describe(&client, &id).await;
+    assert_eq!(common::status(&details), "COPY_FAILED");
+    let error = details.error_details().expect("error details");
+    assert_eq!(error.error_type(), Some("S3ObjectNotFound"));
+}

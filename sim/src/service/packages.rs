@@ -16,7 +16,10 @@ impl Service {
     ) -> Revision {
         let now = self.now();
         let durations = self.clock.durations;
-        let object = self.objects.get(&source.s3_bucket_name, &source.s3_key);
+        // A key S3 denies reads of cannot be copied either: COPY_FAILED, as for a missing one.
+        let object = self
+            .objects
+            .readable(&source.s3_bucket_name, &source.s3_key);
         let inspection = inspect(
             package_type,
             engine_version,
