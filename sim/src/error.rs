@@ -24,6 +24,13 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// In the model (409) for CreatePackage and others; the simulator answers it only when
+    /// scripted.
+    #[error("{0}")]
+    InvalidType(String),
+    /// In the model without a status (the API reference lists 400); scripted only.
+    #[error("{0}")]
+    Base(String),
     /// Not in the model; the control plane answers it when callers exceed its request rate.
     #[error("{0}")]
     Throttling(String),
@@ -55,6 +62,8 @@ impl ApiError {
             ApiError::AccessDenied(_) => "AccessDeniedException",
             ApiError::Internal(_) => "InternalException",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailableException",
+            ApiError::InvalidType(_) => "InvalidTypeException",
+            ApiError::Base(_) => "BaseException",
             ApiError::Throttling(_) => "ThrottlingException",
             ApiError::MissingAuthenticationToken(_) => "MissingAuthenticationTokenException",
             ApiError::IncompleteSignature(_) => "IncompleteSignatureException",
@@ -67,8 +76,11 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Validation(_) | ApiError::Throttling(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) | ApiError::Throttling(_) | ApiError::Base(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::ResourceNotFound(_)
+            | ApiError::InvalidType(_)
             | ApiError::ResourceAlreadyExists(_)
             | ApiError::Conflict(_)
             | ApiError::LimitExceeded(_)

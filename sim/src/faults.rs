@@ -82,6 +82,10 @@ pub enum ScriptedFault {
     AccessDenied,
     /// `ValidationException` (HTTP 400) with this message; no effect.
     Validation { message: String },
+    /// `InvalidTypeException` (HTTP 409) with this message; no effect.
+    InvalidType { message: String },
+    /// `BaseException` (HTTP 400) with this message; no effect.
+    Base { message: String },
     /// The operation takes effect, then the caller gets `InternalException` (HTTP 500).
     ErrorAfterEffect,
     /// The operation takes effect, then the connection is closed without an HTTP response.
@@ -179,6 +183,8 @@ pub enum Verdict {
     Unavailable,
     AccessDenied,
     Validation(String),
+    InvalidType(String),
+    Base(String),
     ErrorAfterEffect,
     CloseAfterEffect,
     /// No answer; the operation runs this many milliseconds after the request arrived.
@@ -196,6 +202,8 @@ impl Verdict {
             Verdict::Unavailable => "unavailable",
             Verdict::AccessDenied => "accessDenied",
             Verdict::Validation(_) => "validation",
+            Verdict::InvalidType(_) => "invalidType",
+            Verdict::Base(_) => "base",
             Verdict::ErrorAfterEffect => "errorAfterEffect",
             Verdict::CloseAfterEffect => "closeAfterEffect",
             Verdict::LateEffect(_) => "lateEffect",
@@ -308,6 +316,8 @@ impl FaultInjector {
                 ScriptedFault::Unavailable => decision(Verdict::Unavailable),
                 ScriptedFault::AccessDenied => decision(Verdict::AccessDenied),
                 ScriptedFault::Validation { message } => decision(Verdict::Validation(message)),
+                ScriptedFault::InvalidType { message } => decision(Verdict::InvalidType(message)),
+                ScriptedFault::Base { message } => decision(Verdict::Base(message)),
                 ScriptedFault::ErrorAfterEffect => decision(Verdict::ErrorAfterEffect),
                 ScriptedFault::CloseAfterEffect => decision(Verdict::CloseAfterEffect),
                 ScriptedFault::LateEffect { ms } => decision(Verdict::LateEffect(ms)),

@@ -327,6 +327,8 @@ fn injected_error(verdict: &Verdict, operation: &str, caller: &Caller) -> Option
             ))
         )),
         Verdict::Validation(message) => ApiError::Validation(message.clone()),
+        Verdict::InvalidType(message) => ApiError::InvalidType(message.clone()),
+        Verdict::Base(message) => ApiError::Base(message.clone()),
         Verdict::Proceed
         | Verdict::RateLimited
         | Verdict::ErrorAfterEffect

@@ -15,7 +15,7 @@ use ospkg::backend::{
 };
 use ospkg::crd::PackageType;
 use ospkg::metrics::Metrics;
-use ospkg_sim::{FaultConfig, OperationFaults, RunningSim, SimConfig};
+use ospkg_sim::{FaultConfig, OperationFaults, RunningSim, ScriptedFault, SimConfig};
 
 const REGION: &str = "eu-west-1";
 const BUCKET: &str = "dictionaries";
@@ -264,6 +264,37 @@ async fn service_errors_become_backend_errors() {
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::AlreadyExists(_)), "{err:?}");
+
+    // The model's other error types, as the service would send them.
+    admin
+        .script_fault(
+            "CreatePackage",
+            ScriptedFault::InvalidType {
+                message: "The package type does not match the file".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let err = backend
+        .create_package(&own_scope(REGION), dictionary("typed", "a.txt"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Invalid(_)), "{err:?}");
+    assert!(err.message().contains("does not match"), "{err:?}");
+    admin
+        .script_fault(
+            "GetPackageVersionHistory",
+            ScriptedFault::Base {
+                message: "An error occurred".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let err = backend
+        .package_version_history(&own_scope(REGION), &first.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Transient(_)), "{err:?}");
 
     // A plugin without an engine version is rejected with the service's message.
     let mut plugin = dictionary("plugin", "a.txt");
