@@ -279,6 +279,12 @@ const RULES: &[(&str, &str, &str, &str)] = &[
         "GET",
         "/2021-01-01/packages/G100000001/history?nextToken=abc",
         "",
+        "'nextToken'",
+    ),
+    (
+        "POST",
+        "/2021-01-01/packages/describe",
+        r#"{"NextToken":"abc"}"#,
         "'NextToken'",
     ),
     // 9. filters

@@ -406,8 +406,14 @@ fn paginate<T>(
     let start = match &page.next_token {
         None => 0,
         Some(token) => decode_token(token, listing).ok_or_else(|| {
+            // DescribePackages takes it in its JSON body; the other listings in the query.
+            let member = if listing == "describe" {
+                "NextToken"
+            } else {
+                "nextToken"
+            };
             ApiError::invalid(
-                "NextToken",
+                member,
                 token,
                 "Member must be a token returned by a previous call",
             )
