@@ -239,8 +239,9 @@ fn helm_lint_is_clean() {
 
 #[test]
 fn bad_values_fail_the_schema() {
-    let cases: [(&[&str], &str); 30] = [
+    let cases: [(&[&str], &str); 31] = [
         (&["--set", "logFormat=xml"], "logFormat"),
+        (&["--set", "leaderElection.leaseName=Bad_Name"], "leaseName"),
         // Two writers would race on UpdatePackage.
         (
             &["--set", "replicaCount=2,leaderElection.enabled=false"],
@@ -696,10 +697,11 @@ fn malloc_arenas_are_limited_to_one_unless_the_values_say_otherwise() {
     assert_eq!(malloc_arena_max(&["--set", "mallocArenaMax=0"]), None);
 }
 
-/// One replica may run without a Lease; a PodDisruptionBudget can limit by maxUnavailable
-/// once the default minAvailable is taken out with `null`, the usual Helm way.
+/// One replica may run without a Lease; the Lease can be named (two releases in a namespace);
+/// a PodDisruptionBudget can limit by maxUnavailable once the default minAvailable is taken
+/// out with `null`, the usual Helm way.
 #[test]
-fn one_replica_without_leader_election_and_a_max_unavailable_budget_render() {
+fn leader_election_and_budget_variants_render() {
     let objects = template(&["--set", "replicaCount=1,leaderElection.enabled=false"]);
     let args = &find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
     assert!(
@@ -710,7 +712,16 @@ fn one_replica_without_leader_election_and_a_max_unavailable_budget_render() {
     let objects = template(&[
         "--set",
         "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=null,podDisruptionBudget.maxUnavailable=1",
+        "--set",
+        "leaderElection.leaseName=search-team-operator",
     ]);
+    let args = &find(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_sequence().is_some_and(|a| a
+            .iter()
+            .any(|a| a == "--leader-election-lease-name=search-team-operator")),
+        "{args:?}"
+    );
     let pdb = find(&objects, "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["maxUnavailable"].as_i64(), Some(1), "{pdb:?}");
     assert!(pdb["spec"]["minAvailable"].is_null(), "{pdb:?}");
