@@ -16,6 +16,21 @@ pub fn plan_cleanup(obj: &OpenSearchPackage, observed: &Observation) -> Decision
     }
     let status = obj.status.clone().unwrap_or_default();
     let Some(package) = &observed.package else {
+        // A create that got no answer may still make the package after the object is gone:
+        // it would be left behind, owned by nobody.
+        if let Some(intent) = status
+            .in_flight
+            .as_ref()
+            .filter(|_| observed.intent_unsettled)
+        {
+            return Decision::wait(
+                WaitReason::Deleting,
+                format!(
+                    "{} sent at {} got no answer; waiting to see whether it made a package to delete",
+                    intent.operation, intent.started_at
+                ),
+            );
+        }
         return finished;
     };
     let ours = status.package_id.as_deref() == Some(package.id.as_str())

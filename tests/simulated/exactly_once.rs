@@ -1085,3 +1085,66 @@ async fn a_package_not_yet_listed_after_its_create_is_not_taken_for_gone() {
         "a PackageVanished warning for a package that was there"
     );
 }
+
+/// An object deleted while its CreatePackage got no answer: the create may still land after
+/// the object is gone, and its package would be left behind, owned by nobody. Deletion waits
+/// until the call can no longer land; the late package is found under the create record and
+/// deleted before the finalizer goes.
+#[tokio::test]
+async fn deleting_an_object_whose_create_got_no_answer_leaves_no_package_behind() {
+    // After the 0.6 s operation timeout, inside the 5.6 s window.
+    const LANDS: Duration = Duration::from_secs(3);
+    let timeouts = Timeouts {
+        attempt: Duration::from_millis(300),
+        operation: Duration::from_millis(600),
+    };
+    let aws = Aws::start_with(
+        SimConfig::default().durations(Durations::instant()),
+        timeouts,
+    )
+    .await;
+    aws.sim
+        .admin()
+        .script_fault(
+            "CreatePackage",
+            ScriptedFault::LateEffect {
+                ms: LANDS.as_millis() as u64,
+            },
+        )
+        .await
+        .expect("fault scripted");
+    let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
+    harness.reconcile().await;
+    assert!(status_of(&harness.api.object()).in_flight.is_some());
+    harness.api.edit(|o| {
+        o.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now(),
+        ));
+    });
+
+    let gone = |obj: &OpenSearchPackage| obj.metadata.finalizers.as_ref().is_none_or(Vec::is_empty);
+    for _ in 0..80 {
+        harness.resync().await;
+        if gone(&harness.api.object()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone(&harness.api.object()),
+        "{:#?}",
+        harness.api.object().status
+    );
+    assert_eq!(harness.aws.calls(Operation::CreatePackage).await, 1);
+    assert_eq!(harness.aws.calls(Operation::DeletePackage).await, 1);
+    let left: Vec<_> = harness
+        .aws
+        .backend
+        .describe_packages(&own_scope(REGION), PackageFilter::Name(NAME.into()))
+        .await
+        .expect("describe")
+        .into_iter()
+        .filter(|p| p.status != PackageStatus::Deleting)
+        .collect();
+    assert_eq!(left, Vec::new(), "a package left behind");
+}
