@@ -17,7 +17,7 @@ use super::BackendError;
 /// Turns any SDK failure into a [`BackendError`]: service errors by their code; no answer (a
 /// timeout, a failed dispatch, an unreadable response) as [`BackendError::Unanswered`]; a
 /// request that could not be made (credentials not available yet) as
-/// [`BackendError::Transient`].
+/// [`BackendError::NotSent`].
 pub fn map_sdk_error<E>(err: SdkError<E, HttpResponse>) -> BackendError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
@@ -43,7 +43,10 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             BackendError::Unanswered(DisplayErrorContext(&err).to_string())
         }
-        // Credentials not available yet, and other failures before the request was sent.
+        // Credentials not available yet: the request was never sent.
+        SdkError::ConstructionFailure(_) => {
+            BackendError::NotSent(DisplayErrorContext(&err).to_string())
+        }
         _ => BackendError::Transient(DisplayErrorContext(&err).to_string()),
     }
 }

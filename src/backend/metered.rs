@@ -196,8 +196,8 @@ impl<B> Metered<B> {
     {
         let lane = self.admit(scope, operation, listing).await;
         if operation.is_mutating() && !self.leadership.is_leader() {
-            return Err(BackendError::Transient(format!(
-                "{operation} not sent: this replica does not hold the leader Lease"
+            return Err(BackendError::NotSent(format!(
+                "{operation}: this replica does not hold the leader Lease"
             )));
         }
         let started = std::time::Instant::now();

@@ -245,6 +245,10 @@ pub enum BackendError {
     /// timeout has passed since it was sent ([`PackageBackend::unanswered_window`]).
     #[error("no answer: {0}")]
     Unanswered(String),
+    /// The request was never sent (this replica does not lead; credentials could not be
+    /// loaded): it took no effect, and may be sent later.
+    #[error("not sent: {0}")]
+    NotSent(String),
     /// STS refused the role the call was to be signed with (AssumeRole denied, a wrong
     /// external id): the call was not sent.
     #[error("role not assumable: {0}")]
@@ -256,7 +260,11 @@ impl BackendError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Throttled(_) | Self::Transient(_) | Self::Unanswered(_) | Self::Conflict(_)
+            Self::Throttled(_)
+                | Self::Transient(_)
+                | Self::Unanswered(_)
+                | Self::NotSent(_)
+                | Self::Conflict(_)
         )
     }
 
@@ -277,7 +285,7 @@ impl BackendError {
             Self::Invalid(_) => "invalid",
             Self::AccessDenied(_) => "access_denied",
             Self::LimitExceeded(_) => "limit_exceeded",
-            Self::Transient(_) | Self::Unanswered(_) => "transient",
+            Self::Transient(_) | Self::Unanswered(_) | Self::NotSent(_) => "transient",
             Self::Credentials(_) => "credentials",
         }
     }
@@ -294,6 +302,7 @@ impl BackendError {
             | Self::LimitExceeded(m)
             | Self::Transient(m)
             | Self::Unanswered(m)
+            | Self::NotSent(m)
             | Self::Credentials(m) => m,
         }
     }

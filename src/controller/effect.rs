@@ -112,6 +112,7 @@ impl Failed {
             BackendError::Throttled(_)
             | BackendError::Transient(_)
             | BackendError::Unanswered(_)
+            | BackendError::NotSent(_)
             | BackendError::Conflict(_) => {
                 warn!(%operation, %error, "retrying after a transient AWS error");
                 let message = format!("{operation}: {error}; retrying");

@@ -365,3 +365,20 @@ async fn a_region_tells_whether_changes_wait_for_its_tokens() {
     assert!(!backend.changes_waiting(&region));
     let _ = read.await.expect("read task");
 }
+
+/// A replica that does not lead sends no change: the call fails as not sent, which proves it
+/// took no effect (a write-ahead intent for it is dropped, not resolved later).
+#[tokio::test]
+async fn a_change_is_not_sent_without_the_lease() {
+    let (backend, _metrics, sim) = metered(10).await;
+    let backend = backend.with_leadership(Arc::new(Leadership::elected()));
+    let error = backend
+        .delete_package(&at("eu-west-1"), "F123456789")
+        .await
+        .expect_err("fenced");
+    assert!(matches!(error, BackendError::NotSent(_)), "{error:?}");
+    assert!(error.proves_no_effect());
+    assert!(error.is_retryable());
+    let calls = sim.admin().calls().await.expect("calls");
+    assert_eq!(calls.get("DeletePackage"), None, "{calls:?}");
+}
