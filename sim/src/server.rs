@@ -247,33 +247,13 @@ pub async fn handle(
         let sim = sim.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            let result = match parse_request(&route, &uri, &body) {
-                Ok(request) => {
-                    let (package_id, domain_name) = request.subject();
-                    record.package_id = record.package_id.or(package_id);
-                    record.domain_name = record.domain_name.or(domain_name);
-                    sim.lock().execute(&caller.scope, request)
-                }
-                Err(e) => Err(e),
-            };
-            record.effect = result.is_ok();
-            record.commit_message = commit_message(operation, &body);
+            // Nobody hears the answer; the record says what happened.
+            let _ = run(&sim, &caller, &route, &uri, &body, &mut record);
             record.close(&sim);
         });
         return std::future::pending().await;
     }
-    let result = match parse_request(&route, &uri, &body) {
-        Ok(request) => {
-            let (package_id, domain_name) = request.subject();
-            record.lookup = request.is_lookup();
-            record.package_id = record.package_id.or(package_id);
-            record.domain_name = record.domain_name.or(domain_name);
-            sim.lock().execute(&caller.scope, request)
-        }
-        Err(e) => Err(e),
-    };
-    record.effect = result.is_ok();
-    record.commit_message = commit_message(operation, &body);
+    let result = run(&sim, &caller, &route, &uri, &body, &mut record);
     if let Ok(value) = &result
         && record.package_id.is_none()
         && route.operation == Operation::CreatePackage
@@ -299,6 +279,31 @@ pub async fn handle(
         tokio::time::sleep(Duration::from_millis(decision.hold_response_ms)).await;
     }
     response
+}
+
+/// Runs the operation a request asks for and notes in its call record what it touched and
+/// whether it took effect.
+fn run(
+    sim: &Sim,
+    caller: &Caller,
+    route: &Route,
+    uri: &Uri,
+    body: &[u8],
+    record: &mut CallRecord,
+) -> Result<Value, ApiError> {
+    let result = match parse_request(route, uri, body) {
+        Ok(request) => {
+            let (package_id, domain_name) = request.subject();
+            record.lookup = request.is_lookup();
+            record.package_id = record.package_id.take().or(package_id);
+            record.domain_name = record.domain_name.take().or(domain_name);
+            sim.lock().execute(&caller.scope, request)
+        }
+        Err(e) => Err(e),
+    };
+    record.effect = result.is_ok();
+    record.commit_message = commit_message(record.operation, body);
+    result
 }
 
 /// The commit message an UpdatePackage carries, for the call log.

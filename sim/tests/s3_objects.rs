@@ -277,22 +277,8 @@ async fn a_denied_key_is_not_imported() {
         )
         .await
         .unwrap();
-    sim.admin()
-        .put_object("pkgs", "secret.txt", b"a, b\n".to_vec())
-        .await
-        .unwrap();
-    let id = client
-        .create_package()
-        .package_name("secret")
-        .package_type(aws_sdk_opensearch::types::PackageType::TxtDictionary)
-        .package_source(common::source("pkgs", "secret.txt"))
-        .send()
-        .await
-        .unwrap()
-        .package_details
-        .unwrap()
-        .package_id
-        .unwrap();
+    // Stores pkgs/secret.txt (the admin API is not refused) and imports it.
+    let id = common::create_dictionary(&sim, &client, "secret").await;
     sim.admin()
         .advance_clock(common::DURATIONS.copying_ms + common::DURATIONS.validating_ms)
         .await

@@ -899,6 +899,34 @@ async fn reconciles_are_counted_by_the_status_they_leave() {
     );
 }
 
+/// A simulator and the backend with calls that give up quickly: 0.3 s per attempt, 0.6 s per
+/// operation, so a change that got no answer is decided after 5.6 s.
+async fn quick_to_give_up() -> Aws {
+    let timeouts = Timeouts {
+        attempt: Duration::from_millis(300),
+        operation: Duration::from_millis(600),
+    };
+    Aws::start_with(
+        SimConfig::default().durations(Durations::instant()),
+        timeouts,
+    )
+    .await
+}
+
+/// Lets the region observer list and the object reconcile, 100 ms apart, until the object
+/// settles or `rounds` are done; returns it.
+async fn settle_by_listings(harness: &Harness, rounds: usize) -> OpenSearchPackage {
+    for _ in 0..rounds {
+        harness.resync().await;
+        let obj = harness.api.object();
+        if crate::support::settled(&obj) {
+            return obj;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    harness.api.object()
+}
+
 /// An UpdatePackage that reaches the service only after the operator's timeout gave up on it:
 /// the package still shows no change when the next reconcile looks, but that proves nothing
 /// until the call can no longer land (the unanswered window: the operation timeout, plus a
@@ -908,15 +936,7 @@ async fn reconciles_are_counted_by_the_status_they_leave() {
 async fn an_update_that_lands_after_its_timeout_makes_one_version() {
     // After the 0.6 s operation timeout, inside the 5.6 s window.
     const LANDS: Duration = Duration::from_secs(4);
-    let timeouts = Timeouts {
-        attempt: Duration::from_millis(300),
-        operation: Duration::from_millis(600),
-    };
-    let aws = Aws::start_with(
-        SimConfig::default().durations(Durations::instant()),
-        timeouts,
-    )
-    .await;
+    let aws = quick_to_give_up().await;
     let harness = ready_object(aws, json!({})).await;
     harness
         .aws
@@ -956,15 +976,7 @@ async fn an_update_that_lands_after_its_timeout_makes_one_version() {
 
     // It lands; the next listing shows it, and the object records it.
     tokio::time::sleep(LANDS.saturating_sub(sent_at.elapsed())).await;
-    let mut obj = harness.api.object();
-    for _ in 0..20 {
-        harness.resync().await;
-        obj = harness.api.object();
-        if crate::support::settled(&obj) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let obj = settle_by_listings(&harness, 20).await;
     assert!(
         status_of(&obj).is_ready_at(obj.metadata.generation),
         "{obj:#?}"
@@ -982,15 +994,7 @@ async fn an_update_that_lands_after_its_timeout_makes_one_version() {
 /// so a lost request is not lost for good.
 #[tokio::test]
 async fn an_update_that_never_lands_is_sent_again_after_its_window() {
-    let timeouts = Timeouts {
-        attempt: Duration::from_millis(300),
-        operation: Duration::from_millis(600),
-    };
-    let aws = Aws::start_with(
-        SimConfig::default().durations(Durations::instant()),
-        timeouts,
-    )
-    .await;
+    let aws = quick_to_give_up().await;
     let harness = ready_object(aws, json!({})).await;
     // Longer than the window: as good as never, for this test.
     harness
@@ -1007,15 +1011,7 @@ async fn an_update_that_never_lands_is_sent_again_after_its_window() {
     let window = harness.ctx.backend.unanswered_window();
     assert!(window < Duration::from_secs(10), "{window:?}");
     tokio::time::sleep(window).await;
-    let mut obj = harness.api.object();
-    for _ in 0..20 {
-        harness.resync().await;
-        obj = harness.api.object();
-        if crate::support::settled(&obj) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let obj = settle_by_listings(&harness, 20).await;
     assert!(
         status_of(&obj).is_ready_at(obj.metadata.generation),
         "{obj:#?}"
@@ -1094,15 +1090,7 @@ async fn a_package_not_yet_listed_after_its_create_is_not_taken_for_gone() {
 async fn deleting_an_object_whose_create_got_no_answer_leaves_no_package_behind() {
     // After the 0.6 s operation timeout, inside the 5.6 s window.
     const LANDS: Duration = Duration::from_secs(3);
-    let timeouts = Timeouts {
-        attempt: Duration::from_millis(300),
-        operation: Duration::from_millis(600),
-    };
-    let aws = Aws::start_with(
-        SimConfig::default().durations(Durations::instant()),
-        timeouts,
-    )
-    .await;
+    let aws = quick_to_give_up().await;
     aws.sim
         .admin()
         .script_fault(
