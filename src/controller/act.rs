@@ -124,16 +124,19 @@ async fn create<B: PackageBackend>(
         Err(error) => {
             // The service answered, so this call made no package, and the record goes. But
             // AlreadyExists after an earlier attempt whose outcome was lost is most likely
-            // that attempt's package: the record stays, and the package found by name is
-            // recorded as this object's own.
+            // that attempt's package: its record (with what it imported, which may be an
+            // older spec than this attempt's) comes back, and the package found by name is
+            // recorded as this object's own, then updated if the spec moved on.
             let earlier_attempt = job
                 .obj
                 .status
                 .as_ref()
                 .and_then(|s| s.in_flight.as_ref())
-                .is_some_and(|f| f.operation == Operation::CreatePackage);
-            let ours = earlier_attempt && matches!(error, BackendError::AlreadyExists(_));
-            if error.proves_no_effect() && !ours {
+                .filter(|f| f.operation == Operation::CreatePackage);
+            let ours = earlier_attempt.is_some() && matches!(error, BackendError::AlreadyExists(_));
+            if ours {
+                status.in_flight = earlier_attempt.cloned();
+            } else if error.proves_no_effect() {
                 status.in_flight = None;
             }
             remember_answer(job, status, &error);

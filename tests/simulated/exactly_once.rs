@@ -1136,3 +1136,52 @@ async fn deleting_an_object_whose_create_got_no_answer_leaves_no_package_behind(
         .collect();
     assert_eq!(left, Vec::new(), "a package left behind");
 }
+
+/// A create that made its package but answered a 5xx, a package the listings do not show yet,
+/// and a spec edit in between: the second create (of the new spec) answers AlreadyExists. The
+/// package is the first attempt's, holding the old spec: it is recorded with the old spec's
+/// digest and updated to the new one, not taken for the new spec (Ready on the wrong content).
+#[tokio::test]
+async fn a_retried_create_of_an_edited_spec_records_what_the_first_attempt_imported() {
+    let faults = FaultConfig {
+        read_after_write_lag_ms: 1_500,
+        ..FaultConfig::default()
+    }
+    .scripted("CreatePackage", ScriptedFault::ErrorAfterEffect);
+    let aws = Aws::start(
+        SimConfig::default()
+            .durations(Durations::instant())
+            .faults(faults),
+    )
+    .await;
+    let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
+    harness.reconcile().await;
+    assert!(status_of(&harness.api.object()).in_flight.is_some());
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("now with winter terms".into()));
+    let mut obj = harness.api.object();
+    for _ in 0..100 {
+        harness.reconcile().await;
+        obj = harness.api.object();
+        if settled(&obj) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        status_of(&obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+    assert!(
+        harness.aws.calls(Operation::CreatePackage).await >= 2,
+        "the scenario did not happen"
+    );
+    let held = package(&harness).await;
+    assert_eq!(
+        held.description.as_deref(),
+        Some("now with winter terms"),
+        "AWS holds the first attempt's spec"
+    );
+    assert_eq!(versions(&harness).await.len(), 2);
+}
