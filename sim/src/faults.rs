@@ -162,13 +162,19 @@ impl FaultConfig {
     }
 }
 
-/// `Ok` for one of the twelve operation names.
+/// The S3 listener's operations, which take scripted faults too (`throttle`: 503 SlowDown;
+/// any other kind: 500 InternalError).
+pub const S3_OPERATIONS: [&str; 4] = ["HeadObject", "GetObject", "PutObject", "DeleteObject"];
+
+/// `Ok` for one of the twelve package operation names or, for scripts, an S3 operation.
 pub fn known_operation(name: &str) -> Result<(), String> {
     match Operation::from_name(name) {
         Some(_) => Ok(()),
+        None if S3_OPERATIONS.contains(&name) => Ok(()),
         None => Err(format!(
-            "unknown operation '{name}'; expected one of: {}",
-            Operation::ALL.map(Operation::name).join(", ")
+            "unknown operation '{name}'; expected one of: {}, {}",
+            Operation::ALL.map(Operation::name).join(", "),
+            S3_OPERATIONS.join(", ")
         )),
     }
 }
@@ -346,6 +352,12 @@ impl FaultInjector {
             }
         }
         decision(Verdict::Proceed)
+    }
+
+    /// The next scripted fault of an operation the injector does not decide on (the S3
+    /// listener's), consumed.
+    pub fn take_scripted(&mut self, operation: &str) -> Option<ScriptedFault> {
+        self.pop_script(operation)
     }
 
     fn pop_script(&mut self, operation: &str) -> Option<ScriptedFault> {

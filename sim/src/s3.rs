@@ -219,7 +219,13 @@ fn admit(
     let (region, access_key_id) = signer(headers);
     let mut service = sim.lock();
     let settings = service.objects.settings(bucket);
+    let scripted = service.faults.take_scripted(op);
+    let fault = scripted.as_ref().map(|f| match f {
+        crate::faults::ScriptedFault::Throttle => "throttle".to_owned(),
+        _ => "internal".to_owned(),
+    });
     let refusal = match (&settings.region, &region) {
+        _ if scripted.is_some() => Some(injected(method, scripted)),
         (Some(home), Some(asked)) if home != asked => Some(moved(method, bucket, home)),
         _ if settings.denies(key) => Some(denied(method, bucket, key)),
         _ => None,
@@ -243,7 +249,7 @@ fn admit(
         status: status.or(Some(200)),
         error_code: refusal.as_ref().map(|r| error_code(r.status()).to_string()),
         association_status: None,
-        fault: None,
+        fault,
         effect: false,
         commit_message: None,
         lookup: false,
@@ -256,6 +262,8 @@ fn error_code(status: StatusCode) -> &'static str {
     match status {
         StatusCode::MOVED_PERMANENTLY => "PermanentRedirect",
         StatusCode::FORBIDDEN => "AccessDenied",
+        StatusCode::SERVICE_UNAVAILABLE => "SlowDown",
+        StatusCode::INTERNAL_SERVER_ERROR => "InternalError",
         _ => "NoSuchKey",
     }
 }
@@ -408,6 +416,16 @@ fn moved(method: &Method, bucket: &str, region: &str) -> Response {
         response.headers_mut().insert("x-amz-bucket-region", v);
     }
     response
+}
+
+/// A scripted fault: `throttle` is S3's 503 SlowDown, any other kind a 500 InternalError.
+fn injected(method: &Method, fault: Option<crate::faults::ScriptedFault>) -> Response {
+    if let Some(crate::faults::ScriptedFault::Throttle) = fault {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate. (injected by ospkg-sim)</Message></Error>";
+        return xml_error(StatusCode::SERVICE_UNAVAILABLE, method, body.to_owned());
+    }
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again. (injected by ospkg-sim)</Message></Error>";
+    xml_error(StatusCode::INTERNAL_SERVER_ERROR, method, body.to_owned())
 }
 
 fn denied(method: &Method, bucket: &str, key: &str) -> Response {

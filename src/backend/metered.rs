@@ -4,10 +4,10 @@
 //! discovering them through `ThrottlingException`s; the counts feed
 //! `ospkg_aws_calls_total{operation,outcome}`.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -28,32 +28,10 @@ struct Lane {
     waiting: watch::Sender<Waiting>,
 }
 
-tokio::task_local! {
-    /// The call this task is making through [`Metered`]: the SDK's attempts after its first
-    /// (its retries of a read) take a token of the same lane ([`pace_retry`]).
-    static CALL: Call;
-}
-
-/// A call admitted by its lane's limiter, as the SDK's HTTP connector sees it.
-struct Call {
-    lane: Arc<Lane>,
-    /// No attempt has gone out yet: the first one has its token (the call's admission).
-    first: Cell<bool>,
-}
-
-/// Waits, before an HTTP attempt of a package API call, until the attempt may go: at once for
-/// the first attempt of a call (admitted with its token) and outside [`Metered`]; for the
-/// SDK's retries, until the call's (account, region) limiter has a token for them. So a retry
-/// counts against `--aws-rate-limit` like any call: it cannot take the service's token that
-/// the limiter gave the next call, which would then be throttled in turn.
-pub(super) async fn pace_retry() {
-    let retry_of = CALL
-        .try_with(|call| (!call.first.replace(false)).then(|| call.lane.clone()))
-        .ok()
-        .flatten();
-    if let Some(lane) = retry_of {
-        // A retry is a call already under way: it goes first, as the region listing does.
-        lane.limiter.until_ready().await;
+impl super::sdk::Pace for Lane {
+    /// A retry is a call already under way: it goes first, as the region listing does.
+    fn wait(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.limiter.until_ready())
     }
 }
 
@@ -201,14 +179,7 @@ impl<B> Metered<B> {
             )));
         }
         let started = std::time::Instant::now();
-        let call = CALL.scope(
-            Call {
-                lane,
-                first: Cell::new(true),
-            },
-            call(),
-        );
-        let result = call.await;
+        let result = super::sdk::paced_call(lane, call()).await;
         self.metrics
             .aws_call_duration(operation, &scope.account, &scope.region, started.elapsed());
         let outcome = match &result {

@@ -8,13 +8,16 @@
 //! (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`: the simulator, MinIO, a VPC endpoint) is
 //! addressed path-style, which every S3-compatible server understands.
 //!
-//! Calls are rate-limited per (account, region) with a budget of their own (S3 limits are separate from
-//! and far above the OpenSearch Service's) and counted in `ospkg_aws_calls_total` with the
-//! operation `HeadObject`.
+//! Calls are rate-limited per (account, region) with a budget of their own (S3 limits are
+//! separate from and far above the OpenSearch Service's), the SDK's retries of a call included
+//! ([`super::sdk::paced`]), and counted in `ospkg_aws_calls_total` with the operation
+//! `HeadObject`.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
@@ -28,7 +31,7 @@ use jiff::Timestamp;
 
 use super::errors::map_sdk_error;
 use super::identity::{Identities, Identity, Place, Scope};
-use super::sdk::{Timeouts, sdk_defaults};
+use super::sdk::{Pace, Timeouts, paced, paced_call, sdk_defaults};
 use super::{BackendError, BackendResult, Operation};
 use crate::metrics::Metrics;
 
@@ -55,8 +58,21 @@ pub struct S3Backend {
     clients: RwLock<HashMap<(Identity, String), Client>>,
     /// Buckets found in another region than the one first asked.
     bucket_regions: RwLock<HashMap<String, String>>,
-    limiter: DefaultKeyedRateLimiter<Place>,
+    limiter: Arc<DefaultKeyedRateLimiter<Place>>,
     metrics: Arc<Metrics>,
+}
+
+/// One (account, region) of the HeadObject limiter, for the SDK's retries of a call it
+/// admitted ([`paced_call`]).
+struct Lane {
+    limiter: Arc<DefaultKeyedRateLimiter<Place>>,
+    place: Place,
+}
+
+impl Pace for Lane {
+    fn wait(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.limiter.until_key_ready(&self.place))
+    }
 }
 
 impl fmt::Debug for S3Backend {
@@ -82,16 +98,19 @@ impl S3Backend {
 
     fn with_quota(sdk_config: &SdkConfig, metrics: Arc<Metrics>, quota: Quota) -> Self {
         let path_style = s3_endpoint_configured(sdk_config);
-        let base = aws_sdk_s3::config::Builder::from(sdk_config)
-            .force_path_style(path_style)
-            .build();
+        let mut base = aws_sdk_s3::config::Builder::from(sdk_config).force_path_style(path_style);
+        // The SDK's retries of a HeadObject take a token of its limiter too.
+        if let Some(http) = sdk_config.http_client() {
+            base = base.http_client(paced(http));
+        }
+        let base = base.build();
         Self {
             base,
             path_style,
             identities: Arc::new(Identities::new(sdk_config.clone())),
             clients: RwLock::new(HashMap::new()),
             bucket_regions: RwLock::new(HashMap::new()),
-            limiter: RateLimiter::keyed(quota),
+            limiter: Arc::new(RateLimiter::keyed(quota)),
             metrics,
         }
     }
@@ -100,14 +119,23 @@ impl S3Backend {
     /// tests) with static dummy credentials and otherwise the settings the operator ships with,
     /// the path-style addressing of a configured endpoint included.
     pub async fn for_endpoint(endpoint_url: &str, metrics: Arc<Metrics>) -> Self {
+        let rate = NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN);
+        Self::for_endpoint_at(endpoint_url, metrics, rate).await
+    }
+
+    /// [`S3Backend::for_endpoint`] at `rate_per_second` HeadObject calls per region.
+    pub async fn for_endpoint_at(
+        endpoint_url: &str,
+        metrics: Arc<Metrics>,
+        rate_per_second: NonZeroU32,
+    ) -> Self {
         let conf = sdk_defaults(Timeouts::default())
             .endpoint_url(endpoint_url)
             .region(Region::from_static("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "static"))
             .load()
             .await;
-        let rate = NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN);
-        Self::new(&conf, metrics, rate)
+        Self::new(&conf, metrics, rate_per_second)
     }
 
     /// Reads with the role sessions the package backend uses (one AssumeRole per session for
@@ -186,7 +214,11 @@ impl S3Backend {
             .client(&scope.identity, region)
             .await
             .map_err(Head::Other)?;
-        let answer = client.head_object().bucket(bucket).key(key).send().await;
+        let lane = Arc::new(Lane {
+            limiter: Arc::clone(&self.limiter),
+            place,
+        });
+        let answer = paced_call(lane, client.head_object().bucket(bucket).key(key).send()).await;
         let output = match answer {
             Ok(output) => output,
             Err(SdkError::ServiceError(context)) => {

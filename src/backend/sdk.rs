@@ -2,6 +2,10 @@
 //! changes sent once) and its timeouts. The binary and the tests build their SDK
 //! configuration from here, so the tests exercise what ships.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
@@ -76,10 +80,53 @@ pub(super) fn sent_once() -> aws_sdk_opensearch::config::Builder {
     Config::builder().retry_config(RetryConfig::standard().with_max_attempts(1))
 }
 
-/// The package API's HTTP client: `inner`, with every attempt after a call's first (the SDK's
-/// retries of a read) waiting for a token of the call's (account, region) limiter
-/// ([`super::metered::pace_retry`]). Without it a retry went out unmetered and could take
-/// the service's token the limiter had just given the next call.
+/// What an attempt after a call's first (an SDK retry) waits for: a token of the rate limiter
+/// that admitted the call.
+pub(super) trait Pace: Send + Sync {
+    fn wait(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+tokio::task_local! {
+    /// The call this task is making: the limiter that admitted it, and whether its first
+    /// attempt has gone out.
+    static ATTEMPTS: Attempts;
+}
+
+struct Attempts {
+    pace: Arc<dyn Pace>,
+    /// No attempt has gone out yet: the first one has its token (the call's admission).
+    first: Cell<bool>,
+}
+
+/// Runs `call`, an SDK call admitted by `pace`'s limiter, so that the SDK's retries of it go
+/// through the [`paced`] HTTP client only with a token of that limiter.
+pub(super) async fn paced_call<F: Future>(pace: Arc<dyn Pace>, call: F) -> F::Output {
+    let attempts = Attempts {
+        pace,
+        first: Cell::new(true),
+    };
+    ATTEMPTS.scope(attempts, call).await
+}
+
+/// Waits, before an HTTP attempt, until the attempt may go: at once for the first attempt of a
+/// call (admitted with its token) and outside [`paced_call`]; for the SDK's retries, until the
+/// call's limiter has a token for them. So a retry counts against the rate limit like any call:
+/// it cannot take the service's token that the limiter gave the next call, which would then
+/// be throttled in turn.
+async fn pace_retry() {
+    let retry_of = ATTEMPTS
+        .try_with(|call| (!call.first.replace(false)).then(|| call.pace.clone()))
+        .ok()
+        .flatten();
+    if let Some(pace) = retry_of {
+        pace.wait().await;
+    }
+}
+
+/// An SDK client's HTTP client: `inner`, with every attempt after a call's first (the SDK's
+/// retries of a read) waiting for a token of the limiter that admitted the call
+/// ([`paced_call`]). Without it a retry went out unmetered and could take the service's token
+/// the limiter had just given the next call.
 pub(super) fn paced(inner: SharedHttpClient) -> SharedHttpClient {
     http_client_fn(move |settings, components| {
         SharedHttpConnector::new(Paced(inner.http_connector(settings, components)))
@@ -93,7 +140,7 @@ impl HttpConnector for Paced {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let inner = self.0.clone();
         HttpConnectorFuture::new(async move {
-            super::metered::pace_retry().await;
+            pace_retry().await;
             inner.call(request).await
         })
     }

@@ -525,3 +525,43 @@ async fn the_sdks_retry_of_a_read_waits_for_a_token_of_the_limiter() {
     let calls = sim.admin().calls().await.expect("calls");
     assert_eq!(calls.get("DescribePackages"), Some(&3), "{calls:?}");
 }
+
+/// The same for S3: a throttled HeadObject (503 SlowDown) is retried by the SDK only with a
+/// token of the HeadObject limiter.
+#[tokio::test]
+async fn the_sdks_retry_of_a_head_object_waits_for_a_token_of_its_limiter() {
+    let (sim, _backend) = start().await;
+    sim.admin()
+        .put_object(BUCKET, "followed.txt", "a\n")
+        .await
+        .expect("object stored");
+    let s3 = ospkg::backend::s3::S3Backend::for_endpoint_at(
+        &sim.s3_endpoint(),
+        Arc::new(Metrics::new()),
+        NonZeroU32::new(1).expect("non-zero"),
+    )
+    .await;
+    sim.admin()
+        .script_fault("HeadObject", ospkg_sim::ScriptedFault::Throttle)
+        .await
+        .expect("fault scripted");
+    let scope = own_scope(REGION);
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        s3.head_object(&scope, BUCKET, "followed.txt")
+            .await
+            .expect("read");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(1_900),
+        "three attempts went out in {took:?}: the retry did not wait for a token"
+    );
+    let log = sim.admin().log().await.expect("log");
+    let heads: Vec<Option<String>> = log
+        .into_iter()
+        .filter(|e| e.operation.as_deref() == Some("HeadObject"))
+        .map(|e| e.fault)
+        .collect();
+    assert_eq!(heads, [Some("throttle".to_owned()), None, None]);
+}
