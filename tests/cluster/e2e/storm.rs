@@ -3,7 +3,8 @@
 //! standby). At the end every object is Ready (or Stalled when its final source is
 //! truly missing) at its generation, AWS holds each object's final spec, and no spec state
 //! produced two versions: the sequence of UpdatePackage calls that took effect on a package
-//! never repeats a digest back to back.
+//! never repeats a digest back to back. The after-effect faults include requests that land
+//! only after the operator's (shortened) timeout gave up on them.
 //!
 //! The short, fixed-seed form (4 objects, 40 changes, 12 kills) runs in the suite. `OSPKG_STORM=long` runs the long form
 //! (8 objects, 120 changes, 40 kills); `OSPKG_STORM_SEED` picks another seed. Both print a
@@ -105,13 +106,19 @@ fn mutate(rng: &mut StdRng, history: &[Spec], fresh_key: &mut impl FnMut() -> St
     next
 }
 
+/// The operators' timeouts in the storm: short, so that a late request lands after the
+/// client gave up on it (and the unanswered window, 3 s + 5 s, passes within the storm).
+const TIMEOUTS: [&str; 2] = ["--aws-attempt-timeout=1s", "--aws-operation-timeout=3s"];
+
 /// An after-effect fault on a call that changes something: the service acts, the operator
-/// does not hear (a 500, a dropped connection, or an answer held while it may be killed).
+/// does not hear (a 500, a dropped connection, an answer held while it may be killed, or no
+/// answer at all and the change made after the client's timeout gave up on it).
 fn after_effect(rng: &mut StdRng) -> ScriptedFault {
-    match rng.random_range(0..3) {
+    match rng.random_range(0..4) {
         0 => ScriptedFault::ErrorAfterEffect,
         1 => ScriptedFault::CloseAfterEffect,
-        _ => ScriptedFault::HoldAfterEffect { ms: 1_500 },
+        2 => ScriptedFault::HoldAfterEffect { ms: 1_500 },
+        _ => ScriptedFault::LateEffect { ms: 2_000 },
     }
 }
 
@@ -147,7 +154,7 @@ async fn run(storm: Storm, ns: &str) {
     let cp = shared_control_plane().await.expect("control plane");
     let env = TestEnv::without_operator(cp, ns, sim).await;
     create_foreign_packages(&env, "us-east-1", "foreign", storm.foreign).await;
-    let mut env = env.with_operator().await;
+    let mut env = env.with_operator_args(&TIMEOUTS).await;
     // Two replicas on one Lease: kills hit the leader or the standby.
     env.add_replica("b").await;
     let mut rng = StdRng::seed_from_u64(storm.seed);
@@ -328,14 +335,19 @@ async fn run(storm: Storm, ns: &str) {
             .filter(|e| e.operation.as_deref() == Some("DescribePackages") && e.lookup == lookup)
             .count()
     };
+    let late = log
+        .iter()
+        .filter(|e| e.fault.as_deref() == Some("lateEffect"))
+        .count();
     println!(
-        "storm seed {} ({} foreign packages): {} objects, {} changes, {} kills, {} after-effect faults, {} effective updates, {} creates, DescribePackages {} listing pages and {} by id or name, duplicates {}, lost {}",
+        "storm seed {} ({} foreign packages): {} objects, {} changes, {} kills, {} after-effect faults ({} landing after the timeout), {} effective updates, {} creates, DescribePackages {} listing pages and {} by id or name, duplicates {}, lost {}",
         storm.seed,
         storm.foreign,
         storm.objects,
         storm.changes,
         kills,
         faults,
+        late,
         updates,
         creates.values().sum::<u32>(),
         describes(false),
