@@ -65,6 +65,38 @@ fn stall_message(obj: &OpenSearchPackage) -> String {
         .unwrap_or_default()
 }
 
+/// Reconciles, 50 ms apart, until the object settles or `rounds` are done; returns it.
+async fn settle_by_reconciles(harness: &Harness, rounds: usize) -> OpenSearchPackage {
+    for _ in 0..rounds {
+        harness.reconcile().await;
+        let obj = harness.api.object();
+        if settled(&obj) {
+            return obj;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    harness.api.object()
+}
+
+/// A simulator with instant imports and these faults.
+async fn with_faults(faults: FaultConfig) -> Aws {
+    Aws::start(
+        SimConfig::default()
+            .durations(Durations::instant())
+            .faults(faults),
+    )
+    .await
+}
+
+/// Ready at its generation.
+#[track_caller]
+fn assert_ready(obj: &OpenSearchPackage) {
+    assert!(
+        status_of(obj).is_ready_at(obj.metadata.generation),
+        "{obj:#?}"
+    );
+}
+
 async fn ready_object(aws: Aws, extra: serde_json::Value) -> Harness {
     let harness = Harness::new(aws, with_finalizer(object(extra))).await;
     let obj = harness.settle(10).await;
@@ -169,10 +201,7 @@ async fn an_error_after_the_effect_makes_exactly_one_package_and_one_version() {
     }
     let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
     let obj = harness.settle(10).await;
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    assert_ready(&obj);
     assert_eq!(harness.aws.calls(Operation::CreatePackage).await, 1);
     assert_eq!(
         status_of(&obj).available_package_version.as_deref(),
@@ -183,10 +212,7 @@ async fn an_error_after_the_effect_makes_exactly_one_package_and_one_version() {
         .api
         .edit(|o| o.spec.description = Some("now with winter terms".into()));
     let obj = harness.settle(10).await;
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    assert_ready(&obj);
     assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 1);
     assert_eq!(
         status_of(&obj).available_package_version.as_deref(),
@@ -209,10 +235,7 @@ async fn a_dropped_connection_after_the_effect_makes_one_version() {
         .api
         .edit(|o| o.spec.description = Some("changed".into()));
     let obj = harness.settle(10).await;
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    assert_ready(&obj);
     assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 1);
     assert_eq!(versions(&harness).await.len(), 2);
 }
@@ -268,10 +291,7 @@ async fn an_unknown_domain_stalls_slowly_and_recovers_when_it_appears() {
         .await
         .expect("domain added");
     let obj = harness.settle(10).await;
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    assert_ready(&obj);
 }
 
 #[tokio::test]
@@ -283,26 +303,10 @@ async fn an_already_exists_answer_to_a_retried_create_keeps_the_package_ours() {
         ..FaultConfig::default()
     }
     .scripted("CreatePackage", ScriptedFault::ErrorAfterEffect);
-    let aws = Aws::start(
-        SimConfig::default()
-            .durations(Durations::instant())
-            .faults(faults),
-    )
-    .await;
+    let aws = with_faults(faults).await;
     let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
-    let mut obj = harness.api.object();
-    for _ in 0..100 {
-        harness.reconcile().await;
-        obj = harness.api.object();
-        if settled(&obj) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    let obj = settle_by_reconciles(&harness, 100).await;
+    assert_ready(&obj);
     assert!(harness.aws.calls(Operation::CreatePackage).await >= 2);
     let all = harness
         .aws
@@ -474,10 +478,7 @@ async fn access_denied_on_reads_stalls_and_recovers_without_an_edit() {
     set_faults(&harness, &FaultConfig::default()).await;
     harness.resync().await;
     let obj = harness.settle(3).await;
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    assert_ready(&obj);
 }
 
 #[tokio::test]
@@ -528,10 +529,7 @@ async fn an_association_made_just_before_a_crash_is_dissociated_when_the_domain_
     harness.api.edit(|o| o.spec.domains.clear());
 
     let obj = harness.settle(20).await;
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    assert_ready(&obj);
     let id = status_of(&obj).package_id.expect("id");
     let associations = harness
         .aws
@@ -913,6 +911,24 @@ async fn quick_to_give_up() -> Aws {
     .await
 }
 
+/// A Ready object on [`quick_to_give_up`] whose spec was just edited; the UpdatePackage the
+/// edit calls for gets no answer and takes effect `lands` after it arrives.
+async fn an_edit_whose_update_lands_after(lands: Duration) -> Harness {
+    let harness = ready_object(quick_to_give_up().await, json!({})).await;
+    let ms = u64::try_from(lands.as_millis()).expect("a test duration");
+    harness
+        .aws
+        .sim
+        .admin()
+        .script_fault("UpdatePackage", ScriptedFault::LateEffect { ms })
+        .await
+        .expect("fault scripted");
+    harness
+        .api
+        .edit(|o| o.spec.description = Some("now with winter terms".into()));
+    harness
+}
+
 /// Lets the region observer list and the object reconcile, 100 ms apart, until the object
 /// settles or `rounds` are done; returns it.
 async fn settle_by_listings(harness: &Harness, rounds: usize) -> OpenSearchPackage {
@@ -936,18 +952,7 @@ async fn settle_by_listings(harness: &Harness, rounds: usize) -> OpenSearchPacka
 async fn an_update_that_lands_after_its_timeout_makes_one_version() {
     // After the 0.6 s operation timeout, inside the 5.6 s window.
     const LANDS: Duration = Duration::from_secs(4);
-    let aws = quick_to_give_up().await;
-    let harness = ready_object(aws, json!({})).await;
-    harness
-        .aws
-        .sim
-        .admin()
-        .script_fault("UpdatePackage", ScriptedFault::LateEffect { ms: 4_000 })
-        .await
-        .expect("fault scripted");
-    harness
-        .api
-        .edit(|o| o.spec.description = Some("now with winter terms".into()));
+    let harness = an_edit_whose_update_lands_after(LANDS).await;
 
     // The update times out; until it lands, every look finds the package unchanged.
     let sent_at = std::time::Instant::now();
@@ -977,10 +982,7 @@ async fn an_update_that_lands_after_its_timeout_makes_one_version() {
     // It lands; the next listing shows it, and the object records it.
     tokio::time::sleep(LANDS.saturating_sub(sent_at.elapsed())).await;
     let obj = settle_by_listings(&harness, 20).await;
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    assert_ready(&obj);
     assert_eq!(sent(&harness).await, 1);
     assert_eq!(versions(&harness).await.len(), 2);
     assert_eq!(
@@ -994,28 +996,14 @@ async fn an_update_that_lands_after_its_timeout_makes_one_version() {
 /// so a lost request is not lost for good.
 #[tokio::test]
 async fn an_update_that_never_lands_is_sent_again_after_its_window() {
-    let aws = quick_to_give_up().await;
-    let harness = ready_object(aws, json!({})).await;
     // Longer than the window: as good as never, for this test.
-    harness
-        .aws
-        .sim
-        .admin()
-        .script_fault("UpdatePackage", ScriptedFault::LateEffect { ms: 600_000 })
-        .await
-        .expect("fault scripted");
-    harness
-        .api
-        .edit(|o| o.spec.description = Some("now with winter terms".into()));
+    let harness = an_edit_whose_update_lands_after(Duration::from_secs(600)).await;
     harness.reconcile().await;
     let window = harness.ctx.backend.unanswered_window();
     assert!(window < Duration::from_secs(10), "{window:?}");
     tokio::time::sleep(window).await;
     let obj = settle_by_listings(&harness, 20).await;
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    assert_ready(&obj);
     assert_eq!(harness.aws.calls(Operation::UpdatePackage).await, 2);
     assert_eq!(versions(&harness).await.len(), 2);
 }
@@ -1031,30 +1019,14 @@ async fn a_package_not_yet_listed_after_its_create_is_not_taken_for_gone() {
         lag_lookups_by_id: true,
         ..FaultConfig::default()
     };
-    let aws = Aws::start(
-        SimConfig::default()
-            .durations(Durations::instant())
-            .faults(faults),
-    )
-    .await;
+    let aws = with_faults(faults).await;
     let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
     harness.reconcile().await;
     let created = status_of(&harness.api.object())
         .package_id
         .expect("created and recorded");
-    let mut obj = harness.api.object();
-    for _ in 0..60 {
-        harness.reconcile().await;
-        obj = harness.api.object();
-        if settled(&obj) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    let obj = settle_by_reconciles(&harness, 60).await;
+    assert_ready(&obj);
     assert_eq!(
         status_of(&obj).package_id.as_deref(),
         Some(created.as_str())
@@ -1148,31 +1120,15 @@ async fn a_retried_create_of_an_edited_spec_records_what_the_first_attempt_impor
         ..FaultConfig::default()
     }
     .scripted("CreatePackage", ScriptedFault::ErrorAfterEffect);
-    let aws = Aws::start(
-        SimConfig::default()
-            .durations(Durations::instant())
-            .faults(faults),
-    )
-    .await;
+    let aws = with_faults(faults).await;
     let harness = Harness::new(aws, with_finalizer(object(json!({})))).await;
     harness.reconcile().await;
     assert!(status_of(&harness.api.object()).in_flight.is_some());
     harness
         .api
         .edit(|o| o.spec.description = Some("now with winter terms".into()));
-    let mut obj = harness.api.object();
-    for _ in 0..100 {
-        harness.reconcile().await;
-        obj = harness.api.object();
-        if settled(&obj) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        status_of(&obj).is_ready_at(obj.metadata.generation),
-        "{obj:#?}"
-    );
+    let obj = settle_by_reconciles(&harness, 100).await;
+    assert_ready(&obj);
     assert!(
         harness.aws.calls(Operation::CreatePackage).await >= 2,
         "the scenario did not happen"
