@@ -14,6 +14,13 @@ use aws_smithy_types::error::operation::BuildError;
 
 use super::BackendError;
 
+/// Whether a service message says that the package does not exist ("Package not found", in
+/// any case): a ValidationException that means not found, or which of the things an
+/// AssociatePackage names is missing.
+pub fn says_package_not_found(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("package not found")
+}
+
 /// Turns any SDK failure into a [`BackendError`]: service errors by their code; no answer (a
 /// timeout, a failed dispatch, an unreadable response) as [`BackendError::Unanswered`]; a
 /// request that could not be made (credentials not available yet) as
@@ -117,7 +124,7 @@ pub fn classify_service_error(
         "ResourceNotFoundException" => BackendError::NotFound(text),
         // Some paths answer an unknown package id with a ValidationException (Terraform
         // treats it as not found too).
-        "ValidationException" if text.to_ascii_lowercase().contains("package not found") => {
+        "ValidationException" if says_package_not_found(&text) => {
             BackendError::NotFound(text)
         }
         "ValidationException" | "InvalidTypeException" => BackendError::Invalid(text),

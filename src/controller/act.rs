@@ -6,6 +6,7 @@ use tracing::info;
 use super::effect::{Effect, Failed};
 use super::events::Event;
 use super::{Context, Error, Job, kube_io};
+use crate::backend::errors::says_package_not_found;
 use crate::backend::{
     AssociatePackage, BackendError, CreatePackage, Operation, Package, PackageBackend,
     PackageFilter, Scope, UpdatePackage,
@@ -174,17 +175,15 @@ async fn not_vanished<B: PackageBackend>(
             "package {recorded} is gone and {name:?} now names another package ({})",
             other.id
         );
-        return Ok(
-            Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff)
-                .reread()
-                .with(Event::PackageVanished { id: recorded }),
-        );
+        return Ok(Effect::retrying(message)
+            .reread()
+            .with(Event::PackageVanished { id: recorded }));
     }
     *status = before;
     let message = format!(
         "package {recorded} was not found by its id, but its name is taken ({message}): reading it again"
     );
-    Ok(Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff).reread())
+    Ok(Effect::retrying(message).reread())
 }
 
 /// Records a package found by name as this object's: one it created before a crash (`ours`),
@@ -340,8 +339,7 @@ fn association_failed(
 ) -> Effect {
     let message = error.message();
     let names_prerequisite = prerequisites.iter().any(|id| names_id(message, id));
-    let package_gone =
-        names_id(message, package_id) || message.to_ascii_lowercase().contains("package not found");
+    let package_gone = names_id(message, package_id) || says_package_not_found(message);
     match &error {
         BackendError::NotFound(_) if names_prerequisite => Effect::stalled(
             StallReason::PrerequisiteNotFound,

@@ -35,6 +35,11 @@ impl Effect {
         Self::new(Outcome::progressing(reason, message), requeue)
     }
 
+    /// A failure that passes by itself: `Retrying`, backing off.
+    pub fn retrying(message: impl Into<String>) -> Self {
+        Self::progressing(WaitReason::Retrying, message, Requeue::Backoff)
+    }
+
     /// Nothing to write; look again.
     pub fn only(requeue: Requeue) -> Self {
         Self {
@@ -115,24 +120,20 @@ impl Failed {
             | BackendError::NotSent(_)
             | BackendError::Conflict(_) => {
                 warn!(%operation, %error, "retrying after a transient AWS error");
-                let message = format!("{operation}: {error}; retrying");
-                return Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff);
+                return Effect::retrying(format!("{operation}: {error}; retrying"));
             }
             // The package vanished between reading and acting, or someone took the name
             // between our lookup and our create: the next observation, from a listing newer
             // than this answer, decides. Backing off: a read that keeps answering so (an
             // association the listing of domains still shows) is no hot loop.
             BackendError::NotFound(_) | BackendError::AlreadyExists(_) => {
-                let message = format!("{operation}: {error}");
-                return Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff)
-                    .reread();
+                return Effect::retrying(format!("{operation}: {error}")).reread();
             }
             // A rejected read is no verdict on the spec (a listing's page token the service
             // no longer takes): read again, backing off.
             BackendError::Invalid(_) if !operation.is_mutating() => {
                 warn!(%operation, %error, "retrying a rejected read");
-                let message = format!("{operation}: {error}; retrying");
-                return Effect::progressing(WaitReason::Retrying, message, Requeue::Backoff);
+                return Effect::retrying(format!("{operation}: {error}; retrying"));
             }
             // A rejected call stays stalled until the user acts; denied access and quotas are
             // fixed outside the object and are retried at every resync.

@@ -111,14 +111,13 @@ async fn find_package<B: PackageBackend>(
     ctx: &Arc<Context<B>>,
     obj: &OpenSearchPackage,
     scope: &Scope,
-    since: Option<Instant>,
+    mut since: Option<Instant>,
 ) -> Result<Option<Package>, Failed> {
     let status = obj.status.as_ref();
     // Observe-only objects may name the package by id in the spec.
     let recorded = status
         .and_then(|s| s.package_id.clone())
         .or_else(|| obj.spec.package_id.clone());
-    let mut since = since;
     for _ in 0..2 {
         let listing = ctx
             .regions
